@@ -1,0 +1,108 @@
+// Store: one node's durable storage, on RocksDB.
+//
+// One RocksDB database per node with one column family per ring partition
+// ("p0000".."pNNNN", created the first time the partition is written), a "meta"
+// family holding the node's identity (node id, partition count, format), and a
+// "hints" family reserved for hinted handoff.
+//
+// Writes are last-writer-wins without a read: each write is a RocksDB Merge of
+// the encoded record, and the merge operator keeps the record with the greater
+// version (see engine/lww.h). A compaction filter purges tombstones and expired
+// records once they are older than the grace period.
+//
+// Durability: every write goes to the write-ahead log before Write() returns, so
+// an acknowledged write survives kill -9 of the process. With sync_writes the
+// WAL is fsynced on every write; otherwise a background thread fsyncs it every
+// wal_sync_interval_ms, bounding what a machine crash can lose.
+//
+// Thread-safety: all public methods are safe to call concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/clock.h"
+#include "engine/record.h"
+#include "engine/status.h"
+
+namespace ringkv {
+
+struct StoreOptions {
+  // Directory of the database; created (with parents) if absent. Required.
+  std::string path;
+  // The owning node's id; a data dir made for another id is refused. Required.
+  std::string node_id;
+  // Ring partitions (Q); a data dir made for another Q is refused. Default: 64.
+  uint32_t partitions = 64;
+  // Source of time for TTL and tombstone purging. Default: the system clock.
+  // REQUIRES: outlives the Store.
+  const Clock* clock = SystemClock::Default();
+  // How long tombstones and expired records are kept before compaction may
+  // purge them, so that replicas that missed them can still be repaired.
+  // Default: 10 days.
+  uint64_t tombstone_grace_ms = 10ULL * 24 * 3600 * 1000;
+  // RocksDB's block cache, shared by every column family. Default: 64 MiB.
+  size_t block_cache_bytes = 64ULL << 20;
+  // Memtable budget across all column families (WriteBufferManager). Default: 64 MiB.
+  size_t write_buffer_bytes = 64ULL << 20;
+  // fsync the WAL on every write. Default: false.
+  bool sync_writes = false;
+  // With !sync_writes, fsync the WAL this often; 0 disables it. Default: 1000.
+  uint64_t wal_sync_interval_ms = 1000;
+  // LZ4 on upper levels and ZSTD at the bottom when true, none when false. Default: true.
+  bool compression = true;
+};
+
+// What Backup() made.
+struct BackupResult {
+  uint32_t backup_id = 0;
+  uint64_t bytes = 0;  // size of this backup's files (shared files included)
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the database at options.path. Fails with a
+  // clear message if the directory is unusable or belongs to another node id
+  // or partition count.
+  static Status Open(const StoreOptions& options, std::unique_ptr<Store>* out);
+
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  // Stops background work, syncs the WAL and closes RocksDB.
+  ~Store();
+
+  // Merges `record` into `key` of `partition`: afterwards the key holds
+  // whichever of the old and new records has the greater version.
+  // REQUIRES: partition < partitions.
+  Status Write(uint32_t partition, std::string_view key, const Record& record);
+
+  // Reads the record of `key`, tombstones and expired records included.
+  // Returns NotFound if the key has no record at all.
+  Status Get(uint32_t partition, std::string_view key, Record* out);
+
+  // Takes an online, consistent backup of the whole database into the RocksDB
+  // BackupEngine directory `dir` (created if absent; incremental when it
+  // already holds backups). Safe while writes go on. Blocks: call it off the
+  // I/O threads.
+  Status Backup(const std::string& dir, BackupResult* out);
+
+  // RocksDB's estimate of the number of keys across all partitions.
+  uint64_t KeysEstimate();
+
+  uint32_t partitions() const;
+  const std::string& node_id() const;
+
+  // Test hooks: flush every memtable / compact every partition fully.
+  Status TEST_FlushAll();
+  Status TEST_CompactAll();
+
+  class Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ringkv

@@ -1,0 +1,46 @@
+#include "engine/version.h"
+
+#include <charconv>
+#include <cstdio>
+
+namespace ringkv {
+
+std::string Version::ToString() const {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(hlc));
+  std::string out(buf, 16);
+  out += '.';
+  out += node;
+  return out;
+}
+
+Status Version::Parse(std::string_view text, Version* out) {
+  if (text.size() < 18 || text[16] != '.') return Status::BadRequest("malformed version");
+  uint64_t hlc = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + 16, hlc, 16);
+  if (ec != std::errc() || ptr != text.data() + 16) return Status::BadRequest("malformed version");
+  out->hlc = hlc;
+  out->node.assign(text.substr(17));
+  return Status::OK();
+}
+
+uint64_t HybridClock::Now() {
+  uint64_t physical = MakeHlc(clock_->NowMs(), 0);
+  uint64_t last = last_.load(std::memory_order_acquire);
+  for (;;) {
+    // Physical time ahead of everything seen: take it. Otherwise tick the
+    // logical counter of the last timestamp (which may carry into the ms part;
+    // that only happens after 65536 stamps in one ms and keeps order intact).
+    uint64_t next = physical > last ? physical : last + 1;
+    if (last_.compare_exchange_weak(last, next, std::memory_order_acq_rel)) return next;
+  }
+}
+
+void HybridClock::Observe(uint64_t remote_hlc) {
+  uint64_t last = last_.load(std::memory_order_acquire);
+  while (remote_hlc > last &&
+         !last_.compare_exchange_weak(last, remote_hlc, std::memory_order_acq_rel)) {
+  }
+}
+
+}  // namespace ringkv

@@ -1,0 +1,47 @@
+// Node: one kvd's request handling, storage and statistics, wired together.
+//
+// Node implements RequestHandler: it parses each request line (server/protocol),
+// runs the operation against the local store and record cache, and renders the
+// response. It owns the Store, the RecordCache, the HybridClock and the Stats.
+//
+// Thread-safety: Handle() is safe to call concurrently from any thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/status.h"
+#include "server/node_options.h"
+#include "server/request_handler.h"
+
+namespace ringkv {
+
+class Node final : public RequestHandler {
+ public:
+  // Opens the store and builds the node. `options` must have been through
+  // FinalizeNodeOptions(). Fails with a clear message (unusable data dir,
+  // identity mismatch, ...).
+  static Status Open(const NodeOptions& options, std::unique_ptr<Node>* out);
+
+  ~Node() override;
+
+  void Handle(std::string_view line, Done done) override;
+  std::string RequestTooLargeResponse() override;
+
+  // The address clients should use for this node, as reported by `cluster`.
+  // Call once the listener is bound (with port 0 the kernel picks the port).
+  void SetAdvertisedAddress(std::string address);
+
+  // Waits for background jobs (backups) to finish. Call before destruction,
+  // after the network layer has stopped accepting requests.
+  void Shutdown();
+
+  class Impl;
+
+ private:
+  explicit Node(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ringkv

@@ -1,0 +1,72 @@
+// NodeOptions: everything kvd is configured with (PROTOCOL.md §2), and the
+// parsing and validation shared by kvd's flags and the tests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/clock.h"
+#include "engine/status.h"
+
+namespace ringkv {
+
+struct Member {
+  std::string id;       // node id, [A-Za-z0-9_-]{1,64}
+  std::string address;  // "HOST:PORT"
+  bool operator==(const Member&) const = default;
+};
+
+struct NodeOptions {
+  // This node's id. Default: "n1".
+  std::string node_id = "n1";
+  // Client and peer address "HOST:PORT"; port 0 lets the kernel pick. Default: 127.0.0.1:7700.
+  std::string listen = "127.0.0.1:7700";
+  // RocksDB directory. Default (when empty): ./data/<node-id>.
+  std::string data_dir;
+  // Every member, this node included. Default (when empty): only this node.
+  std::vector<Member> cluster;
+  // Replication factor N. Default (0): min(3, members).
+  int replicas = 0;
+  // Default R and W for requests that name none. Default (0): N/2+1.
+  int read_quorum = 0;
+  int write_quorum = 0;
+  // Ring partitions Q, a power of two, fixed for the life of a cluster. Default: 64.
+  uint32_t partitions = 64;
+  // LRU record cache capacity in bytes. Default: 256 MiB.
+  uint64_t cache_bytes = 256ULL << 20;
+  // Store hints for replicas that are down. Default: true.
+  bool hinted_handoff = true;
+  // Limits (PROTOCOL.md §2). Defaults: 1024 / 1 MiB / 8 MiB.
+  uint64_t max_key_bytes = 1024;
+  uint64_t max_value_bytes = 1048576;
+  uint64_t max_request_bytes = 8388608;
+  // Tombstones and expired records are purged after this. Default: 10 days.
+  uint64_t tombstone_grace_s = 10ULL * 24 * 3600;
+  // fsync the WAL on every write. Default: false (synced every wal_sync_ms).
+  bool sync_writes = false;
+  // Periodic WAL fsync interval. Default: 1000 ms.
+  uint64_t wal_sync_ms = 1000;
+  // RocksDB block cache and memtable budgets. Defaults: 64 MiB each.
+  uint64_t block_cache_bytes = 64ULL << 20;
+  uint64_t write_buffer_bytes = 64ULL << 20;
+  // Threads running the I/O loop. Default: 2.
+  int io_threads = 2;
+  // Source of wall-clock time. REQUIRES: outlives the node. Default: system clock.
+  const Clock* clock = SystemClock::Default();
+};
+
+// True if `id` matches [A-Za-z0-9_-]{1,64}.
+bool IsValidNodeId(std::string_view id);
+
+// Parses "ID=HOST:PORT,ID=HOST:PORT,..." into members. BadRequest with a
+// message naming the bad part otherwise.
+Status ParseClusterSpec(std::string_view spec, std::vector<Member>* out);
+
+// Checks every field and fills in the defaults that depend on others (data
+// dir, cluster, replicas, quorums). Returns BadRequest with one clear sentence
+// naming the flag at fault.
+Status FinalizeNodeOptions(NodeOptions* options);
+
+}  // namespace ringkv
