@@ -42,6 +42,12 @@ void EncodeRecord(const Record& r, std::string* out) {
 }
 
 Status DecodeRecord(std::string_view data, Record* out) {
+  RINGKV_RETURN_IF_ERROR(DecodeRecordMeta(data, out));
+  out->value.assign(data.substr(kRecordHeaderBytes + out->version.node.size()));
+  return Status::OK();
+}
+
+Status DecodeRecordMeta(std::string_view data, Record* out) {
   std::string_view node;
   if (!ParseHeader(data, &node)) return Status::Internal("corrupt record");
   uint8_t flags = static_cast<uint8_t>(data[1]);
@@ -50,7 +56,6 @@ Status DecodeRecord(std::string_view data, Record* out) {
   out->version.hlc = GetFixed64(data.data() + 2);
   out->expires_at_ms = GetFixed64(data.data() + 10);
   out->version.node.assign(node);
-  out->value.assign(data.substr(kRecordHeaderBytes + node.size()));
   return Status::OK();
 }
 

@@ -51,6 +51,8 @@ inline std::string EncodeRecord(const Record& r) {
 // Decodes `data` into `*out`. Returns Internal (corruption) if `data` is not a
 // well-formed record; never reads past `data`.
 Status DecodeRecord(std::string_view data, Record* out);
+// As DecodeRecord(), but leaves out->value untouched (no copy of the value).
+Status DecodeRecordMeta(std::string_view data, Record* out);
 
 // Compares the versions of two encoded records without decoding the values:
 // <0 if a is older, 0 if equal, >0 if a is newer. A malformed record is older

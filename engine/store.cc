@@ -1,1 +1,361 @@
-// placeholder: being written
+#include "engine/store.h"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/backup_engine.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include "engine/lww.h"
+
+namespace ringkv {
+namespace {
+
+constexpr char kMetaFamily[] = "meta";
+constexpr char kHintsFamily[] = "hints";
+constexpr char kMetaNodeId[] = "node_id";
+constexpr char kMetaPartitions[] = "partitions";
+constexpr char kMetaFormat[] = "format";
+constexpr char kFormatVersion[] = "1";
+
+// The one place a rocksdb::Status becomes ours.
+Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return Status::OK();
+  if (s.IsNotFound()) return Status::NotFound();
+  std::string msg(what);
+  msg += ": ";
+  msg += s.ToString();
+  return Status::Internal(msg);
+}
+
+std::string PartitionFamilyName(uint32_t p) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "p%04u", p);
+  return buf;
+}
+
+// True if `name` is "pNNNN"; sets *p to NNNN.
+bool ParsePartitionFamilyName(const std::string& name, uint32_t* p) {
+  if (name.size() != 5 || name[0] != 'p') return false;
+  auto [ptr, ec] = std::from_chars(name.data() + 1, name.data() + name.size(), *p);
+  return ec == std::errc() && ptr == name.data() + name.size();
+}
+
+}  // namespace
+
+class Store::Impl {
+ public:
+  explicit Impl(const StoreOptions& o) : opts_(o), partitions_(o.partitions) {}
+  ~Impl() { Close(); }
+
+  Status Open();
+  void Close();
+  Status Write(uint32_t partition, std::string_view key, const Record& record);
+  Status Get(uint32_t partition, std::string_view key, Record* out);
+  Status Backup(const std::string& dir, BackupResult* out);
+  uint64_t KeysEstimate();
+  Status FlushAll();
+  Status CompactAll();
+
+  const StoreOptions& opts() const { return opts_; }
+
+ private:
+  rocksdb::ColumnFamilyOptions PartitionOptions() const;
+  Status CheckIdentity();
+  Status PartitionFamily(uint32_t partition, bool create, rocksdb::ColumnFamilyHandle** out);
+  std::vector<rocksdb::ColumnFamilyHandle*> LiveFamilies();
+  void WalSyncLoop();
+
+  const StoreOptions opts_;
+  std::shared_ptr<rocksdb::Cache> block_cache_;
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffers_;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* hints_ = nullptr;
+  rocksdb::WriteOptions write_options_;
+  // One slot per partition; null until the partition's family exists. Slots
+  // are written under families_mu_ and read without it.
+  std::vector<std::atomic<rocksdb::ColumnFamilyHandle*>> partitions_;
+  std::vector<rocksdb::ColumnFamilyHandle*> owned_handles_;  // guarded by families_mu_
+  std::mutex families_mu_;
+  std::mutex backup_mu_;  // one backup at a time
+
+  // sync_mu_ protects the following.
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool stopping_ = false;
+  std::thread sync_thread_;
+};
+
+rocksdb::ColumnFamilyOptions Store::Impl::PartitionOptions() const {
+  rocksdb::ColumnFamilyOptions cf;
+  cf.merge_operator = NewLwwMergeOperator();
+  cf.compaction_filter_factory = NewPurgeFilterFactory(opts_.clock, opts_.tombstone_grace_ms);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = block_cache_;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Each family's memtable is small; the WriteBufferManager bounds the total.
+  cf.write_buffer_size = std::max<size_t>(4ULL << 20, opts_.write_buffer_bytes / 8);
+  if (opts_.compression) {
+    cf.compression = rocksdb::kLZ4Compression;
+    cf.bottommost_compression = rocksdb::kZSTD;
+  } else {
+    cf.compression = rocksdb::kNoCompression;
+    cf.bottommost_compression = rocksdb::kNoCompression;
+  }
+  return cf;
+}
+
+Status Store::Impl::Open() {
+  std::error_code ec;
+  std::filesystem::create_directories(opts_.path, ec);
+  if (ec) return Status::Internal("cannot create data dir " + opts_.path + ": " + ec.message());
+
+  block_cache_ = rocksdb::NewLRUCache(opts_.block_cache_bytes);
+  write_buffers_ = std::make_shared<rocksdb::WriteBufferManager>(opts_.write_buffer_bytes);
+  rocksdb::DBOptions db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.write_buffer_manager = write_buffers_;
+  db_opts.max_background_jobs = 2;
+  db_opts.max_log_file_size = 8ULL << 20;
+  db_opts.keep_log_file_num = 4;
+  db_opts.avoid_unnecessary_blocking_io = true;
+
+  std::vector<std::string> names;
+  rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(db_opts, opts_.path, &names);
+  if (!ls.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new database
+  for (const char* fixed : {kMetaFamily, kHintsFamily}) {
+    if (std::find(names.begin(), names.end(), fixed) == names.end()) names.emplace_back(fixed);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const std::string& name : names) {
+    uint32_t p = 0;
+    bool partition = ParsePartitionFamilyName(name, &p);
+    descs.emplace_back(name, partition ? PartitionOptions() : rocksdb::ColumnFamilyOptions());
+  }
+  rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s = rocksdb::DB::Open(db_opts, opts_.path, descs, &handles, &raw);
+  if (!s.ok()) return FromRocks(s, "cannot open data dir " + opts_.path);
+  db_.reset(raw);
+  owned_handles_ = handles;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    if (name == kMetaFamily) meta_ = handles[i];
+    if (name == kHintsFamily) hints_ = handles[i];
+    uint32_t p = 0;
+    if (ParsePartitionFamilyName(name, &p)) {
+      if (p >= partitions_.size()) {
+        return Status::Internal("data dir " + opts_.path + " holds partition " + name +
+                                " beyond the ring size " + std::to_string(partitions_.size()));
+      }
+      partitions_[p].store(handles[i], std::memory_order_release);
+    }
+  }
+  RINGKV_RETURN_IF_ERROR(CheckIdentity());
+  write_options_.sync = opts_.sync_writes;
+  if (!opts_.sync_writes && opts_.wal_sync_interval_ms > 0) {
+    sync_thread_ = std::thread([this] { WalSyncLoop(); });
+  }
+  return Status::OK();
+}
+
+// The meta family records whose data this is; a mismatch means the operator
+// pointed kvd at the wrong directory, and serving it would mix up two nodes.
+Status Store::Impl::CheckIdentity() {
+  std::string node_id, partitions;
+  rocksdb::ReadOptions ro;
+  rocksdb::Status s = db_->Get(ro, meta_, kMetaNodeId, &node_id);
+  if (s.IsNotFound()) {
+    rocksdb::WriteBatch batch;
+    batch.Put(meta_, kMetaNodeId, opts_.node_id);
+    batch.Put(meta_, kMetaPartitions, std::to_string(opts_.partitions));
+    batch.Put(meta_, kMetaFormat, kFormatVersion);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    return FromRocks(db_->Write(wo, &batch), "cannot write identity");
+  }
+  if (!s.ok()) return FromRocks(s, "cannot read identity");
+  if (node_id != opts_.node_id) {
+    return Status::Internal("data dir " + opts_.path + " belongs to node '" + node_id +
+                            "', not '" + opts_.node_id + "'");
+  }
+  s = db_->Get(ro, meta_, kMetaPartitions, &partitions);
+  if (!s.ok()) return FromRocks(s, "cannot read identity");
+  if (partitions != std::to_string(opts_.partitions)) {
+    return Status::Internal("data dir " + opts_.path + " was made for " + partitions +
+                            " partitions, not " + std::to_string(opts_.partitions));
+  }
+  return Status::OK();
+}
+
+void Store::Impl::Close() {
+  {
+    std::lock_guard<std::mutex> l(sync_mu_);
+    stopping_ = true;
+  }
+  sync_cv_.notify_all();
+  if (sync_thread_.joinable()) sync_thread_.join();
+  if (!db_) return;
+  db_->SyncWAL().PermitUncheckedError();
+  for (rocksdb::ColumnFamilyHandle* h : owned_handles_) {
+    db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  }
+  owned_handles_.clear();
+  db_->Close().PermitUncheckedError();
+  db_.reset();
+}
+
+void Store::Impl::WalSyncLoop() {
+  std::unique_lock<std::mutex> l(sync_mu_);
+  while (!stopping_) {
+    sync_cv_.wait_for(l, std::chrono::milliseconds(opts_.wal_sync_interval_ms));
+    if (stopping_) break;
+    l.unlock();
+    // A failed sync is retried on the next tick; writes are already in the
+    // OS's page cache and survive a process crash either way.
+    db_->SyncWAL().PermitUncheckedError();
+    l.lock();
+  }
+}
+
+Status Store::Impl::PartitionFamily(uint32_t partition, bool create,
+                                    rocksdb::ColumnFamilyHandle** out) {
+  if (partition >= partitions_.size()) return Status::Internal("partition out of range");
+  *out = partitions_[partition].load(std::memory_order_acquire);
+  if (*out != nullptr) return Status::OK();
+  if (!create) return Status::NotFound();
+  std::lock_guard<std::mutex> l(families_mu_);
+  *out = partitions_[partition].load(std::memory_order_acquire);
+  if (*out != nullptr) return Status::OK();
+  rocksdb::ColumnFamilyHandle* h = nullptr;
+  rocksdb::Status s =
+      db_->CreateColumnFamily(PartitionOptions(), PartitionFamilyName(partition), &h);
+  if (!s.ok()) return FromRocks(s, "cannot create partition family");
+  owned_handles_.push_back(h);
+  partitions_[partition].store(h, std::memory_order_release);
+  *out = h;
+  return Status::OK();
+}
+
+Status Store::Impl::Write(uint32_t partition, std::string_view key, const Record& record) {
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  RINGKV_RETURN_IF_ERROR(PartitionFamily(partition, /*create=*/true, &cf));
+  std::string encoded;
+  EncodeRecord(record, &encoded);
+  return FromRocks(db_->Merge(write_options_, cf, rocksdb::Slice(key.data(), key.size()), encoded),
+                   "write failed");
+}
+
+Status Store::Impl::Get(uint32_t partition, std::string_view key, Record* out) {
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  RINGKV_RETURN_IF_ERROR(PartitionFamily(partition, /*create=*/false, &cf));
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return Status::NotFound();
+  if (!s.ok()) return FromRocks(s, "read failed");
+  return DecodeRecord({value.data(), value.size()}, out);
+}
+
+Status Store::Impl::Backup(const std::string& dir, BackupResult* out) {
+  std::lock_guard<std::mutex> l(backup_mu_);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Internal("cannot create backup dir " + dir + ": " + ec.message());
+  rocksdb::BackupEngine* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::BackupEngine::Open(rocksdb::Env::Default(), rocksdb::BackupEngineOptions(dir), &raw);
+  if (!s.ok()) return FromRocks(s, "cannot open backup dir " + dir);
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+  rocksdb::CreateBackupOptions cbo;
+  cbo.flush_before_backup = true;
+  rocksdb::BackupID id = 0;
+  s = engine->CreateNewBackup(cbo, db_.get(), &id);
+  if (!s.ok()) return FromRocks(s, "backup failed");
+  rocksdb::BackupInfo info;
+  s = engine->GetBackupInfo(id, &info);
+  if (!s.ok()) return FromRocks(s, "cannot read backup info");
+  out->backup_id = id;
+  out->bytes = info.size;
+  return Status::OK();
+}
+
+std::vector<rocksdb::ColumnFamilyHandle*> Store::Impl::LiveFamilies() {
+  std::vector<rocksdb::ColumnFamilyHandle*> out;
+  for (auto& slot : partitions_) {
+    if (auto* h = slot.load(std::memory_order_acquire)) out.push_back(h);
+  }
+  return out;
+}
+
+uint64_t Store::Impl::KeysEstimate() {
+  uint64_t total = 0;
+  for (rocksdb::ColumnFamilyHandle* h : LiveFamilies()) {
+    uint64_t n = 0;
+    if (db_->GetIntProperty(h, "rocksdb.estimate-num-keys", &n)) total += n;
+  }
+  return total;
+}
+
+Status Store::Impl::FlushAll() {
+  for (rocksdb::ColumnFamilyHandle* h : LiveFamilies()) {
+    RINGKV_RETURN_IF_ERROR(FromRocks(db_->Flush(rocksdb::FlushOptions(), h), "flush failed"));
+  }
+  return Status::OK();
+}
+
+Status Store::Impl::CompactAll() {
+  rocksdb::CompactRangeOptions o;
+  o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (rocksdb::ColumnFamilyHandle* h : LiveFamilies()) {
+    RINGKV_RETURN_IF_ERROR(
+        FromRocks(db_->CompactRange(o, h, nullptr, nullptr), "compaction failed"));
+  }
+  return Status::OK();
+}
+
+Status Store::Open(const StoreOptions& options, std::unique_ptr<Store>* out) {
+  if (options.path.empty()) return Status::BadRequest("store path is empty");
+  if (options.node_id.empty() || options.node_id.size() > 255) {
+    return Status::BadRequest("store node id must be 1..255 bytes");
+  }
+  if (options.partitions == 0) return Status::BadRequest("partitions must be positive");
+  auto impl = std::make_unique<Impl>(options);
+  RINGKV_RETURN_IF_ERROR(impl->Open());
+  out->reset(new Store(std::move(impl)));
+  return Status::OK();
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+Status Store::Write(uint32_t partition, std::string_view key, const Record& record) {
+  return impl_->Write(partition, key, record);
+}
+Status Store::Get(uint32_t partition, std::string_view key, Record* out) {
+  return impl_->Get(partition, key, out);
+}
+Status Store::Backup(const std::string& dir, BackupResult* out) { return impl_->Backup(dir, out); }
+uint64_t Store::KeysEstimate() { return impl_->KeysEstimate(); }
+uint32_t Store::partitions() const { return impl_->opts().partitions; }
+const std::string& Store::node_id() const { return impl_->opts().node_id; }
+Status Store::TEST_FlushAll() { return impl_->FlushAll(); }
+Status Store::TEST_CompactAll() { return impl_->CompactAll(); }
+
+}  // namespace ringkv

@@ -1,1 +1,241 @@
-// placeholder: being written
+#include "engine/store.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/utilities/backup_engine.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/lww.h"
+
+namespace ringkv {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kGraceMs = 60'000;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ringkv-store-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  StoreOptions Options(std::string node = "n1", uint32_t partitions = 8) {
+    StoreOptions o;
+    o.path = dir_ + "/db";
+    o.node_id = std::move(node);
+    o.partitions = partitions;
+    o.clock = &clock_;
+    o.tombstone_grace_ms = kGraceMs;
+    o.wal_sync_interval_ms = 50;
+    return o;
+  }
+  void OpenStore() { ASSERT_TRUE(Store::Open(Options(), &store_).ok()); }
+
+  Record Rec(uint64_t ms, std::string value, std::string node = "n1") {
+    Record r;
+    r.version = {MakeHlc(ms, 0), std::move(node)};
+    r.value = std::move(value);
+    return r;
+  }
+  Record Tomb(uint64_t ms) {
+    Record r = Rec(ms, "");
+    r.tombstone = true;
+    return r;
+  }
+  Record MustGet(uint32_t p, std::string_view key) {
+    Record r;
+    Status s = store_->Get(p, key, &r);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return r;
+  }
+
+  ManualClock clock_{1'700'000'000'000ULL};
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, WriteThenGet) {
+  OpenStore();
+  ASSERT_TRUE(store_->Write(3, "k", Rec(10, "\"v\"")).ok());
+  EXPECT_EQ(MustGet(3, "k").value, "\"v\"");
+  Record r;
+  EXPECT_TRUE(store_->Get(3, "other", &r).IsNotFound());
+  EXPECT_TRUE(store_->Get(5, "k", &r).IsNotFound());  // partition never written
+}
+
+TEST_F(StoreTest, KeysMayHoldAnyBytes) {
+  OpenStore();
+  std::string key("a\0b", 3);
+  ASSERT_TRUE(store_->Write(0, key, Rec(10, "1")).ok());
+  EXPECT_EQ(MustGet(0, key).value, "1");
+  Record r;
+  EXPECT_TRUE(store_->Get(0, "a", &r).IsNotFound());
+}
+
+TEST_F(StoreTest, LastWriterWinsInAnyOrderAndAcrossFlushes) {
+  OpenStore();
+  // Older write arriving second, both in the memtable.
+  ASSERT_TRUE(store_->Write(0, "a", Rec(20, "new")).ok());
+  ASSERT_TRUE(store_->Write(0, "a", Rec(10, "old")).ok());
+  EXPECT_EQ(MustGet(0, "a").value, "new");
+  // Newer in an SST, older in the memtable.
+  ASSERT_TRUE(store_->Write(0, "b", Rec(20, "new")).ok());
+  ASSERT_TRUE(store_->TEST_FlushAll().ok());
+  ASSERT_TRUE(store_->Write(0, "b", Rec(10, "old")).ok());
+  EXPECT_EQ(MustGet(0, "b").value, "new");
+  // Older compacted to the bottom, newer on top.
+  ASSERT_TRUE(store_->Write(0, "c", Rec(10, "old")).ok());
+  ASSERT_TRUE(store_->TEST_FlushAll().ok());
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  ASSERT_TRUE(store_->Write(0, "c", Rec(20, "new")).ok());
+  EXPECT_EQ(MustGet(0, "c").value, "new");
+  ASSERT_TRUE(store_->TEST_FlushAll().ok());
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  EXPECT_EQ(MustGet(0, "a").value, "new");
+  EXPECT_EQ(MustGet(0, "b").value, "new");
+  EXPECT_EQ(MustGet(0, "c").value, "new");
+  // Equal HLCs: the greater node id wins.
+  ASSERT_TRUE(store_->Write(0, "d", Rec(30, "from-n2", "n2")).ok());
+  ASSERT_TRUE(store_->Write(0, "d", Rec(30, "from-n1", "n1")).ok());
+  EXPECT_EQ(MustGet(0, "d").value, "from-n2");
+}
+
+TEST_F(StoreTest, TombstoneWinsOverOlderValue) {
+  OpenStore();
+  ASSERT_TRUE(store_->Write(1, "k", Rec(10, "v")).ok());
+  ASSERT_TRUE(store_->Write(1, "k", Tomb(11)).ok());
+  ASSERT_TRUE(store_->Write(1, "k", Rec(9, "older")).ok());
+  EXPECT_TRUE(MustGet(1, "k").tombstone);
+}
+
+TEST_F(StoreTest, DataSurvivesReopen) {
+  OpenStore();
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(store_->Write(i % 8, "k" + std::to_string(i), Rec(10 + i, std::to_string(i))).ok());
+  }
+  store_.reset();
+  OpenStore();
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(MustGet(i % 8, "k" + std::to_string(i)).value, std::to_string(i));
+  EXPECT_GT(store_->KeysEstimate(), 0u);
+}
+
+TEST_F(StoreTest, RefusesDataDirOfAnotherNode) {
+  OpenStore();
+  store_.reset();
+  Status s = Store::Open(Options("n2"), &store_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("belongs to node 'n1', not 'n2'"), std::string::npos) << s.message();
+  s = Store::Open(Options("n1", 16), &store_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("8 partitions, not 16"), std::string::npos) << s.message();
+  EXPECT_TRUE(Store::Open(Options("n1", 8), &store_).ok());
+}
+
+TEST_F(StoreTest, UnusableDataDirIsAClearError) {
+  std::ofstream(dir_ + "/file") << "x";
+  StoreOptions o = Options();
+  o.path = dir_ + "/file/db";
+  Status s = Store::Open(o, &store_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(o.path), std::string::npos) << s.message();
+}
+
+TEST_F(StoreTest, TombstonePurgedOnlyAfterGraceWithoutResurrection) {
+  OpenStore();
+  uint64_t now = clock_.NowMs();
+  // An old value compacted to the bottom level, then a tombstone above it.
+  ASSERT_TRUE(store_->Write(2, "k", Rec(now - 10, "old")).ok());
+  ASSERT_TRUE(store_->TEST_FlushAll().ok());
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  ASSERT_TRUE(store_->Write(2, "k", Tomb(now)).ok());
+  ASSERT_TRUE(store_->TEST_FlushAll().ok());
+  // Within the grace period, compactions keep the tombstone.
+  clock_.Advance(kGraceMs - 1);
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  EXPECT_TRUE(MustGet(2, "k").tombstone);
+  // After it, the tombstone goes and the old value must not come back.
+  clock_.Advance(2);
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  Record r;
+  Status s = store_->Get(2, "k", &r);
+  EXPECT_TRUE(s.IsNotFound()) << (s.ok() ? r.value : s.ToString());
+}
+
+TEST_F(StoreTest, ExpiredRecordPurgedOnlyAfterGrace) {
+  OpenStore();
+  Record r = Rec(clock_.NowMs(), "v");
+  r.expires_at_ms = clock_.NowMs() + 1000;
+  ASSERT_TRUE(store_->Write(0, "ttl", r).ok());
+  ASSERT_TRUE(store_->TEST_FlushAll().ok());
+  clock_.Advance(1000 + kGraceMs - 1);
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  EXPECT_EQ(MustGet(0, "ttl").value, "v");
+  clock_.Advance(1);
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  Record out;
+  EXPECT_TRUE(store_->Get(0, "ttl", &out).IsNotFound());
+}
+
+TEST(PurgeTest, IsPurgeableRules) {
+  Record live;
+  live.version = {MakeHlc(1000, 0), "n1"};
+  live.value = "1";
+  EXPECT_FALSE(IsPurgeable(EncodeRecord(live), 1'000'000, 10));
+  Record tomb = live;
+  tomb.tombstone = true;
+  EXPECT_FALSE(IsPurgeable(EncodeRecord(tomb), 1009, 10));
+  EXPECT_TRUE(IsPurgeable(EncodeRecord(tomb), 1010, 10));
+  Record ttl = live;
+  ttl.expires_at_ms = 2000;
+  EXPECT_FALSE(IsPurgeable(EncodeRecord(ttl), 2009, 10));
+  EXPECT_TRUE(IsPurgeable(EncodeRecord(ttl), 2010, 10));
+  EXPECT_FALSE(IsPurgeable("corrupt", 1ULL << 60, 0));
+}
+
+TEST_F(StoreTest, BackupIsConsistentAndRestorable) {
+  OpenStore();
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(store_->Write(i % 8, "k" + std::to_string(i), Rec(10, std::to_string(i))).ok());
+  }
+  BackupResult first;
+  ASSERT_TRUE(store_->Backup(dir_ + "/bk", &first).ok());
+  EXPECT_GT(first.bytes, 0u);
+  ASSERT_TRUE(store_->Write(0, "after", Rec(11, "x")).ok());
+  BackupResult second;
+  ASSERT_TRUE(store_->Backup(dir_ + "/bk", &second).ok());
+  EXPECT_GT(second.backup_id, first.backup_id);
+
+  // Restore the first backup elsewhere with RocksDB's own engine and open it.
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  ASSERT_TRUE(rocksdb::BackupEngineReadOnly::Open(rocksdb::Env::Default(),
+                                                  rocksdb::BackupEngineOptions(dir_ + "/bk"), &raw)
+                  .ok());
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  ASSERT_TRUE(engine->RestoreDBFromBackup(first.backup_id, dir_ + "/restored", dir_ + "/restored").ok());
+  StoreOptions o = Options();
+  o.path = dir_ + "/restored";
+  std::unique_ptr<Store> restored;
+  ASSERT_TRUE(Store::Open(o, &restored).ok());
+  for (int i = 0; i < 200; ++i) {
+    Record r;
+    ASSERT_TRUE(restored->Get(i % 8, "k" + std::to_string(i), &r).ok());
+    EXPECT_EQ(r.value, std::to_string(i));
+  }
+  Record r;
+  EXPECT_TRUE(restored->Get(0, "after", &r).IsNotFound());
+}
+
+}  // namespace
+}  // namespace ringkv
