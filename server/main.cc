@@ -1,1 +1,365 @@
-int main() { return 0; }
+// kvd: one RingKV database node.
+//
+// Flags (PROTOCOL.md §2) -> NodeOptions -> Node (storage and request handling)
+// -> net::Server (TCP). Runs until SIGTERM or SIGINT, then stops accepting,
+// answers the requests in flight, closes the store and exits 0.
+//
+// Exit status: 0 after a clean shutdown, 2 for a bad command line (one
+// "kvd: error: ..." line on stderr), 1 when the node cannot start (unusable
+// data directory, address in use, ...).
+#include <fcntl.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <cxxopts.hpp>
+#include <exception>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+#include "engine/status.h"
+#include "server/net/server.h"
+#include "server/node.h"
+#include "server/node_options.h"
+
+namespace ringkv {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+constexpr int kExitStartupFailure = 1;
+constexpr int kExitUsage = 2;
+
+// Everything the command line says.
+struct KvdFlags {
+  NodeOptions node;
+  spdlog::level::level_enum log_level = spdlog::level::info;
+  std::string port_file;  // empty: none
+};
+
+// An error that has already been reported, carrying the exit status.
+struct ExitCode {
+  int code;
+};
+
+void PrintError(std::string_view message) {
+  std::fprintf(stderr, "kvd: error: %.*s\n", static_cast<int>(message.size()), message.data());
+}
+
+// cxxopts decorates names with typographic quotes; plain ones read better in
+// a terminal and in test logs.
+std::string PlainQuotes(std::string text) {
+  for (const char* fancy : {"\u2018", "\u2019"}) {
+    for (size_t at = text.find(fancy); at != std::string::npos; at = text.find(fancy, at)) {
+      text.replace(at, std::strlen(fancy), "'");
+    }
+  }
+  return text;
+}
+
+cxxopts::Options DefineFlags() {
+  const NodeOptions d;
+  cxxopts::Options options("kvd", "RingKV database node");
+  options.custom_help("[FLAGS]");
+  // Numbers are taken as text and converted by ParseNumber, which names the
+  // flag in its error message (cxxopts's own message does not).
+  const auto text = [](std::string default_value = "") {
+    auto value = cxxopts::value<std::string>();
+    if (!default_value.empty()) value->default_value(std::move(default_value));
+    return value;
+  };
+  const auto mib = [](uint64_t bytes) { return std::to_string(bytes >> 20); };
+  options.add_options()                                                               //
+      ("node-id", "this node's name, [A-Za-z0-9_-]{1,64}", text(d.node_id), "ID")     //
+      ("listen", "client and peer address; port 0: kernel's choice", text(d.listen),  //
+       "HOST:PORT")                                                                   //
+      ("data-dir", "RocksDB directory (default ./data/<node-id>)", text(), "DIR")     //
+      ("cluster", "every member, this node included (default: only this node)",       //
+       text(), "ID=HOST:PORT,...")                                                    //
+      ("replicas", "replication factor N (default min(3, members))", text(), "N")     //
+      ("read-quorum", "default R (default N/2+1)", text(), "R")                       //
+      ("write-quorum", "default W (default N/2+1)", text(), "W")                      //
+      ("partitions", "ring partitions, a power of two", text(std::to_string(d.partitions)),
+       "Q")                                                                        //
+      ("cache-mb", "record cache capacity in MiB", text(mib(d.cache_bytes)), "M")  //
+      ("no-hinted-handoff", "do not store hints for replicas that are down")       //
+      ("max-key-bytes", "longest key", text(std::to_string(d.max_key_bytes)), "BYTES")(
+          "max-value-bytes", "longest value (compact JSON)",
+          text(std::to_string(d.max_value_bytes)), "BYTES")(
+          "max-request-bytes", "longest request line", text(std::to_string(d.max_request_bytes)),
+          "BYTES")("tombstone-grace-s", "keep tombstones and expired records this long",
+                   text(std::to_string(d.tombstone_grace_s)),
+                   "SECONDS")("sync-writes", "fsync the write-ahead log on every write")(
+          "wal-sync-ms", "fsync the write-ahead log this often",
+          text(std::to_string(d.wal_sync_ms)), "MS")("block-cache-mb", "RocksDB block cache in MiB",
+                                                     text(mib(d.block_cache_bytes)), "M")(
+          "write-buffer-mb", "RocksDB memtable budget in MiB", text(mib(d.write_buffer_bytes)),
+          "M")("io-threads", "threads serving connections", text(std::to_string(d.io_threads)),
+               "N")("log-level", "trace|debug|info|warn|error", text("info"), "LEVEL")(
+          "port-file", "once listening, write HOST:PORT to this file", text(), "PATH")(
+          "h,help", "print this help and exit")("version", "print the version and exit");
+  return options;
+}
+
+// Parses the value of --`flag` as an integer in [min, max].
+template <typename T>
+std::optional<T> ParseNumber(const cxxopts::ParseResult& result, const std::string& flag, T min = 0,
+                             T max = std::numeric_limits<T>::max()) {
+  const std::string text = result[flag].as<std::string>();
+  T value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value < min ||
+      value > max) {
+    PrintError("--" + flag + " must be an integer from " + std::to_string(min) + " to " +
+               std::to_string(max) + ", not '" + text + "'");
+    return std::nullopt;
+  }
+  return value;
+}
+
+// Sets *out from --`flag` if the flag has a value (given or defaulted).
+template <typename T>
+bool SetNumber(const cxxopts::ParseResult& result, const std::string& flag, T* out, T min = 0,
+               T max = std::numeric_limits<T>::max()) {
+  if (result.count(flag) == 0 && !result[flag].has_default()) return true;
+  const auto value = ParseNumber<T>(result, flag, min, max);
+  if (!value) return false;
+  *out = *value;
+  return true;
+}
+
+// Sets *out to --`flag` MiB in bytes.
+bool SetMebibytes(const cxxopts::ParseResult& result, const std::string& flag, uint64_t* out) {
+  uint64_t mib = 0;
+  if (!SetNumber<uint64_t>(result, flag, &mib, 0, std::numeric_limits<uint64_t>::max() >> 20)) {
+    return false;
+  }
+  *out = mib << 20;
+  return true;
+}
+
+bool ParseLogLevel(const std::string& text, spdlog::level::level_enum* out) {
+  static constexpr std::pair<std::string_view, spdlog::level::level_enum> kLevels[] = {
+      {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},
+  };
+  for (const auto& [name, level] : kLevels) {
+    if (text == name) {
+      *out = level;
+      return true;
+    }
+  }
+  PrintError("--log-level must be one of trace, debug, info, warn, error, not '" + text + "'");
+  return false;
+}
+
+bool MapNumbers(const cxxopts::ParseResult& r, NodeOptions* o) {
+  constexpr int kMaxInt = std::numeric_limits<int>::max();
+  return SetNumber<int>(r, "replicas", &o->replicas, 1, kMaxInt) &&
+         SetNumber<int>(r, "read-quorum", &o->read_quorum, 1, kMaxInt) &&
+         SetNumber<int>(r, "write-quorum", &o->write_quorum, 1, kMaxInt) &&
+         SetNumber<uint32_t>(r, "partitions", &o->partitions, 1) &&
+         SetMebibytes(r, "cache-mb", &o->cache_bytes) &&
+         SetNumber<uint64_t>(r, "max-key-bytes", &o->max_key_bytes, 1) &&
+         SetNumber<uint64_t>(r, "max-value-bytes", &o->max_value_bytes, 1) &&
+         SetNumber<uint64_t>(r, "max-request-bytes", &o->max_request_bytes, 1,
+                             std::numeric_limits<uint64_t>::max() - 1) &&
+         SetNumber<uint64_t>(r, "tombstone-grace-s", &o->tombstone_grace_s) &&
+         SetNumber<uint64_t>(r, "wal-sync-ms", &o->wal_sync_ms, 1) &&
+         SetMebibytes(r, "block-cache-mb", &o->block_cache_bytes) &&
+         SetMebibytes(r, "write-buffer-mb", &o->write_buffer_bytes) &&
+         SetNumber<int>(r, "io-threads", &o->io_threads, 1, 1024);
+}
+
+// Turns the parsed command line into flags; false after reporting an error.
+bool MapFlags(const cxxopts::ParseResult& r, KvdFlags* flags) {
+  NodeOptions* o = &flags->node;
+  o->node_id = r["node-id"].as<std::string>();
+  o->listen = r["listen"].as<std::string>();
+  if (r.count("data-dir")) o->data_dir = r["data-dir"].as<std::string>();
+  if (r.count("port-file")) flags->port_file = r["port-file"].as<std::string>();
+  o->hinted_handoff = !r["no-hinted-handoff"].as<bool>();
+  o->sync_writes = r["sync-writes"].as<bool>();
+  if (!MapNumbers(r, o)) return false;
+  if (!ParseLogLevel(r["log-level"].as<std::string>(), &flags->log_level)) return false;
+  if (r.count("cluster")) {
+    const Status s = ParseClusterSpec(r["cluster"].as<std::string>(), &o->cluster);
+    if (!s.ok()) {
+      PrintError(s.message());
+      return false;
+    }
+  }
+  const Status s = FinalizeNodeOptions(o);
+  if (!s.ok()) {
+    PrintError(s.message());
+    return false;
+  }
+  return true;
+}
+
+// Parses argv. Returns the flags, or the exit status after --help, --version
+// or an error has been reported.
+std::variant<KvdFlags, ExitCode> ParseCommandLine(int argc, char** argv) {
+  cxxopts::Options options = DefineFlags();
+  cxxopts::ParseResult result;
+  try {
+    result = options.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    PrintError(PlainQuotes(e.what()) + " (see kvd --help)");
+    return ExitCode{kExitUsage};
+  }
+  if (result.count("help")) {
+    std::fputs(options.help().c_str(), stdout);
+    return ExitCode{0};
+  }
+  if (result.count("version")) {
+    std::printf("kvd %s\n", kVersion);
+    return ExitCode{0};
+  }
+  if (!result.unmatched().empty()) {
+    PrintError("unexpected argument '" + result.unmatched().front() + "' (see kvd --help)");
+    return ExitCode{kExitUsage};
+  }
+  KvdFlags flags;
+  if (!MapFlags(result, &flags)) return ExitCode{kExitUsage};
+  return flags;
+}
+
+void SetUpLogging(spdlog::level::level_enum level) {
+  auto logger = spdlog::stderr_color_mt("kvd");
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%L%$ %v");
+  logger->set_level(level);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+// Writes "HOST:PORT\n" to `path` atomically (PATH.tmp, then rename), so a
+// reader polling for the file never sees it half-written.
+Status WritePortFile(const std::string& path, const std::string& address) {
+  const std::string tmp = path + ".tmp";
+  const std::string line = address + "\n";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool ok = fd >= 0 && ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  int error = errno;
+  if (fd >= 0 && ::close(fd) != 0 && ok) {
+    ok = false;
+    error = errno;
+  }
+  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ok = false;
+    error = errno;
+  }
+  if (ok) return Status::OK();
+  ::unlink(tmp.c_str());
+  return Status::Internal("cannot write port file " + path + ": " + std::strerror(error));
+}
+
+// RocksDB creates only the last component of its directory; make the rest so
+// that the default ./data/n1 works from a fresh checkout.
+Status MakeDataDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Internal("cannot create data directory " + dir + ": " + ec.message());
+  return Status::OK();
+}
+
+net::ServerOptions ServerOptionsFor(const NodeOptions& node) {
+  net::ServerOptions options;
+  options.listen = node.listen;
+  options.io_threads = node.io_threads;
+  options.session.max_request_bytes = node.max_request_bytes;
+  return options;
+}
+
+// Opens the node, serves until SIGTERM/SIGINT, shuts down.
+int Serve(const KvdFlags& flags) {
+  // Installed before the (possibly slow) store opens: a signal that arrives
+  // meanwhile is kept and handled as soon as the node is up.
+  asio::io_context signal_io;
+  asio::signal_set signals(signal_io);
+  std::error_code ec;
+  signals.add(SIGINT, ec);
+  if (!ec) signals.add(SIGTERM, ec);
+  if (ec) {
+    PrintError("cannot install signal handlers: " + ec.message());
+    return kExitStartupFailure;
+  }
+  int received = 0;
+  signals.async_wait([&received](const std::error_code& e, int signo) {
+    if (!e) received = signo;
+  });
+
+  const NodeOptions& options = flags.node;
+  std::unique_ptr<Node> node;
+  Status s = MakeDataDir(options.data_dir);
+  if (s.ok()) s = Node::Open(options, &node);
+  if (!s.ok()) {
+    PrintError(s.message());
+    return kExitStartupFailure;
+  }
+  auto server = std::make_unique<net::Server>(ServerOptionsFor(options), node.get());
+  s = server->Listen();
+  if (s.ok()) {
+    node->SetAdvertisedAddress(server->BoundAddress());
+    s = server->Start();
+  }
+  if (s.ok() && !flags.port_file.empty())
+    s = WritePortFile(flags.port_file, server->BoundAddress());
+  if (s.ok()) {
+    spdlog::info("[server] node {} listening on {}", options.node_id, server->BoundAddress());
+    signal_io.run();  // until SIGTERM or SIGINT
+    spdlog::info("[server] {} received; shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
+  } else {
+    PrintError(s.message());
+  }
+
+  // Order matters: stop the network (in-flight requests answered), let the
+  // node finish background work, close the store, and only then destroy the
+  // server, whose io_context late `done` callbacks would post to.
+  server->Stop();
+  node->Shutdown();
+  node.reset();
+  server.reset();
+  if (s.ok()) spdlog::info("[server] node {} stopped", options.node_id);
+  return s.ok() ? 0 : kExitStartupFailure;
+}
+
+int Main(int argc, char** argv) {
+  auto parsed = ParseCommandLine(argc, argv);
+  if (auto* exit = std::get_if<ExitCode>(&parsed)) return exit->code;
+  const KvdFlags& flags = std::get<KvdFlags>(parsed);
+  SetUpLogging(flags.log_level);
+  std::signal(SIGPIPE, SIG_IGN);  // a vanished client is an error code, not a death
+  return Serve(flags);
+}
+
+}  // namespace
+}  // namespace ringkv
+
+int main(int argc, char** argv) {
+  try {
+    return ringkv::Main(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    ringkv::PrintError(ringkv::PlainQuotes(e.what()));
+    return ringkv::kExitUsage;
+  } catch (const std::exception& e) {
+    ringkv::PrintError(e.what());
+    return ringkv::kExitStartupFailure;
+  } catch (...) {
+    ringkv::PrintError("unexpected failure");
+    return ringkv::kExitStartupFailure;
+  }
+}

@@ -1,1 +1,92 @@
-// placeholder: being written
+#include "server/node_options.h"
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+namespace ringkv {
+namespace {
+
+// Accepts "HOST:PORT" with a non-empty host and a port in 0..65535.
+bool IsValidAddress(std::string_view addr) {
+  size_t colon = addr.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == addr.size()) return false;
+  std::string_view port = addr.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  return ec == std::errc() && ptr == port.data() + port.size() && value <= 65535;
+}
+
+Status Bad(const std::string& msg) { return Status::BadRequest(msg); }
+
+}  // namespace
+
+bool IsValidNodeId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+  });
+}
+
+Status ParseClusterSpec(std::string_view spec, std::vector<Member>* out) {
+  out->clear();
+  std::set<std::string> ids;
+  while (!spec.empty()) {
+    size_t comma = spec.find(',');
+    std::string_view item = spec.substr(0, comma);
+    spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      return Bad("--cluster: '" + std::string(item) + "' is not ID=HOST:PORT");
+    }
+    Member m{std::string(item.substr(0, eq)), std::string(item.substr(eq + 1))};
+    if (!IsValidNodeId(m.id)) return Bad("--cluster: bad node id '" + m.id + "'");
+    if (!IsValidAddress(m.address)) {
+      return Bad("--cluster: bad address '" + m.address + "' for node " + m.id);
+    }
+    if (!ids.insert(m.id).second) return Bad("--cluster: node id '" + m.id + "' appears twice");
+    out->push_back(std::move(m));
+  }
+  if (out->empty()) return Bad("--cluster: no members");
+  return Status::OK();
+}
+
+Status FinalizeNodeOptions(NodeOptions* o) {
+  if (!IsValidNodeId(o->node_id)) {
+    return Bad("--node-id '" + o->node_id + "' must match [A-Za-z0-9_-]{1,64}");
+  }
+  if (!IsValidAddress(o->listen)) return Bad("--listen '" + o->listen + "' is not HOST:PORT");
+  if (o->data_dir.empty()) o->data_dir = "./data/" + o->node_id;
+  if (o->cluster.empty()) o->cluster.push_back({o->node_id, o->listen});
+  auto self = std::find_if(o->cluster.begin(), o->cluster.end(),
+                           [&](const Member& m) { return m.id == o->node_id; });
+  if (self == o->cluster.end()) {
+    return Bad("--cluster does not include this node '" + o->node_id + "'");
+  }
+  if (o->partitions == 0 || (o->partitions & (o->partitions - 1)) != 0 || o->partitions > 8192) {
+    return Bad("--partitions must be a power of two from 1 to 8192");
+  }
+  int members = static_cast<int>(o->cluster.size());
+  if (o->replicas == 0) o->replicas = std::min(3, members);
+  if (o->replicas < 1 || o->replicas > members) {
+    return Bad("--replicas must be from 1 to the number of members (" + std::to_string(members) +
+               ")");
+  }
+  int majority = o->replicas / 2 + 1;
+  if (o->read_quorum == 0) o->read_quorum = majority;
+  if (o->write_quorum == 0) o->write_quorum = majority;
+  if (o->read_quorum < 1 || o->read_quorum > o->replicas) {
+    return Bad("--read-quorum must be from 1 to --replicas");
+  }
+  if (o->write_quorum < 1 || o->write_quorum > o->replicas) {
+    return Bad("--write-quorum must be from 1 to --replicas");
+  }
+  if (o->max_key_bytes == 0 || o->max_value_bytes == 0 || o->max_request_bytes < 64) {
+    return Bad("limits must be positive (--max-request-bytes at least 64)");
+  }
+  if (o->io_threads < 1 || o->io_threads > 64) return Bad("--io-threads must be from 1 to 64");
+  return Status::OK();
+}
+
+}  // namespace ringkv

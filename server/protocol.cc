@@ -1,1 +1,298 @@
-// placeholder: being written
+#include "server/protocol.h"
+
+#include <array>
+#include <nlohmann/json.hpp>
+
+namespace ringkv {
+namespace {
+
+using json = nlohmann::json;
+
+// Rejects input nested deeper than kMaxJsonDepth before it reaches the JSON
+// library, whose rendering recurses: a line of a million '[' must not blow the
+// stack. Brackets inside strings do not count.
+bool NestingWithinLimit(std::string_view line) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : line) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+bool IsInteger(const json& v) { return v.is_number_integer() || v.is_number_unsigned(); }
+
+// A positive integer field no larger than `max`.
+Status ParsePositive(const json& req, const char* field, uint64_t max, uint64_t* out) {
+  auto it = req.find(field);
+  if (it == req.end()) return Status::OK();
+  if (!IsInteger(*it) || (it->is_number_integer() && it->get<int64_t>() <= 0)) {
+    return Status::BadRequest(std::string("'") + field + "' must be a positive integer");
+  }
+  uint64_t v = it->get<uint64_t>();
+  if (v > max) {
+    return Status::BadRequest(std::string("'") + field + "' must be at most " +
+                              std::to_string(max));
+  }
+  *out = v;
+  return Status::OK();
+}
+
+Status ParseQuorum(const json& req, const char* field, QuorumSpec* out) {
+  auto it = req.find(field);
+  if (it == req.end()) return Status::OK();
+  std::string err = std::string("'") + field + "' must be an integer or one of one, quorum, all";
+  if (IsInteger(*it)) {
+    // Out-of-range numbers are caught by Resolve(), which knows N; clamp here
+    // only so that huge values cannot wrap around to a valid int.
+    int64_t v = it->is_number_unsigned() && it->get<uint64_t>() > INT32_MAX
+                    ? INT32_MAX
+                    : std::max<int64_t>(it->get<int64_t>(), INT32_MIN);
+    *out = {QuorumSpec::Kind::kNumber, static_cast<int>(std::min<int64_t>(v, INT32_MAX))};
+    return Status::OK();
+  }
+  if (!it->is_string()) return Status::BadRequest(err);
+  const std::string& s = it->get_ref<const std::string&>();
+  if (s == "one") {
+    out->kind = QuorumSpec::Kind::kOne;
+  } else if (s == "quorum") {
+    out->kind = QuorumSpec::Kind::kQuorum;
+  } else if (s == "all") {
+    out->kind = QuorumSpec::Kind::kAll;
+  } else {
+    return Status::BadRequest(err);
+  }
+  return Status::OK();
+}
+
+Status ParseKey(const json& req, const Limits& limits, Request* out) {
+  auto it = req.find("key");
+  if (it == req.end()) return Status::BadRequest("missing field 'key'");
+  if (!it->is_string()) return Status::BadRequest("'key' must be a string");
+  const std::string& key = it->get_ref<const std::string&>();
+  if (key.empty()) return Status::BadRequest("'key' must not be empty");
+  if (key.size() > limits.max_key_bytes) {
+    return Status::KeyTooLarge("key is " + std::to_string(key.size()) + " bytes; the limit is " +
+                               std::to_string(limits.max_key_bytes));
+  }
+  out->key = key;
+  return Status::OK();
+}
+
+Status ParsePut(const json& req, const Limits& limits, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParseKey(req, limits, out));
+  auto it = req.find("value");
+  if (it == req.end()) return Status::BadRequest("missing field 'value'");
+  out->value_json = it->dump();
+  if (out->value_json.size() > limits.max_value_bytes) {
+    return Status::ValueTooLarge("value is " + std::to_string(out->value_json.size()) +
+                                 " bytes; the limit is " + std::to_string(limits.max_value_bytes));
+  }
+  RINGKV_RETURN_IF_ERROR(ParsePositive(req, "ttl_ms", kMaxTtlMs, &out->ttl_ms));
+  return ParseQuorum(req, "w", &out->w);
+}
+
+Status ParseGet(const json& req, const Limits& limits, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParseKey(req, limits, out));
+  RINGKV_RETURN_IF_ERROR(ParseQuorum(req, "r", &out->r));
+  auto it = req.find("local");
+  if (it != req.end()) {
+    if (!it->is_boolean()) return Status::BadRequest("'local' must be a boolean");
+    out->local = it->get<bool>();
+  }
+  return Status::OK();
+}
+
+Status ParseDelete(const json& req, const Limits& limits, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParseKey(req, limits, out));
+  return ParseQuorum(req, "w", &out->w);
+}
+
+Status ParseLocate(const json& req, const Limits& limits, Request* out) {
+  return ParseKey(req, limits, out);
+}
+
+Status ParseBackup(const json& req, const Limits&, Request* out) {
+  auto it = req.find("dir");
+  if (it == req.end()) return Status::BadRequest("missing field 'dir'");
+  if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+    return Status::BadRequest("'dir' must be a non-empty string");
+  }
+  out->dir = it->get<std::string>();
+  return Status::OK();
+}
+
+Status ParseNothing(const json&, const Limits&, Request*) { return Status::OK(); }
+
+struct OpSpec {
+  std::string_view name;
+  Op op;
+  Status (*parse)(const json& req, const Limits& limits, Request* out);
+};
+
+// The op table: every client operation, its name and its field parser.
+constexpr std::array<OpSpec, kOpCount> kOps = {{
+    {"put", Op::kPut, ParsePut},
+    {"get", Op::kGet, ParseGet},
+    {"delete", Op::kDelete, ParseDelete},
+    {"ping", Op::kPing, ParseNothing},
+    {"stats", Op::kStats, ParseNothing},
+    {"cluster", Op::kCluster, ParseNothing},
+    {"locate", Op::kLocate, ParseLocate},
+    {"backup", Op::kBackup, ParseBackup},
+}};
+
+const OpSpec* FindOp(std::string_view name) {
+  for (const OpSpec& spec : kOps) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+Status ParseObject(const json& req, const Limits& limits, Request* out) {
+  if (!req.is_object()) return Status::BadRequest("request must be a JSON object");
+  auto id = req.find("id");
+  if (id != req.end()) {
+    out->id_json = id->dump();
+    if (!id->is_string() && !IsInteger(*id)) {
+      return Status::BadRequest("'id' must be a string or an integer");
+    }
+  }
+  auto op = req.find("op");
+  if (op == req.end()) return Status::BadRequest("missing field 'op'");
+  if (!op->is_string()) return Status::BadRequest("'op' must be a string");
+  const OpSpec* spec = FindOp(op->get_ref<const std::string&>());
+  if (spec == nullptr) {
+    return Status::UnknownOp("unknown op " + JsonQuote(op->get_ref<const std::string&>()));
+  }
+  out->op = spec->op;
+  RINGKV_RETURN_IF_ERROR(ParsePositive(req, "timeout_ms", 3'600'000, &out->timeout_ms));
+  return spec->parse(req, limits, out);
+}
+
+}  // namespace
+
+Status QuorumSpec::Resolve(int n, int default_count, std::string_view field, int* out) const {
+  switch (kind) {
+    case Kind::kDefault: *out = default_count; return Status::OK();
+    case Kind::kOne: *out = 1; return Status::OK();
+    case Kind::kQuorum: *out = n / 2 + 1; return Status::OK();
+    case Kind::kAll: *out = n; return Status::OK();
+    case Kind::kNumber: break;
+  }
+  if (number < 1 || number > n) {
+    return Status::BadRequest("'" + std::string(field) + "' must be from 1 to " +
+                              std::to_string(n));
+  }
+  *out = number;
+  return Status::OK();
+}
+
+Status ParseRequest(std::string_view line, const Limits& limits, Request* out) {
+  if (!NestingWithinLimit(line)) {
+    return Status::BadRequest("request nests deeper than " + std::to_string(kMaxJsonDepth));
+  }
+  json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded()) return Status::BadRequest("request is not valid JSON");
+  try {
+    return ParseObject(req, limits, out);
+  } catch (const json::exception& e) {
+    // Validation above should make this unreachable; never let it escape.
+    return Status::BadRequest(std::string("malformed request: ") + e.what());
+  }
+}
+
+std::string_view OpName(Op op) { return kOps[static_cast<int>(op)].name; }
+
+std::string JsonQuote(std::string_view s) {
+  return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+ResponseBuilder::ResponseBuilder(const std::string& id_json) {
+  out_.reserve(128);
+  out_ = "{";
+  if (!id_json.empty()) {
+    out_ += "\"id\":";
+    out_ += id_json;
+    out_ += ',';
+  }
+  out_ += "\"ok\":true";
+}
+
+void ResponseBuilder::AddName(std::string_view name) {
+  out_ += ",\"";
+  out_ += name;  // names are our own identifiers: no escaping needed
+  out_ += "\":";
+}
+
+ResponseBuilder& ResponseBuilder::AddString(std::string_view name, std::string_view value) {
+  AddName(name);
+  out_ += JsonQuote(value);
+  return *this;
+}
+
+ResponseBuilder& ResponseBuilder::AddInt(std::string_view name, int64_t value) {
+  AddName(name);
+  out_ += std::to_string(value);
+  return *this;
+}
+
+ResponseBuilder& ResponseBuilder::AddBool(std::string_view name, bool value) {
+  AddName(name);
+  out_ += value ? "true" : "false";
+  return *this;
+}
+
+ResponseBuilder& ResponseBuilder::AddRaw(std::string_view name, std::string_view json_text) {
+  AddName(name);
+  out_ += json_text;
+  return *this;
+}
+
+ResponseBuilder& ResponseBuilder::AddStringArray(std::string_view name,
+                                                 const std::vector<std::string>& values) {
+  AddName(name);
+  out_ += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out_ += ',';
+    out_ += JsonQuote(values[i]);
+  }
+  out_ += ']';
+  return *this;
+}
+
+std::string ResponseBuilder::Finish() {
+  out_ += '}';
+  return std::move(out_);
+}
+
+std::string RenderError(const std::string& id_json, const Status& status) {
+  std::string out = "{";
+  if (!id_json.empty()) {
+    out += "\"id\":";
+    out += id_json;
+    out += ',';
+  }
+  out += "\"ok\":false,\"error\":{\"code\":\"";
+  out += status.CodeName();
+  out += "\",\"message\":";
+  out += JsonQuote(status.message());
+  out += "}}";
+  return out;
+}
+
+}  // namespace ringkv

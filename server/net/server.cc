@@ -1,1 +1,257 @@
-// placeholder: being written
+#include "server/net/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <asio/ip/address.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <charconv>
+#include <exception>
+#include <future>
+#include <string_view>
+#include <utility>
+
+namespace ringkv::net {
+namespace {
+
+// After an accept error that is not about the listener going away (out of
+// file descriptors, say), wait this long before accepting again rather than
+// spinning on the error.
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+
+// After forcing connections closed at the end of a drain, wait at most this
+// long for their close handlers to run.
+constexpr auto kAbortWait = std::chrono::seconds(1);
+
+// Splits "HOST:PORT" ("[V6]:PORT" for IPv6 literals) into host, as written,
+// and port.
+Status SplitHostPort(std::string_view address, std::string* host, uint16_t* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Status::BadRequest("listen address '" + std::string(address) + "' is not HOST:PORT");
+  }
+  const std::string_view port_text = address.substr(colon + 1);
+  unsigned value = 0;
+  const auto [end, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
+  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
+      value > 65535) {
+    return Status::BadRequest("listen address '" + std::string(address) +
+                              "' has no valid port (0-65535)");
+  }
+  *host = std::string(address.substr(0, colon));
+  *port = static_cast<uint16_t>(value);
+  return Status::OK();
+}
+
+// "[::1]" -> "::1"; anything else unchanged.
+std::string StripBrackets(const std::string& host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    return host.substr(1, host.size() - 2);
+  }
+  return host;
+}
+
+// An IP literal as is; a name through the resolver, preferring IPv4 (on
+// Debian "localhost" resolves to ::1 first, which 127.0.0.1 clients miss).
+Status Resolve(asio::io_context& io, const std::string& host, uint16_t port,
+               asio::ip::tcp::endpoint* out) {
+  const std::string name = StripBrackets(host);
+  std::error_code ec;
+  const asio::ip::address literal = asio::ip::make_address(name, ec);
+  if (!ec) {
+    *out = asio::ip::tcp::endpoint(literal, port);
+    return Status::OK();
+  }
+  asio::ip::tcp::resolver resolver(io);
+  const auto results = resolver.resolve(name, std::to_string(port), ec);
+  if (ec || results.empty()) {
+    return Status::BadRequest("cannot resolve listen host '" + host +
+                              "': " + (ec ? ec.message() : "no addresses"));
+  }
+  const auto v4 = std::find_if(results.begin(), results.end(), [](const auto& entry) {
+    return entry.endpoint().address().is_v4();
+  });
+  *out = (v4 != results.end() ? *v4 : *results.begin()).endpoint();
+  return Status::OK();
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options, RequestHandler* handler)
+    : options_(std::move(options)),
+      handler_(handler),
+      accept_strand_(asio::make_strand(io_)),
+      acceptor_(accept_strand_),
+      accept_retry_timer_(accept_strand_) {}
+
+Server::~Server() { Stop(); }
+
+Status Server::Listen() {
+  if (listening_) return Status::OK();
+  uint16_t port = 0;
+  RINGKV_RETURN_IF_ERROR(SplitHostPort(options_.listen, &host_, &port));
+  asio::ip::tcp::endpoint endpoint;
+  RINGKV_RETURN_IF_ERROR(Resolve(io_, host_, port, &endpoint));
+
+  std::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) port_ = acceptor_.local_endpoint(ec).port();
+  if (ec) {
+    std::error_code ignored;
+    acceptor_.close(ignored);
+    return Status::Internal("cannot listen on " + options_.listen + ": " + ec.message());
+  }
+  listening_ = true;
+  return Status::OK();
+}
+
+Status Server::Start() {
+  RINGKV_RETURN_IF_ERROR(Listen());
+  if (started_) return Status::OK();
+  started_ = true;
+  work_.emplace(io_.get_executor());
+  asio::post(accept_strand_, [this] { DoAccept(); });
+  const int threads = std::max(1, options_.io_threads);
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { RunIoThread(); });
+  spdlog::debug("[server] accepting on {} with {} I/O threads", BoundAddress(), threads);
+  return Status::OK();
+}
+
+std::string Server::BoundAddress() const { return host_ + ":" + std::to_string(port_); }
+
+size_t Server::SessionCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sessions_.size();
+}
+
+// Sessions catch their handler's exceptions; this is the last line of defence
+// so that a stray exception costs one callback, not an I/O thread.
+void Server::RunIoThread() {
+  for (;;) {
+    try {
+      io_.run();
+      return;
+    } catch (const std::exception& e) {
+      spdlog::error("[server] exception escaped an I/O handler: {}", e.what());
+    } catch (...) {
+      spdlog::error("[server] unknown exception escaped an I/O handler");
+    }
+  }
+}
+
+// ---- Accepting ----
+
+void Server::DoAccept() {
+  if (!acceptor_.is_open()) return;
+  // Each connection gets its own strand: its handlers never run concurrently.
+  acceptor_.async_accept(asio::make_strand(io_), [this](const std::error_code& ec, Socket socket) {
+    OnAccept(ec, std::move(socket));
+  });
+}
+
+void Server::OnAccept(const std::error_code& ec, Socket socket) {
+  if (!acceptor_.is_open() || ec == asio::error::operation_aborted) return;
+  if (ec) {
+    spdlog::warn("[server] accept failed: {}", ec.message());
+    RetryAcceptLater();
+    return;
+  }
+  std::error_code ignored;
+  // Responses are small and latency matters more than packet count; the
+  // session already batches everything that is ready into one write.
+  socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  auto session = std::make_shared<Session>(std::move(socket), handler_, options_.session,
+                                           [this](Session* s) { OnSessionClosed(s); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;  // the session's socket closes with it
+    sessions_.emplace(session.get(), session);
+  }
+  spdlog::debug("[server] connection from {}", session->peer());
+  session->Start();
+  DoAccept();
+}
+
+void Server::RetryAcceptLater() {
+  accept_retry_timer_.expires_after(kAcceptRetryDelay);
+  accept_retry_timer_.async_wait([this](const std::error_code& ec) {
+    if (!ec) DoAccept();
+  });
+}
+
+// Runs on accept_strand_: the acceptor and its timer are not thread-safe.
+void Server::CloseAcceptor() {
+  std::error_code ignored;
+  acceptor_.close(ignored);
+  accept_retry_timer_.cancel();
+}
+
+// ---- Sessions and shutdown ----
+
+void Server::OnSessionClosed(Session* session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_.erase(session);
+  sessions_changed_.notify_all();
+}
+
+std::vector<std::shared_ptr<Session>> Server::LiveSessions() const {
+  std::vector<std::shared_ptr<Session>> live;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [raw, weak] : sessions_) {
+    if (auto session = weak.lock()) live.push_back(std::move(session));
+  }
+  return live;
+}
+
+bool Server::WaitForSessions(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return sessions_changed_.wait_until(lock, deadline, [this] { return sessions_.empty(); });
+}
+
+void Server::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (!started_) {
+    std::error_code ignored;
+    acceptor_.close(ignored);
+    return;
+  }
+  std::promise<void> acceptor_closed;
+  asio::post(accept_strand_, [this, &acceptor_closed] {
+    CloseAcceptor();
+    acceptor_closed.set_value();
+  });
+  acceptor_closed.get_future().wait();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+
+  auto live = LiveSessions();
+  spdlog::info("[server] stopping: draining {} connection(s)", live.size());
+  for (const auto& session : live) session->Stop();
+  live.clear();  // the sessions' own handlers keep them alive as needed
+  if (!WaitForSessions(std::chrono::steady_clock::now() + options_.drain_timeout)) {
+    live = LiveSessions();
+    spdlog::warn("[server] {} connection(s) still busy after {} ms; closing them", live.size(),
+                 options_.drain_timeout.count());
+    for (const auto& session : live) session->Abort();
+    live.clear();
+    if (!WaitForSessions(std::chrono::steady_clock::now() + kAbortWait)) {
+      spdlog::warn("[server] connections did not close in time; stopping anyway");
+    }
+  }
+
+  work_.reset();
+  io_.stop();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+  spdlog::info("[server] stopped");
+}
+
+}  // namespace ringkv::net

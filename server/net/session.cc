@@ -1,1 +1,312 @@
-// placeholder: being written
+#include "server/net/session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <asio/buffer.hpp>
+#include <asio/post.hpp>
+#include <asio/write.hpp>
+#include <exception>
+#include <utility>
+
+namespace ringkv::net {
+namespace {
+
+// The target of each read. Lines longer than this accumulate in `partial_`.
+constexpr size_t kReadBufferBytes = 32 * 1024;
+
+// A buffer that grew past this for one huge line or response is released
+// afterwards instead of being kept for the rest of the connection.
+constexpr size_t kKeepCapacityBytes = 256 * 1024;
+
+// After refusing an oversized request, how long the session keeps reading and
+// discarding the client's input before it closes (see LingerThenClose).
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+std::string FormatPeer(const Socket& socket) {
+  std::error_code ec;
+  const auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return "?";
+  const auto address = endpoint.address();
+  const std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+void ReleaseIfHuge(std::string* buffer) {
+  if (buffer->capacity() > kKeepCapacityBytes) std::string().swap(*buffer);
+}
+
+}  // namespace
+
+Session::Session(Socket socket, RequestHandler* handler, SessionOptions options,
+                 ClosedCallback on_closed)
+    : socket_(std::move(socket)),
+      handler_(handler),
+      options_(options),
+      on_closed_(std::move(on_closed)),
+      peer_(FormatPeer(socket_)),
+      linger_timer_(socket_.get_executor()),
+      read_buf_(kReadBufferBytes) {}
+
+Session::~Session() = default;
+
+void Session::Start() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+}
+
+void Session::Stop() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->lingering_) {
+      self->Close();
+      return;
+    }
+    self->StopReading();
+    self->MaybeFinish();
+  });
+}
+
+void Session::Abort() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->Close(); });
+}
+
+// ---- Reading and framing ----
+
+void Session::DoRead() {
+  if (read_pending_ || read_closed_ || closed_ || Backlogged()) return;
+  ReadSome();
+}
+
+void Session::ReadSome() {
+  read_pending_ = true;
+  socket_.async_read_some(
+      asio::buffer(read_buf_),
+      [self = shared_from_this()](const std::error_code& ec, size_t n) { self->OnRead(ec, n); });
+}
+
+void Session::OnRead(const std::error_code& ec, size_t n) {
+  read_pending_ = false;
+  if (closed_) return;
+  if (lingering_) {
+    if (ec) {
+      Close();
+    } else {
+      DiscardInput();
+    }
+    return;
+  }
+  // Bytes that arrive after Stop() are not served: the server is going away.
+  if (!read_closed_) ConsumeBytes(std::string_view(read_buf_.data(), n));
+  if (ec && !read_closed_) {
+    if (ec != asio::error::eof) {
+      spdlog::debug("[session] {}: read failed: {}", peer_, ec.message());
+    }
+    // A last request without its "\n" is still served (think `printf ... | nc`).
+    if (!partial_.empty()) ServeLine(partial_);
+    StopReading();
+  }
+  Flush();
+  DoRead();
+  MaybeFinish();
+}
+
+// Splits `data` into lines. Complete lines are served straight from the read
+// buffer when possible; the unfinished tail goes to `partial_`, which never
+// grows past the limit (plus one byte for a "\r" that may precede "\n").
+void Session::ConsumeBytes(std::string_view data) {
+  const uint64_t max_partial = options_.max_request_bytes + 1;
+  while (!data.empty() && !read_closed_) {
+    const size_t newline = data.find('\n');
+    const std::string_view piece = data.substr(0, newline);
+    if (partial_.size() + piece.size() > max_partial) {
+      RefuseTooLarge();
+      return;
+    }
+    if (newline == std::string_view::npos) {
+      partial_.append(piece);
+      return;
+    }
+    data.remove_prefix(newline + 1);
+    if (partial_.empty()) {
+      ServeLine(piece);
+    } else {
+      partial_.append(piece);
+      ServeLine(partial_);
+      partial_.clear();
+      ReleaseIfHuge(&partial_);
+    }
+  }
+}
+
+void Session::ServeLine(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.empty()) return;
+  if (line.size() > options_.max_request_bytes) {
+    RefuseTooLarge();
+    return;
+  }
+  const uint64_t seq = TakeSlot();
+  try {
+    handler_->Handle(line, [self = shared_from_this(), seq](std::string response) {
+      self->OnResponse(seq, std::move(response));
+    });
+  } catch (const std::exception& e) {
+    // A bug in the handler. Dropping this connection is better than letting
+    // the exception unwind an I/O thread that serves every other connection.
+    spdlog::error("[session] {}: request handler threw ({}); closing the connection", peer_,
+                  e.what());
+    Close();
+  } catch (...) {
+    spdlog::error("[session] {}: request handler threw; closing the connection", peer_);
+    Close();
+  }
+}
+
+// Answers request_too_large after every earlier response and takes no further
+// requests: the rest of the oversized line is never buffered.
+void Session::RefuseTooLarge() {
+  spdlog::info("[session] {}: request line over {} bytes refused; closing the connection", peer_,
+               options_.max_request_bytes);
+  StoreResponse(TakeSlot(), handler_->RequestTooLargeResponse());
+  too_large_ = true;
+  StopReading();
+}
+
+void Session::StopReading() {
+  if (read_closed_) return;
+  read_closed_ = true;
+  partial_.clear();
+  ReleaseIfHuge(&partial_);
+  if (read_pending_) {
+    // Wakes the pending read with end-of-stream without disturbing a write in
+    // flight (cancel() would abort both).
+    std::error_code ec;
+    socket_.shutdown(asio::socket_base::shutdown_receive, ec);
+  }
+}
+
+// ---- Responses, in request order ----
+
+uint64_t Session::TakeSlot() {
+  pending_.emplace_back();
+  return base_seq_ + pending_.size() - 1;
+}
+
+// Runs on whatever thread the handler calls `done` from.
+void Session::OnResponse(uint64_t seq, std::string response) {
+  if (socket_.get_executor().running_in_this_thread()) {
+    // Answered inside Handle(): ServeLine's caller flushes once per read,
+    // which batches every inline answer into one write.
+    StoreResponse(seq, std::move(response));
+    return;
+  }
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this(), seq, response = std::move(response)]() mutable {
+               self->StoreResponse(seq, std::move(response));
+               self->Flush();
+               self->DoRead();
+               self->MaybeFinish();
+             });
+}
+
+void Session::StoreResponse(uint64_t seq, std::string response) {
+  if (closed_) return;
+  if (seq < base_seq_ || seq - base_seq_ >= pending_.size() || pending_[seq - base_seq_]) {
+    spdlog::error("[session] {}: request handler answered request {} twice", peer_, seq);
+    return;
+  }
+  pending_[seq - base_seq_] = std::move(response);
+}
+
+// Moves the contiguous prefix of answered requests to the outbox and starts a
+// write if none is in flight.
+void Session::Flush() {
+  if (closed_) return;
+  while (!pending_.empty() && pending_.front().has_value()) {
+    outbox_ += *pending_.front();
+    outbox_ += '\n';
+    pending_.pop_front();
+    ++base_seq_;
+  }
+  DoWrite();
+}
+
+void Session::DoWrite() {
+  if (write_pending_ || outbox_.empty() || closed_) return;
+  write_buf_.swap(outbox_);
+  outbox_.clear();
+  write_pending_ = true;
+  asio::async_write(
+      socket_, asio::buffer(write_buf_),
+      [self = shared_from_this()](const std::error_code& ec, size_t /*n*/) { self->OnWrite(ec); });
+}
+
+void Session::OnWrite(const std::error_code& ec) {
+  write_pending_ = false;
+  if (closed_) return;
+  if (ec) {
+    spdlog::debug("[session] {}: write failed: {}", peer_, ec.message());
+    Close();
+    return;
+  }
+  write_buf_.clear();
+  ReleaseIfHuge(&write_buf_);
+  Flush();
+  DoRead();
+  MaybeFinish();
+}
+
+bool Session::Backlogged() const {
+  return pending_.size() >= options_.max_pending_requests ||
+         outbox_.size() + write_buf_.size() >= options_.max_outbox_bytes;
+}
+
+// ---- Closing ----
+
+// Closes once no more requests will be read and every taken one has been
+// answered and written.
+void Session::MaybeFinish() {
+  if (closed_ || lingering_ || !read_closed_) return;
+  if (!pending_.empty() || !outbox_.empty() || write_pending_) return;
+  if (too_large_) {
+    LingerThenClose();
+  } else {
+    Close();
+  }
+}
+
+// Lingering close: closing a socket whose receive queue still holds the
+// client's unread bytes makes the kernel send RST, and an RST can destroy the
+// request_too_large answer before the client reads it (a client typically
+// sends its whole oversized line before reading). So: send FIN, read and
+// discard until the client closes too, for at most kLingerTime.
+void Session::LingerThenClose() {
+  lingering_ = true;
+  std::error_code ec;
+  socket_.shutdown(asio::socket_base::shutdown_send, ec);
+  linger_timer_.expires_after(kLingerTime);
+  linger_timer_.async_wait([self = shared_from_this()](const std::error_code&) { self->Close(); });
+  DiscardInput();
+}
+
+void Session::DiscardInput() {
+  if (read_pending_ || closed_) return;
+  ReadSome();
+}
+
+void Session::Close() {
+  if (closed_) return;
+  closed_ = true;
+  read_closed_ = true;
+  linger_timer_.cancel();
+  std::error_code ec;
+  socket_.shutdown(asio::socket_base::shutdown_both, ec);
+  socket_.close(ec);
+  // Answers still to come find closed_ set and are dropped. write_buf_ stays:
+  // an aborted write may still reference it until its handler runs.
+  pending_.clear();
+  std::string().swap(outbox_);
+  std::string().swap(partial_);
+  spdlog::debug("[session] {}: closed", peer_);
+  if (on_closed_) on_closed_(this);
+}
+
+}  // namespace ringkv::net

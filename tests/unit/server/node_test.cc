@@ -1,1 +1,183 @@
-// placeholder: being written
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "tests/unit/server/node_fixture.h"
+
+namespace ringkv {
+namespace {
+
+using json = nlohmann::json;
+
+class NodeTest : public NodeFixture {
+ protected:
+  void SetUp() override {
+    NodeFixture::SetUp();
+    OpenNode();
+  }
+};
+
+TEST_F(NodeTest, PutGetDelete) {
+  json put = Call({{"op", "put"}, {"key", "k"}, {"value", "hello"}, {"id", 1}});
+  ASSERT_EQ(put["ok"], true) << put;
+  EXPECT_EQ(put["id"], 1);
+  ASSERT_TRUE(put["version"].is_string());
+  json get = Call({{"op", "get"}, {"key", "k"}});
+  EXPECT_EQ(get["found"], true);
+  EXPECT_EQ(get["value"], "hello");
+  EXPECT_EQ(get["version"], put["version"]);
+  EXPECT_FALSE(get.contains("id"));
+  json del = Call({{"op", "delete"}, {"key", "k"}});
+  ASSERT_EQ(del["ok"], true);
+  EXPECT_GT(del["version"].get<std::string>(), put["version"].get<std::string>());
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "k"}}), (json{{"ok", true}, {"found", false}}));
+  // Deleting what does not exist succeeds.
+  EXPECT_EQ(Call({{"op", "delete"}, {"key", "never"}})["ok"], true);
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "never"}})["found"], false);
+}
+
+TEST_F(NodeTest, EveryJsonValueRoundTripsExactly) {
+  const json values[] = {
+      nullptr, true, false, 0, -1,
+      std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
+      std::numeric_limits<uint64_t>::max(), 3.141592653589793, -0.0, 1e300, 5e-324,
+      "", "plain", "üñíçødé 😀 中文", std::string("nul\0inside", 10), "quote\" back\\slash\n",
+      json::array(), json::object(), json{1, "two", nullptr, json{{"deep", json{{"er", 1}}}}},
+      json{{"a", 1}, {"b", json::array({json::array({json::array()})})}},
+  };
+  int i = 0;
+  for (const json& v : values) {
+    std::string key = std::string("key\0", 4) + std::to_string(i++);
+    json put = Call({{"op", "put"}, {"key", key}, {"value", v}});
+    ASSERT_EQ(put["ok"], true) << put;
+    json get = Call({{"op", "get"}, {"key", key}});
+    ASSERT_EQ(get["found"], true) << v;
+    EXPECT_EQ(get["value"], v) << v.dump();
+    // Integers stay integers and floats stay floats (nlohmann reads a
+    // non-negative integer as unsigned, which compares equal to the signed one).
+    EXPECT_EQ(get["value"].is_number_integer(), v.is_number_integer()) << v.dump();
+    EXPECT_EQ(get["value"].is_number_float(), v.is_number_float()) << v.dump();
+    if (v.is_number_float()) {
+      EXPECT_EQ(get["value"].dump(), v.dump());
+    }
+  }
+  // Full-range integers are returned as integers, not floats.
+  std::string raw = CallRaw(R"({"op":"put","key":"u","value":18446744073709551615})");
+  EXPECT_NE(raw.find("\"ok\":true"), std::string::npos);
+  raw = CallRaw(R"({"op":"get","key":"u"})");
+  EXPECT_NE(raw.find("\"value\":18446744073709551615"), std::string::npos) << raw;
+}
+
+TEST_F(NodeTest, IdIsEchoedVerbatim) {
+  EXPECT_EQ(Call({{"op", "ping"}, {"id", "abc"}})["id"], "abc");
+  EXPECT_EQ(Call({{"op", "ping"}, {"id", -42}})["id"], -42);
+  EXPECT_EQ(Call({{"op", "nope"}, {"id", 9}})["id"], 9);
+  EXPECT_EQ(Call({{"op", "get"}, {"id", "x"}})["id"], "x");
+  EXPECT_EQ(Call({{"op", "ping"}})["node"], "n1");
+}
+
+TEST_F(NodeTest, ErrorCodesAndStatsCountThem) {
+  EXPECT_EQ(ErrorCode(Parse(CallRaw("garbage"))), "bad_request");
+  EXPECT_EQ(ErrorCode(Call({{"op", "teleport"}})), "unknown_op");
+  EXPECT_EQ(ErrorCode(Call({{"op", "get"}, {"key", std::string(1025, 'k')}})), "key_too_large");
+  EXPECT_TRUE(Call({{"op", "get"}, {"key", std::string(1024, 'k')}})["ok"]);
+  EXPECT_EQ(ErrorCode(Call({{"op", "put"}, {"key", "k"}, {"value", std::string(1048577, 'v')}})),
+            "value_too_large");
+  EXPECT_EQ(ErrorCode(Call({{"op", "get"}, {"key", "k"}, {"r", 2}})), "bad_request");
+  EXPECT_EQ(ErrorCode(Call({{"op", "put"}, {"key", "k"}, {"value", 1}, {"w", 0}})), "bad_request");
+  EXPECT_TRUE(Call({{"op", "put"}, {"key", "k"}, {"value", 1}, {"w", "all"}})["ok"]);
+  EXPECT_TRUE(Call({{"op", "get"}, {"key", "k"}, {"r", 1}, {"local", true}})["ok"]);
+  json big = Parse(node_->RequestTooLargeResponse());
+  EXPECT_EQ(ErrorCode(big), "request_too_large");
+  json stats = Call({{"op", "stats"}})["stats"];
+  EXPECT_EQ(stats["errors"]["bad_request"], 3);
+  EXPECT_EQ(stats["errors"]["unknown_op"], 1);
+  EXPECT_EQ(stats["errors"]["key_too_large"], 1);
+  EXPECT_EQ(stats["errors"]["value_too_large"], 1);
+  EXPECT_EQ(stats["errors"]["request_too_large"], 1);
+  // Requests that parsed count under their op even if they then fail (w=0,
+  // r=2); requests rejected while parsing count only as errors.
+  EXPECT_EQ(stats["ops"]["put"], 2);
+  EXPECT_EQ(stats["ops"]["get"], 3);
+}
+
+TEST_F(NodeTest, StatsHasEveryField) {
+  Call({{"op", "put"}, {"key", "a"}, {"value", 1}});
+  Call({{"op", "get"}, {"key", "a"}});
+  Call({{"op", "get"}, {"key", "a"}});
+  json s = Call({{"op", "stats"}})["stats"];
+  for (const char* f : {"uptime_s", "keys_estimate", "ops", "latency_us", "cache", "hints_pending",
+                        "hints_delivered", "read_repairs", "errors"}) {
+    EXPECT_TRUE(s.contains(f)) << f;
+  }
+  for (const char* op : {"put", "get", "delete", "ping", "stats", "cluster", "locate", "backup"}) {
+    EXPECT_TRUE(s["ops"].contains(op)) << op;
+    for (const char* p : {"p50", "p99", "p999"}) EXPECT_TRUE(s["latency_us"][op].contains(p));
+  }
+  EXPECT_EQ(s["cache"]["hits"], 1);  // the second get
+  EXPECT_EQ(s["cache"]["misses"], 1);
+  EXPECT_GT(s["cache"]["bytes"].get<int>(), 0);
+  EXPECT_EQ(s["cache"]["capacity_bytes"], 1 << 20);
+  EXPECT_GE(s["latency_us"]["get"]["p99"].get<uint64_t>(),
+            s["latency_us"]["get"]["p50"].get<uint64_t>());
+}
+
+TEST_F(NodeTest, TtlExpiresAndPutWithoutTtlMakesPermanent) {
+  ASSERT_TRUE(Call({{"op", "put"}, {"key", "t"}, {"value", 1}, {"ttl_ms", 1000}})["ok"]);
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "t"}})["found"], true);
+  clock_.Advance(999);
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "t"}})["found"], true);
+  clock_.Advance(1);
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "t"}})["found"], false);
+  ASSERT_TRUE(Call({{"op", "put"}, {"key", "p"}, {"value", 1}, {"ttl_ms", 10}})["ok"]);
+  ASSERT_TRUE(Call({{"op", "put"}, {"key", "p"}, {"value", 2}})["ok"]);
+  clock_.Advance(1'000'000);
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "p"}})["value"], 2);
+}
+
+TEST_F(NodeTest, VersionsIncreaseEvenWhenTheClockGoesBack) {
+  std::string v1 = Call({{"op", "put"}, {"key", "k"}, {"value", 1}})["version"];
+  clock_.Set(clock_.NowMs() - 60'000);
+  std::string v2 = Call({{"op", "put"}, {"key", "k"}, {"value", 2}})["version"];
+  EXPECT_GT(v2, v1);
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "k"}})["value"], 2);
+}
+
+TEST_F(NodeTest, ClusterAndLocateForOneMember) {
+  node_->SetAdvertisedAddress("127.0.0.1:12345");
+  json c = Call({{"op", "cluster"}});
+  EXPECT_EQ(c["node"], "n1");
+  EXPECT_EQ(c["replicas"], 1);
+  EXPECT_EQ(c["partitions"], 64);
+  ASSERT_EQ(c["nodes"].size(), 1u);
+  EXPECT_EQ(c["nodes"][0], (json{{"id", "n1"}, {"address", "127.0.0.1:12345"}, {"status", "up"}}));
+  json l = Call({{"op", "locate"}, {"key", "some-key"}});
+  EXPECT_GE(l["partition"].get<int>(), 0);
+  EXPECT_LT(l["partition"].get<int>(), 64);
+  EXPECT_EQ(l["replicas"], json::array({"n1"}));
+}
+
+TEST_F(NodeTest, BackupAnswersWithSize) {
+  for (int i = 0; i < 50; ++i) Call({{"op", "put"}, {"key", "k" + std::to_string(i)}, {"value", i}});
+  json b = Call({{"op", "backup"}, {"dir", dir_ + "/bk"}, {"id", 3}});
+  ASSERT_EQ(b["ok"], true) << b;
+  EXPECT_EQ(b["id"], 3);
+  EXPECT_EQ(b["dir"], dir_ + "/bk");
+  EXPECT_GT(b["bytes"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/bk/meta"));
+  json bad = Call({{"op", "backup"}, {"dir", "/proc/forbidden/bk"}});
+  EXPECT_EQ(ErrorCode(bad), "internal");
+}
+
+TEST_F(NodeTest, DataSurvivesReopen) {
+  ASSERT_TRUE(Call({{"op", "put"}, {"key", "a"}, {"value", {1, 2}}})["ok"]);
+  ASSERT_TRUE(Call({{"op", "delete"}, {"key", "a"}})["ok"]);
+  ASSERT_TRUE(Call({{"op", "put"}, {"key", "b"}, {"value", "x"}})["ok"]);
+  node_.reset();
+  OpenNode();
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "a"}})["found"], false);
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "b"}})["value"], "x");
+}
+
+}  // namespace
+}  // namespace ringkv

@@ -1,0 +1,127 @@
+// Server: kvd's TCP listener. Accepts connections and runs one Session per
+// connection on a shared asio::io_context driven by `io_threads` threads, one
+// strand per connection.
+//
+// Lifecycle:
+//   Server server(options, &handler);
+//   server.Listen();     // binds; port() is known (port 0 = kernel's choice)
+//   server.Start();      // runs the I/O threads and accepts connections
+//   ...
+//   server.Stop();       // stops accepting, drains sessions, joins threads
+//
+// Start() alone also binds if Listen() was not called. Connections that
+// arrive between Listen() and Start() wait in the kernel's backlog, so a
+// caller can finish getting ready (e.g. learn its address) before serving.
+//
+// Thread-safety: Listen(), Start() and Stop() must be called from one thread
+// that is not an I/O thread of this server (Stop() joins them). port(),
+// BoundAddress() and SessionCount() are safe from any thread after Listen().
+#pragma once
+
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/status.h"
+#include "server/net/session.h"
+#include "server/request_handler.h"
+
+namespace ringkv::net {
+
+struct ServerOptions {
+  // "HOST:PORT" to listen on; HOST is an IP address, "[v6 address]" or a
+  // name; PORT 0 lets the kernel choose. Default: 127.0.0.1:7700.
+  std::string listen = "127.0.0.1:7700";
+  // Threads running the io_context. Default: 2.
+  int io_threads = 2;
+  // Framing limits and backpressure of each connection.
+  SessionOptions session;
+  // How long Stop() waits for connections to answer their in-flight requests
+  // and flush before closing them regardless. Default: 5 s.
+  std::chrono::milliseconds drain_timeout{5000};
+};
+
+class Server {
+ public:
+  // REQUIRES: `handler` outlives the Server, and stops invoking `done`
+  // callbacks (is shut down or destroyed) before the Server is destroyed:
+  // a late `done` posts to this server's io_context.
+  Server(ServerOptions options, RequestHandler* handler);
+  // Stops the server if it is running.
+  ~Server();
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Resolves, binds (SO_REUSEADDR) and listens. BadRequest if `listen` is
+  // malformed, Internal naming the address and the reason if it cannot be
+  // bound (in use, not local, ...).
+  Status Listen();
+
+  // Listen()s if not yet done, then starts the I/O threads and accepting.
+  // Returns the Listen() error, if any.
+  Status Start();
+
+  // Graceful stop: closes the listener, asks every session to stop reading,
+  // waits up to `drain_timeout` for in-flight requests to be answered and
+  // flushed, closes what remains, and joins the I/O threads. Idempotent.
+  void Stop();
+
+  // The bound port. REQUIRES: Listen() succeeded.
+  uint16_t port() const { return port_; }
+
+  // "HOST:PORT" with HOST as given in `listen` and the bound port: the address
+  // to advertise and to write into port files. REQUIRES: Listen() succeeded.
+  std::string BoundAddress() const;
+
+  // Connections currently open.
+  size_t SessionCount() const;
+
+ private:
+  using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, Strand>;
+
+  void RunIoThread();
+  void DoAccept();
+  void OnAccept(const std::error_code& ec, Socket socket);
+  void RetryAcceptLater();
+  void CloseAcceptor();
+  void OnSessionClosed(Session* session);
+  std::vector<std::shared_ptr<Session>> LiveSessions() const;
+  bool WaitForSessions(std::chrono::steady_clock::time_point deadline);
+
+  const ServerOptions options_;
+  RequestHandler* const handler_;
+
+  // Declared first among the asio members so that it is destroyed last: the
+  // handlers it still holds own sessions whose sockets need it.
+  asio::io_context io_;
+  Strand accept_strand_;
+  Acceptor acceptor_;
+  Timer accept_retry_timer_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+
+  std::string host_;   // as given in options_.listen, brackets kept for IPv6
+  uint16_t port_ = 0;  // bound port
+  bool listening_ = false;
+  bool started_ = false;
+  bool stopped_ = false;
+
+  // mu_ protects the following.
+  mutable std::mutex mu_;
+  std::condition_variable sessions_changed_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  bool stopping_ = false;  // no new sessions are registered
+};
+
+}  // namespace ringkv::net

@@ -1,0 +1,153 @@
+// Session: one client (or peer) TCP connection speaking the line protocol.
+//
+// A session frames the bytes it reads into request lines, hands each line to
+// the RequestHandler, and writes the responses back in request order, however
+// the handler's `done` callbacks are ordered or threaded (PROTOCOL.md §3).
+//
+// Framing: a request is a line ending in "\n"; a trailing "\r" is stripped.
+// Empty lines are ignored (no response). A non-empty unterminated line at
+// end-of-stream is served as a last request. A line longer than
+// `max_request_bytes` is refused without being held whole: once the pending
+// partial line exceeds the limit, the session answers
+// RequestTooLargeResponse() after every earlier response, stops serving the
+// connection, and closes it (see "Lingering close" in session.cc).
+//
+// Ordering: every request takes the next sequence slot; a response fills its
+// slot, and the contiguous prefix of filled slots goes out in one batched
+// write. Only one write is in flight at a time.
+//
+// Backpressure: the session stops reading while more than
+// `max_pending_requests` requests await their response or more than
+// `max_outbox_bytes` of responses await the socket, and resumes when drained.
+//
+// Threading: every member runs on the connection's strand (the executor of
+// the socket passed in). Start(), Stop() and Abort() are thread-safe: they post
+// to the strand. The handler's `done` may be called from any thread, before
+// or after Handle() returns. A Session is always owned by shared_ptr; pending
+// asynchronous operations and outstanding `done` callbacks keep it alive.
+#pragma once
+
+#include <asio/basic_stream_socket.hpp>
+#include <asio/basic_waitable_timer.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/strand.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "server/request_handler.h"
+
+namespace ringkv::net {
+
+// Every connection's handlers run on its own strand of the shared io_context;
+// typing the socket and timer on the strand lets the session ask
+// running_in_this_thread().
+using Strand = asio::strand<asio::io_context::executor_type>;
+using Socket = asio::basic_stream_socket<asio::ip::tcp, Strand>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Strand>;
+
+struct SessionOptions {
+  // The longest request line, "\r\n" excluded. Default: 8 MiB.
+  uint64_t max_request_bytes = 8ULL << 20;
+  // Stop reading while more requests than this await their response.
+  // Default: 1024.
+  size_t max_pending_requests = 1024;
+  // Stop reading while more response bytes than this await the socket.
+  // Default: 4 MiB.
+  size_t max_outbox_bytes = 4ULL << 20;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  // Called once, on the session's strand, when the socket has been closed.
+  // The session takes no further requests after that, but may still be alive
+  // until its outstanding `done` callbacks have run.
+  using ClosedCallback = std::function<void(Session*)>;
+
+  // `socket` is connected; its strand serialises all of the session's work.
+  // REQUIRES: `handler` outlives the session's requests; `on_closed` stays
+  // callable while the socket's io_context runs.
+  Session(Socket socket, RequestHandler* handler, SessionOptions options, ClosedCallback on_closed);
+  ~Session();
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Starts reading requests. Call once, after construction.
+  void Start();
+
+  // Graceful stop: reads no further requests, answers those already taken,
+  // flushes, then closes. Thread-safe; idempotent.
+  void Stop();
+
+  // Closes the socket now, dropping unsent responses. Thread-safe; idempotent.
+  void Abort();
+
+  // "ip:port" of the remote end, for logs.
+  const std::string& peer() const { return peer_; }
+
+ private:
+  // Reading and framing.
+  void DoRead();  // reads more unless stopped or backlogged
+  void ReadSome();
+  void OnRead(const std::error_code& ec, size_t n);
+  void ConsumeBytes(std::string_view data);
+  void ServeLine(std::string_view line);
+  void RefuseTooLarge();
+  void StopReading();
+
+  // Responses.
+  uint64_t TakeSlot();
+  void OnResponse(uint64_t seq, std::string response);  // any thread
+  void StoreResponse(uint64_t seq, std::string response);
+  void Flush();
+  void DoWrite();
+  void OnWrite(const std::error_code& ec);
+  bool Backlogged() const;
+
+  // Closing.
+  void MaybeFinish();
+  void LingerThenClose();
+  void DiscardInput();
+  void Close();
+
+  Socket socket_;
+  RequestHandler* const handler_;
+  const SessionOptions options_;
+  const ClosedCallback on_closed_;
+  std::string peer_;
+  Timer linger_timer_;
+
+  // All of the following are touched only on the strand.
+
+  // Reads. read_buf_ is the fixed-size target of async_read_some; partial_
+  // holds the start of a line that has not ended yet (bounded by the limit).
+  std::vector<char> read_buf_;
+  std::string partial_;
+  bool read_pending_ = false;
+  bool read_closed_ = false;  // no further requests will be taken
+  bool too_large_ = false;    // the last response is request_too_large
+
+  // Responses. pending_[i] is the slot of request number base_seq_ + i; a slot
+  // is empty until its `done` has fired.
+  std::deque<std::optional<std::string>> pending_;
+  uint64_t base_seq_ = 0;
+  // outbox_ gathers ready responses while write_buf_ is being written.
+  std::string outbox_;
+  std::string write_buf_;
+  bool write_pending_ = false;
+
+  bool lingering_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace ringkv::net

@@ -1,0 +1,86 @@
+// Protocol: request lines in, response lines out (PROTOCOL.md §3).
+//
+// The only code in server/ that touches JSON. ParseRequest() validates a line
+// completely (types, ranges, limits) so that the operations behind it see only
+// well-formed requests; the Render*() functions produce response lines.
+//
+// Thread-safety: stateless functions; the op table is immutable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/status.h"
+#include "server/stats.h"
+
+namespace ringkv {
+
+// How many replicas a request waits for: a number or a name resolved against N.
+struct QuorumSpec {
+  enum class Kind { kDefault, kNumber, kOne, kQuorum, kAll };
+  Kind kind = Kind::kDefault;
+  int number = 0;  // with kNumber
+
+  // The replica count this spec asks for, given N and the node's default;
+  // BadRequest naming `field` if a number is outside 1..N.
+  Status Resolve(int n, int default_count, std::string_view field, int* out) const;
+};
+
+struct Limits {
+  uint64_t max_key_bytes = 1024;
+  uint64_t max_value_bytes = 1048576;
+};
+
+// The deepest nesting of arrays and objects accepted in a request.
+constexpr int kMaxJsonDepth = 512;
+// The longest TTL accepted: 100 years.
+constexpr uint64_t kMaxTtlMs = 100ULL * 365 * 24 * 3600 * 1000;
+
+struct Request {
+  Op op = Op::kPing;
+  std::string id_json;  // the id as compact JSON, empty if the request had none
+  std::string key;
+  std::string value_json;  // put: the value as compact JSON text
+  uint64_t ttl_ms = 0;     // put: 0 = no TTL
+  QuorumSpec r, w;
+  bool local = false;       // get: read only this node's replica
+  uint64_t timeout_ms = 0;  // 0 = the node's default
+  std::string dir;          // backup
+};
+
+// Parses and validates one request line. On failure returns the error to
+// answer, and still sets out->id_json if the id could be found.
+Status ParseRequest(std::string_view line, const Limits& limits, Request* out);
+
+// The op's wire name ("put", ...).
+std::string_view OpName(Op op);
+
+// Builds one success response line: {"id":…,"ok":true,<fields>}.
+// Each Add*() appends a field; values are escaped as JSON where needed.
+class ResponseBuilder {
+ public:
+  explicit ResponseBuilder(const std::string& id_json);
+  ResponseBuilder& AddString(std::string_view name, std::string_view value);
+  ResponseBuilder& AddInt(std::string_view name, int64_t value);
+  ResponseBuilder& AddBool(std::string_view name, bool value);
+  // `json` must already be valid compact JSON (a stored value, a dumped object).
+  ResponseBuilder& AddRaw(std::string_view name, std::string_view json);
+  ResponseBuilder& AddStringArray(std::string_view name, const std::vector<std::string>& values);
+  std::string Finish();
+
+ private:
+  void AddName(std::string_view name);
+  std::string out_;
+};
+
+// {"id":…,"ok":false,"error":{"code":"…","message":"…"}}
+// REQUIRES: !status.ok().
+std::string RenderError(const std::string& id_json, const Status& status);
+
+// JSON string literal for `s` (quotes included). Invalid UTF-8 is replaced, never thrown.
+std::string JsonQuote(std::string_view s);
+
+}  // namespace ringkv
