@@ -193,18 +193,26 @@ void Server::CloseAcceptor() {
 
 // ---- Sessions and shutdown ----
 
+// Runs on the session's strand, inside one of its handlers, which holds a
+// reference: erasing the registry's reference here never destroys the
+// session under its own feet. The release happens outside the lock.
 void Server::OnSessionClosed(Session* session) {
-  std::lock_guard<std::mutex> lock(mu_);
-  sessions_.erase(session);
+  std::shared_ptr<Session> released;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(session);
+    if (it == sessions_.end()) return;
+    released = std::move(it->second);
+    sessions_.erase(it);
+  }
   sessions_changed_.notify_all();
 }
 
 std::vector<std::shared_ptr<Session>> Server::LiveSessions() const {
   std::vector<std::shared_ptr<Session>> live;
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [raw, weak] : sessions_) {
-    if (auto session = weak.lock()) live.push_back(std::move(session));
-  }
+  live.reserve(sessions_.size());
+  for (const auto& [raw, session] : sessions_) live.push_back(session);
   return live;
 }
 
@@ -235,7 +243,7 @@ void Server::Stop() {
   auto live = LiveSessions();
   spdlog::info("[server] stopping: draining {} connection(s)", live.size());
   for (const auto& session : live) session->Stop();
-  live.clear();  // the sessions' own handlers keep them alive as needed
+  live.clear();
   if (!WaitForSessions(std::chrono::steady_clock::now() + options_.drain_timeout)) {
     live = LiveSessions();
     spdlog::warn("[server] {} connection(s) still busy after {} ms; closing them", live.size(),

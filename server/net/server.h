@@ -53,9 +53,9 @@ struct ServerOptions {
 
 class Server {
  public:
-  // REQUIRES: `handler` outlives the Server, and stops invoking `done`
-  // callbacks (is shut down or destroyed) before the Server is destroyed:
-  // a late `done` posts to this server's io_context.
+  // REQUIRES: `handler` outlives the Server's I/O (until Stop() returns).
+  // `done` callbacks may be invoked or destroyed at any time, even after the
+  // Server is destroyed, except concurrently with ~Server.
   Server(ServerOptions options, RequestHandler* handler);
   // Stops the server if it is running.
   ~Server();
@@ -120,7 +120,8 @@ class Server {
   // mu_ protects the following.
   mutable std::mutex mu_;
   std::condition_variable sessions_changed_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  // Owns every open session until it reports itself closed.
+  std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
   bool stopping_ = false;  // no new sessions are registered
 };
 

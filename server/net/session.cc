@@ -145,8 +145,12 @@ void Session::ServeLine(std::string_view line) {
   }
   const uint64_t seq = TakeSlot();
   try {
-    handler_->Handle(line, [self = shared_from_this(), seq](std::string response) {
-      self->OnResponse(seq, std::move(response));
+    // `done` holds the session weakly: a callback that outlives the server
+    // (held by a handler that shuts down later) must not keep a session, and
+    // with it asio objects, alive past their io_context. The server's
+    // registry keeps the session alive until it closes.
+    handler_->Handle(line, [weak = weak_from_this(), seq](std::string response) {
+      if (auto self = weak.lock()) self->OnResponse(seq, std::move(response));
     });
   } catch (const std::exception& e) {
     // A bug in the handler. Dropping this connection is better than letting

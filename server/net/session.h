@@ -23,8 +23,13 @@
 // Threading: every member runs on the connection's strand (the executor of
 // the socket passed in). Start(), Stop() and Abort() are thread-safe: they post
 // to the strand. The handler's `done` may be called from any thread, before
-// or after Handle() returns. A Session is always owned by shared_ptr; pending
-// asynchronous operations and outstanding `done` callbacks keep it alive.
+// or after Handle() returns.
+//
+// Lifetime: a Session is always owned by shared_ptr. Its owner (the Server's
+// registry) must hold it until `on_closed` runs; pending asynchronous
+// operations also hold it. A `done` callback holds it only weakly, so once a
+// session is closed and gone a late `done` is a no-op, and destroying an
+// unused `done` never destroys asio objects.
 #pragma once
 
 #include <asio/basic_stream_socket.hpp>

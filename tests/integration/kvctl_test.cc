@@ -209,12 +209,24 @@ TEST_F(KvctlTest, JsonOutputIsTheWholeResponse) {
     ASSERT_EQ(NonEmptyLines(r.out).size(), 1u) << Describe(r);
     Json resp = Json::parse(r.out, nullptr, false);
     ASSERT_TRUE(IsOk(resp)) << Describe(r);
-    if (args[0] == "put" || args[0] == "del") EXPECT_TRUE(resp["version"].is_string());
-    if (args[0] == "get") EXPECT_EQ(resp["value"], "v");
-    if (args[0] == "ping") EXPECT_EQ(resp["node"], "n1");
-    if (args[0] == "stats") EXPECT_TRUE(resp["stats"].is_object());
-    if (args[0] == "cluster") EXPECT_TRUE(resp["nodes"].is_array());
-    if (args[0] == "locate") EXPECT_EQ(resp["replicas"], Json::array({"n1"}));
+    if (args[0] == "put" || args[0] == "del") {
+      EXPECT_TRUE(resp["version"].is_string());
+    }
+    if (args[0] == "get") {
+      EXPECT_EQ(resp["value"], "v");
+    }
+    if (args[0] == "ping") {
+      EXPECT_EQ(resp["node"], "n1");
+    }
+    if (args[0] == "stats") {
+      EXPECT_TRUE(resp["stats"].is_object());
+    }
+    if (args[0] == "cluster") {
+      EXPECT_TRUE(resp["nodes"].is_array());
+    }
+    if (args[0] == "locate") {
+      EXPECT_EQ(resp["replicas"], Json::array({"n1"}));
+    }
   }
   // -o json after the command works too.
   ProcessResult r = Kvctl({"ping", "-o", "json"});

@@ -300,7 +300,9 @@ TEST_F(ServerTest, MalformedRequestsGetTheRightErrorAndTheConnectionSurvives) {
     SCOPED_TRACE("case " + std::to_string(i) + ": " + cases[i].line.substr(0, 80));
     Json resp = RawCall(client.get(), cases[i].line);
     EXPECT_TRUE(IsError(resp, cases[i].code));
-    if (!cases[i].id.is_null()) EXPECT_EQ(resp.value("id", Json()), cases[i].id) << resp.dump();
+    if (!cases[i].id.is_null()) {
+      EXPECT_EQ(resp.value("id", Json()), cases[i].id) << resp.dump();
+    }
     ASSERT_TRUE(PingWorks(client.get(), "after-" + std::to_string(i)));
   }
   // None of the bad puts stored anything.
