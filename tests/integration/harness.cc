@@ -174,9 +174,11 @@ std::string MakeTempDir(const std::string& prefix) {
 ProcessResult RunProgram(const std::string& path, const std::vector<std::string>& args,
                          const std::string& stdin_data, milliseconds timeout) {
   ProcessResult result;
-  int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) return result;
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
     result.err = "harness: pipe2 failed";
     return result;
   }

@@ -9,7 +9,9 @@
 // Waiting is always done by polling a condition with WaitFor(), never by
 // sleeping for a guessed time.
 //
-// Thread-safety: a KvdProcess belongs to the test's main thread. Clients made
+// Thread-safety: a KvdProcess belongs to the test's main thread (the thread
+// that starts a node must outlive it: the node gets SIGKILL when that thread
+// exits, so that a crashed test leaves no stray processes). Clients made
 // by Connect() may be used from other threads (one client per thread).
 #pragma once
 

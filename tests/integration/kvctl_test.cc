@@ -1,6 +1,11 @@
 // kvctl against a real kvd (PROTOCOL.md §6): output, exit status, errors.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -127,6 +132,38 @@ TEST(KvctlConnectTest, UnreachableHostExitsThree) {
 
   r = RunKvctl({"--host", host, "get", "k"});
   EXPECT_EQ(r.exit_code, kExitError) << Describe(r);
+}
+
+TEST(KvctlConnectTest, SilentServerTimesOutInsteadOfHanging) {
+  // A socket that listens but never answers: the kernel completes the
+  // handshake, then nothing.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::string host = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  auto start = std::chrono::steady_clock::now();
+  ProcessResult r = RunKvctl({"--host", host, "--timeout-ms", "300", "ping"});
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  EXPECT_EQ(r.exit_code, kExitError) << Describe(r);
+  EXPECT_NE(r.err.find("kvctl: timeout: "), std::string::npos) << Describe(r);
+  EXPECT_LT(elapsed, milliseconds(5000));
+}
+
+TEST_F(KvctlTest, HostNamesAreResolved) {
+  std::string port = kvd_.address().substr(kvd_.address().rfind(':') + 1);
+  // "localhost" may resolve to ::1 first, where nothing listens; the client
+  // must go on to 127.0.0.1.
+  ProcessResult r = RunKvctl({"--host", "localhost:" + port, "ping"});
+  EXPECT_EQ(r.exit_code, kExitOk) << Describe(r);
+  EXPECT_EQ(r.out, "PONG n1\n");
 }
 
 TEST_F(KvctlTest, JsonValues) {

@@ -88,6 +88,17 @@ TEST_F(ServerTest, PutGetDeleteRoundTrip) {
   EXPECT_EQ(Call({{"op", "get"}, {"key", "alpha"}})["value"], 3);
 }
 
+TEST_F(ServerTest, ClientRefusesInvalidUtf8WithoutThrowing) {
+  auto client = kvd_.Connect();
+  ASSERT_NE(client, nullptr);
+  Json resp;
+  Status st =
+      client->Call({{"op", "put"}, {"key", "k"}, {"value", std::string("\xff\xfe")}}, &resp);
+  EXPECT_EQ(st.code(), Status::Code::kBadRequest) << st.ToString();
+  EXPECT_TRUE(PingWorks(client.get(), "after-invalid-utf8"));
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "k"}})["found"], false);
+}
+
 TEST_F(ServerTest, QuorumNamesAndLocalReadsAreAccepted) {
   for (const Json& w : {Json("one"), Json("quorum"), Json("all"), Json(1)}) {
     EXPECT_TRUE(IsOk(Call({{"op", "put"}, {"key", "q"}, {"value", w}, {"w", w}})));
