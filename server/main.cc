@@ -7,6 +7,8 @@
 // Exit status: 0 after a clean shutdown, 2 for a bad command line (one
 // "kvd: error: ..." line on stderr), 1 when the node cannot start (unusable
 // data directory, address in use, ...).
+
+
 #include <fcntl.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -30,6 +32,7 @@
 #include <string_view>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "engine/status.h"
 #include "server/net/server.h"
@@ -39,7 +42,7 @@
 namespace ringkv {
 namespace {
 
-constexpr char kVersion[] = "0.1.0";
+constexpr char kVersion[] = RINGKV_VERSION;
 constexpr int kExitStartupFailure = 1;
 constexpr int kExitUsage = 2;
 
@@ -70,47 +73,61 @@ std::string PlainQuotes(std::string text) {
   return text;
 }
 
-cxxopts::Options DefineFlags() {
+// One command-line flag. Numbers are taken as text and converted by
+// ParseNumber, which names the flag in its error message (cxxopts's does not).
+struct FlagSpec {
+  const char* name;
+  const char* help;
+  const char* arg;            // e.g. "N"; nullptr for an on/off switch
+  std::string default_value;  // "" for none
+};
+
+std::vector<FlagSpec> FlagSpecs() {
   const NodeOptions d;
+  const auto mib = [](uint64_t bytes) { return std::to_string(bytes >> 20); };
+  using std::to_string;
+  return {
+      {"node-id", "this node's name, [A-Za-z0-9_-]{1,64}", "ID", d.node_id},
+      {"listen", "client and peer address; port 0: kernel's choice", "HOST:PORT", d.listen},
+      {"data-dir", "RocksDB directory (default ./data/<node-id>)", "DIR", ""},
+      {"cluster", "every member, this node included (default: only this node)", "ID=HOST:PORT,...",
+       ""},
+      {"replicas", "replication factor N (default min(3, members))", "N", ""},
+      {"read-quorum", "default R (default N/2+1)", "R", ""},
+      {"write-quorum", "default W (default N/2+1)", "W", ""},
+      {"partitions", "ring partitions, a power of two", "Q", to_string(d.partitions)},
+      {"cache-mb", "record cache capacity in MiB", "M", mib(d.cache_bytes)},
+      {"no-hinted-handoff", "do not store hints for replicas that are down", nullptr, ""},
+      {"max-key-bytes", "longest key", "BYTES", to_string(d.max_key_bytes)},
+      {"max-value-bytes", "longest value (compact JSON)", "BYTES", to_string(d.max_value_bytes)},
+      {"max-request-bytes", "longest request line", "BYTES", to_string(d.max_request_bytes)},
+      {"tombstone-grace-s", "keep tombstones and expired records this long", "SECONDS",
+       to_string(d.tombstone_grace_s)},
+      {"sync-writes", "fsync the write-ahead log on every write", nullptr, ""},
+      {"wal-sync-ms", "fsync the write-ahead log this often", "MS", to_string(d.wal_sync_ms)},
+      {"block-cache-mb", "RocksDB block cache in MiB", "M", mib(d.block_cache_bytes)},
+      {"write-buffer-mb", "RocksDB memtable budget in MiB", "M", mib(d.write_buffer_bytes)},
+      {"io-threads", "threads serving connections", "N", to_string(d.io_threads)},
+      {"log-level", "trace|debug|info|warn|error", "LEVEL", "info"},
+      {"port-file", "once listening, write HOST:PORT to this file (atomically)", "PATH", ""},
+      {"h,help", "print this help and exit", nullptr, ""},
+      {"version", "print the version and exit", nullptr, ""},
+  };
+}
+
+cxxopts::Options DefineFlags() {
   cxxopts::Options options("kvd", "RingKV database node");
   options.custom_help("[FLAGS]");
-  // Numbers are taken as text and converted by ParseNumber, which names the
-  // flag in its error message (cxxopts's own message does not).
-  const auto text = [](std::string default_value = "") {
+  auto add = options.add_options();
+  for (const FlagSpec& flag : FlagSpecs()) {
+    if (flag.arg == nullptr) {
+      add(flag.name, flag.help);
+      continue;
+    }
     auto value = cxxopts::value<std::string>();
-    if (!default_value.empty()) value->default_value(std::move(default_value));
-    return value;
-  };
-  const auto mib = [](uint64_t bytes) { return std::to_string(bytes >> 20); };
-  options.add_options()                                                               //
-      ("node-id", "this node's name, [A-Za-z0-9_-]{1,64}", text(d.node_id), "ID")     //
-      ("listen", "client and peer address; port 0: kernel's choice", text(d.listen),  //
-       "HOST:PORT")                                                                   //
-      ("data-dir", "RocksDB directory (default ./data/<node-id>)", text(), "DIR")     //
-      ("cluster", "every member, this node included (default: only this node)",       //
-       text(), "ID=HOST:PORT,...")                                                    //
-      ("replicas", "replication factor N (default min(3, members))", text(), "N")     //
-      ("read-quorum", "default R (default N/2+1)", text(), "R")                       //
-      ("write-quorum", "default W (default N/2+1)", text(), "W")                      //
-      ("partitions", "ring partitions, a power of two", text(std::to_string(d.partitions)),
-       "Q")                                                                        //
-      ("cache-mb", "record cache capacity in MiB", text(mib(d.cache_bytes)), "M")  //
-      ("no-hinted-handoff", "do not store hints for replicas that are down")       //
-      ("max-key-bytes", "longest key", text(std::to_string(d.max_key_bytes)), "BYTES")(
-          "max-value-bytes", "longest value (compact JSON)",
-          text(std::to_string(d.max_value_bytes)), "BYTES")(
-          "max-request-bytes", "longest request line", text(std::to_string(d.max_request_bytes)),
-          "BYTES")("tombstone-grace-s", "keep tombstones and expired records this long",
-                   text(std::to_string(d.tombstone_grace_s)),
-                   "SECONDS")("sync-writes", "fsync the write-ahead log on every write")(
-          "wal-sync-ms", "fsync the write-ahead log this often",
-          text(std::to_string(d.wal_sync_ms)), "MS")("block-cache-mb", "RocksDB block cache in MiB",
-                                                     text(mib(d.block_cache_bytes)), "M")(
-          "write-buffer-mb", "RocksDB memtable budget in MiB", text(mib(d.write_buffer_bytes)),
-          "M")("io-threads", "threads serving connections", text(std::to_string(d.io_threads)),
-               "N")("log-level", "trace|debug|info|warn|error", text("info"), "LEVEL")(
-          "port-file", "once listening, write HOST:PORT to this file", text(), "PATH")(
-          "h,help", "print this help and exit")("version", "print the version and exit");
+    if (!flag.default_value.empty()) value->default_value(flag.default_value);
+    add(flag.name, flag.help, value, flag.arg);
+  }
   return options;
 }
 
@@ -271,6 +288,9 @@ Status WritePortFile(const std::string& path, const std::string& address) {
 // that the default ./data/n1 works from a fresh checkout.
 Status MakeDataDir(const std::string& dir) {
   std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec)) {
+    return Status::Internal("data directory " + dir + " exists and is not a directory");
+  }
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::Internal("cannot create data directory " + dir + ": " + ec.message());
   return Status::OK();
