@@ -4,6 +4,7 @@
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -52,6 +53,17 @@ bool ParsePartitionFamilyName(const std::string& name, uint32_t* p) {
   return ec == std::errc() && ptr == name.data() + name.size();
 }
 
+// A hint's RocksDB key: target node id, a NUL, then the client's key. Node ids
+// never contain NUL, so each target's hints form one contiguous key range.
+std::string HintKey(std::string_view target, std::string_view key) {
+  std::string out;
+  out.reserve(target.size() + 1 + key.size());
+  out.append(target);
+  out.push_back('\0');
+  out.append(key);
+  return out;
+}
+
 }  // namespace
 
 class Store::Impl {
@@ -65,6 +77,11 @@ class Store::Impl {
   Status Get(uint32_t partition, std::string_view key, Record* out);
   Status Backup(const std::string& dir, BackupResult* out);
   uint64_t KeysEstimate();
+  Status PutHint(std::string_view target, std::string_view key, const Record& record);
+  Status ListHints(std::string_view target, std::string_view after_key, size_t limit,
+                   std::vector<Hint>* out);
+  Status DeleteHint(const Hint& hint, bool* removed);
+  Status CountHints(std::map<std::string, uint64_t>* per_target);
   Status FlushAll();
   Status CompactAll();
 
@@ -72,6 +89,7 @@ class Store::Impl {
 
  private:
   rocksdb::ColumnFamilyOptions PartitionOptions() const;
+  rocksdb::ColumnFamilyOptions HintsOptions() const;
   Status CheckIdentity();
   Status PartitionFamily(uint32_t partition, bool create, rocksdb::ColumnFamilyHandle** out);
   std::vector<rocksdb::ColumnFamilyHandle*> LiveFamilies();
@@ -90,6 +108,9 @@ class Store::Impl {
   std::vector<rocksdb::ColumnFamilyHandle*> owned_handles_;  // guarded by families_mu_
   std::mutex families_mu_;
   std::mutex backup_mu_;  // one backup at a time
+  // Serialises DeleteHint's check-then-delete against PutHint, so a hint that
+  // became newer between the check and the delete is never lost.
+  std::mutex hints_mu_;
 
   // sync_mu_ protects the following.
   std::mutex sync_mu_;
@@ -120,6 +141,14 @@ rocksdb::ColumnFamilyOptions Store::Impl::PartitionOptions() const {
   return cf;
 }
 
+// Hints merge like records (the newest per target and key wins) but are never
+// purged by the grace filter: the handoff loop ages them out itself.
+rocksdb::ColumnFamilyOptions Store::Impl::HintsOptions() const {
+  rocksdb::ColumnFamilyOptions cf;
+  cf.merge_operator = NewLwwMergeOperator();
+  return cf;
+}
+
 Status Store::Impl::Open() {
   std::error_code ec;
   std::filesystem::create_directories(opts_.path, ec);
@@ -146,7 +175,9 @@ Status Store::Impl::Open() {
   for (const std::string& name : names) {
     uint32_t p = 0;
     bool partition = ParsePartitionFamilyName(name, &p);
-    descs.emplace_back(name, partition ? PartitionOptions() : rocksdb::ColumnFamilyOptions());
+    descs.emplace_back(name, partition ? PartitionOptions()
+                             : name == kHintsFamily ? HintsOptions()
+                                                    : rocksdb::ColumnFamilyOptions());
   }
   rocksdb::DB* raw = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -313,6 +344,62 @@ uint64_t Store::Impl::KeysEstimate() {
   return total;
 }
 
+Status Store::Impl::PutHint(std::string_view target, std::string_view key,
+                            const Record& record) {
+  std::string encoded;
+  EncodeRecord(record, &encoded);
+  std::lock_guard<std::mutex> l(hints_mu_);
+  return FromRocks(db_->Merge(write_options_, hints_, HintKey(target, key), encoded),
+                   "hint write failed");
+}
+
+Status Store::Impl::ListHints(std::string_view target, std::string_view after_key, size_t limit,
+                              std::vector<Hint>* out) {
+  out->clear();
+  std::string prefix = HintKey(target, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), hints_));
+  std::string start = HintKey(target, after_key);
+  for (it->Seek(start); it->Valid() && out->size() < limit; it->Next()) {
+    rocksdb::Slice k = it->key();
+    if (!k.starts_with(prefix)) break;
+    if (!after_key.empty() && k == rocksdb::Slice(start)) continue;
+    Hint h;
+    h.target.assign(target);
+    h.key.assign(k.data() + prefix.size(), k.size() - prefix.size());
+    RINGKV_RETURN_IF_ERROR(DecodeRecord({it->value().data(), it->value().size()}, &h.record));
+    out->push_back(std::move(h));
+  }
+  return FromRocks(it->status(), "hint scan failed");
+}
+
+Status Store::Impl::DeleteHint(const Hint& hint, bool* removed) {
+  *removed = false;
+  std::string key = HintKey(hint.target, hint.key);
+  std::lock_guard<std::mutex> l(hints_mu_);
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), hints_, key, &value);
+  if (s.IsNotFound()) return Status::OK();
+  if (!s.ok()) return FromRocks(s, "hint read failed");
+  Record current;
+  RINGKV_RETURN_IF_ERROR(DecodeRecordMeta(value, &current));
+  if (current.version != hint.record.version) return Status::OK();
+  RINGKV_RETURN_IF_ERROR(FromRocks(db_->Delete(write_options_, hints_, key), "hint delete failed"));
+  *removed = true;
+  return Status::OK();
+}
+
+Status Store::Impl::CountHints(std::map<std::string, uint64_t>* per_target) {
+  per_target->clear();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), hints_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    rocksdb::Slice k = it->key();
+    const char* nul = static_cast<const char*>(memchr(k.data(), '\0', k.size()));
+    if (nul == nullptr) continue;  // not ours; never written by PutHint
+    (*per_target)[std::string(k.data(), nul - k.data())]++;
+  }
+  return FromRocks(it->status(), "hint scan failed");
+}
+
 Status Store::Impl::FlushAll() {
   for (rocksdb::ColumnFamilyHandle* h : LiveFamilies()) {
     RINGKV_RETURN_IF_ERROR(FromRocks(db_->Flush(rocksdb::FlushOptions(), h), "flush failed"));
@@ -353,6 +440,17 @@ Status Store::Get(uint32_t partition, std::string_view key, Record* out) {
 }
 Status Store::Backup(const std::string& dir, BackupResult* out) { return impl_->Backup(dir, out); }
 uint64_t Store::KeysEstimate() { return impl_->KeysEstimate(); }
+Status Store::PutHint(std::string_view target, std::string_view key, const Record& record) {
+  return impl_->PutHint(target, key, record);
+}
+Status Store::ListHints(std::string_view target, std::string_view after_key, size_t limit,
+                        std::vector<Hint>* out) {
+  return impl_->ListHints(target, after_key, limit, out);
+}
+Status Store::DeleteHint(const Hint& hint, bool* removed) { return impl_->DeleteHint(hint, removed); }
+Status Store::CountHints(std::map<std::string, uint64_t>* per_target) {
+  return impl_->CountHints(per_target);
+}
 uint32_t Store::partitions() const { return impl_->opts().partitions; }
 const std::string& Store::node_id() const { return impl_->opts().node_id; }
 Status Store::TEST_FlushAll() { return impl_->FlushAll(); }

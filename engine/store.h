@@ -22,6 +22,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <map>
+#include <vector>
 
 #include "engine/clock.h"
 #include "engine/record.h"
@@ -53,6 +55,13 @@ struct StoreOptions {
   uint64_t wal_sync_interval_ms = 1000;
   // LZ4 on upper levels and ZSTD at the bottom when true, none when false. Default: true.
   bool compression = true;
+};
+
+// A write kept for a replica that did not take it (hinted handoff).
+struct Hint {
+  std::string target;  // the replica's node id
+  std::string key;
+  Record record;
 };
 
 // What Backup() made.
@@ -87,6 +96,21 @@ class Store {
   // already holds backups). Safe while writes go on. Blocks: call it off the
   // I/O threads.
   Status Backup(const std::string& dir, BackupResult* out);
+
+  // Hints: at most one per (target, key), holding the newest record written
+  // for it (LWW, like partitions). Durable in the WAL like any write.
+  // REQUIRES: target contains no '\0'.
+  Status PutHint(std::string_view target, std::string_view key, const Record& record);
+  // Up to `limit` hints for `target`, in key order, starting after
+  // `after_key` ("" = from the first).
+  Status ListHints(std::string_view target, std::string_view after_key, size_t limit,
+                   std::vector<Hint>* out);
+  // Removes the hint for (hint.target, hint.key) if it still holds exactly
+  // hint.record's version; a newer hint written meanwhile is kept. Sets
+  // *removed to whether it was removed.
+  Status DeleteHint(const Hint& hint, bool* removed);
+  // Hints stored per target, counted by a scan (for start-up and tests).
+  Status CountHints(std::map<std::string, uint64_t>* per_target);
 
   // RocksDB's estimate of the number of keys across all partitions.
   uint64_t KeysEstimate();

@@ -8,7 +8,6 @@
 // "kvd: error: ..." line on stderr), 1 when the node cannot start (unusable
 // data directory, address in use, ...).
 
-
 #include <fcntl.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -35,6 +34,10 @@
 #include <vector>
 
 #include "engine/status.h"
+#include "server/cluster/handoff.h"
+#include "server/cluster/membership.h"
+#include "server/net/failure_detector.h"
+#include "server/net/peer_client.h"
 #include "server/net/server.h"
 #include "server/node.h"
 #include "server/node_options.h"
@@ -304,6 +307,31 @@ net::ServerOptions ServerOptionsFor(const NodeOptions& node) {
   return options;
 }
 
+// Connects the node to its peers: the peer client as its transport, the
+// failure detector pinging peers and delivering hints, and logging of
+// membership changes.
+void StartClusterLayer(const NodeOptions& options, Node* node,
+                       std::unique_ptr<net::PeerClient>* peers,
+                       std::unique_ptr<net::FailureDetector>* detector) {
+  cluster::Membership* membership = node->membership();
+  membership->SetListener([](const std::string& id, bool up) {
+    if (up) {
+      spdlog::info("[membership] node {} is up", id);
+    } else {
+      spdlog::warn("[membership] node {} is down", id);
+    }
+  });
+  *peers = std::make_unique<net::PeerClient>(net::PeerClientOptions{}, membership, options.node_id,
+                                             node->cluster_fingerprint());
+  node->SetPeerTransport(peers->get());
+  (*peers)->Start();
+  net::FailureDetector::Tick tick;
+  if (cluster::HintedHandoff* handoff = node->handoff()) tick = [handoff] { handoff->Tick(); };
+  *detector = std::make_unique<net::FailureDetector>(net::FailureDetectorOptions{}, peers->get(),
+                                                     membership, std::move(tick));
+  (*detector)->Start();
+}
+
 // Opens the node, serves until SIGTERM/SIGINT, shuts down.
 int Serve(const KvdFlags& flags) {
   // Installed before the (possibly slow) store opens: a signal that arrives
@@ -330,6 +358,11 @@ int Serve(const KvdFlags& flags) {
     PrintError(s.message());
     return kExitStartupFailure;
   }
+  // A cluster of one needs no peer traffic, hence no threads for it.
+  std::unique_ptr<net::PeerClient> peers;
+  std::unique_ptr<net::FailureDetector> detector;
+  if (options.cluster.size() > 1) StartClusterLayer(options, node.get(), &peers, &detector);
+
   auto server = std::make_unique<net::Server>(ServerOptionsFor(options), node.get());
   s = server->Listen();
   if (s.ok()) {
@@ -346,12 +379,19 @@ int Serve(const KvdFlags& flags) {
     PrintError(s.message());
   }
 
-  // Order matters: stop the network (in-flight requests answered), let the
-  // node finish background work, close the store, and only then destroy the
-  // server, whose io_context late `done` callbacks would post to.
+  // Order matters: stop the network (in-flight requests answered, which may
+  // still be waiting on peers, so the peer layer keeps running meanwhile),
+  // stop pinging and delivering hints, stop the peer client (what is still
+  // pending there fails), let the node finish background work, close the
+  // store, and only then destroy the server, whose io_context late `done`
+  // callbacks would post to. The node refers to `peers`: destroy it first.
   server->Stop();
+  if (detector) detector->Stop();
+  if (peers) peers->Stop();
   node->Shutdown();
   node.reset();
+  detector.reset();
+  peers.reset();
   server.reset();
   if (s.ok()) spdlog::info("[server] node {} stopped", options.node_id);
   return s.ok() ? 0 : kExitStartupFailure;

@@ -11,48 +11,59 @@
 #include "engine/record_cache.h"
 #include "engine/store.h"
 #include "engine/version.h"
+#include "server/cluster/coordinator.h"
+#include "server/cluster/counters.h"
+#include "server/cluster/handoff.h"
+#include "server/cluster/membership.h"
 #include "server/cluster/ring.h"
+#include "server/cluster/router.h"
 #include "server/protocol.h"
 #include "server/stats.h"
 
 namespace ringkv {
 
-class Node::Impl {
+class Node::Impl final : public cluster::LocalReplica {
  public:
-  explicit Impl(const NodeOptions& o)
-      : opts_(o), hlc_(o.clock), cache_(o.cache_bytes), advertised_(o.listen) {
-    limits_.max_key_bytes = o.max_key_bytes;
-    limits_.max_value_bytes = o.max_value_bytes;
-  }
+  explicit Impl(const NodeOptions& o);
 
   Status Open();
   void Handle(std::string_view line, Done done);
   std::string RequestTooLarge();
   void SetAdvertisedAddress(std::string address);
+  void SetPeerTransport(cluster::ReplicaTransport* peers) { router_->SetRemote(peers); }
+  cluster::Membership* membership() { return &membership_; }
+  cluster::HintedHandoff* handoff() { return handoff_.get(); }
+  const std::string& fingerprint() const { return fingerprint_; }
   void Shutdown();
 
+  // cluster::LocalReplica: this node's own replica, through the cache.
+  Status WriteLocal(const std::string& key, const Record& record) override;
+  Status ReadLocal(const std::string& key, Record* out) override;
+
  private:
-  using Handler = std::string (Impl::*)(const Request&);
+  using Handler = void (Impl::*)(const Request&, Done);
 
-  // Runs a parsed request; returns its response line, or "" if the op answers
-  // asynchronously through `done` (backup).
-  std::string Dispatch(const Request& req, const Done& done);
   std::string Fail(const std::string& id_json, const Status& s);
+  uint64_t TimeoutOf(const Request& req) const {
+    return req.timeout_ms > 0 ? req.timeout_ms : opts_.request_timeout_ms;
+  }
 
-  std::string Put(const Request& req);
-  std::string Get(const Request& req);
-  std::string Delete(const Request& req);
-  std::string Ping(const Request& req);
-  std::string StatsOp(const Request& req);
-  std::string ClusterOp(const Request& req);
-  std::string Locate(const Request& req);
+  void Put(const Request& req, Done done);
+  void Get(const Request& req, Done done);
+  void Delete(const Request& req, Done done);
+  void Ping(const Request& req, Done done);
+  void StatsOp(const Request& req, Done done);
+  void ClusterOp(const Request& req, Done done);
+  void Locate(const Request& req, Done done);
   void Backup(const Request& req, Done done);
+  void PeerWrite(const Request& req, Done done);
+  void PeerRead(const Request& req, Done done);
+  void PeerHello(const Request& req, Done done);
 
-  // Writes `record` for `key` through the store and the cache.
-  Status WriteRecord(const Request& req, Record* record);
-  // Reads `key`'s record through the cache. NotFound if there is none.
-  Status ReadRecord(std::string_view key, std::shared_ptr<const Record>* out);
-  Status CheckWriteQuorum(const Request& req);
+  // Runs a put or delete through the coordinator.
+  void CoordinateWrite(const Request& req, Record record, Done done);
+  // The response to a get, from the newest record the replicas had.
+  std::string RenderGet(const std::string& id_json, const std::optional<Record>& newest);
   std::string StatsJson();
 
   const NodeOptions opts_;
@@ -62,12 +73,39 @@ class Node::Impl {
   cluster::Ring ring_;
   std::unique_ptr<Store> store_;
   Stats stats_;
+  cluster::Counters counters_;
+  cluster::Membership membership_;
+  std::string fingerprint_;
+  std::unique_ptr<cluster::ReplicaRouter> router_;
+  std::unique_ptr<cluster::HintedHandoff> handoff_;
+  std::unique_ptr<cluster::Coordinator> coordinator_;
 
   // mu_ protects the following.
   std::mutex mu_;
   std::string advertised_;
   std::vector<std::thread> jobs_;  // background jobs (backups); joined by Shutdown()
 };
+
+namespace {
+
+std::vector<std::pair<std::string, std::string>> MemberPairs(const NodeOptions& o) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Member& m : o.cluster) out.emplace_back(m.id, m.address);
+  return out;
+}
+
+}  // namespace
+
+Node::Impl::Impl(const NodeOptions& o)
+    : opts_(o),
+      hlc_(o.clock),
+      cache_(o.cache_bytes),
+      membership_(MemberPairs(o), o.node_id),
+      fingerprint_(ClusterFingerprint(MemberPairs(o), o.partitions, o.replicas)),
+      advertised_(o.listen) {
+  limits_.max_key_bytes = o.max_key_bytes;
+  limits_.max_value_bytes = o.max_value_bytes;
+}
 
 Status Node::Impl::Open() {
   std::vector<std::string> ids;
@@ -83,38 +121,42 @@ Status Node::Impl::Open() {
   so.write_buffer_bytes = opts_.write_buffer_bytes;
   so.sync_writes = opts_.sync_writes;
   so.wal_sync_interval_ms = opts_.wal_sync_ms;
-  return Store::Open(so, &store_);
+  RINGKV_RETURN_IF_ERROR(Store::Open(so, &store_));
+
+  router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, this);
+  if (opts_.hinted_handoff) {
+    cluster::HandoffOptions ho;
+    ho.max_age_ms = opts_.hint_window_s * 1000;
+    ho.timeout_ms = opts_.request_timeout_ms;
+    handoff_ = std::make_unique<cluster::HintedHandoff>(ho, store_.get(), router_.get(),
+                                                        &membership_, opts_.clock, &counters_);
+    RINGKV_RETURN_IF_ERROR(handoff_->Init());
+  }
+  coordinator_ = std::make_unique<cluster::Coordinator>(
+      cluster::CoordinatorOptions{opts_.node_id}, &ring_, &membership_, router_.get(), &hlc_,
+      handoff_.get(), &counters_);
+  return Status::OK();
 }
 
 void Node::Impl::Handle(std::string_view line, Done done) {
   auto start = std::chrono::steady_clock::now();
   Request req;
   Status s = ParseRequest(line, limits_, &req);
-  if (!s.ok()) {
-    done(Fail(req.id_json, s));
-    return;
-  }
+  if (!s.ok()) return done(Fail(req.id_json, s));
+  // Indexed by Op, in the order of the protocol's op table.
+  static constexpr std::array<Handler, kOpCount> kHandlers = {
+      &Impl::Put,    &Impl::Get,    &Impl::Delete,    &Impl::Ping,     &Impl::StatsOp,
+      &Impl::ClusterOp, &Impl::Locate, &Impl::Backup, &Impl::PeerWrite, &Impl::PeerRead,
+      &Impl::PeerHello};
   Op op = req.op;
-  auto finish = [this, op, start](const Done& reply, std::string response) {
+  auto finish = [this, op, start, done = std::move(done)](std::string response) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - start)
                   .count();
     stats_.RecordOp(op, static_cast<uint64_t>(us));
-    reply(std::move(response));
+    done(std::move(response));
   };
-  if (op == Op::kBackup) {
-    Backup(req, [finish, done](std::string response) { finish(done, std::move(response)); });
-    return;
-  }
-  finish(done, Dispatch(req, done));
-}
-
-std::string Node::Impl::Dispatch(const Request& req, const Done&) {
-  // Indexed by Op; backup is answered asynchronously by Handle().
-  static constexpr std::array<Handler, kOpCount> kHandlers = {
-      &Impl::Put,     &Impl::Get,       &Impl::Delete, &Impl::Ping,
-      &Impl::StatsOp, &Impl::ClusterOp, &Impl::Locate, nullptr};
-  return (this->*kHandlers[static_cast<int>(req.op)])(req);
+  (this->*kHandlers[static_cast<int>(op)])(req, std::move(finish));
 }
 
 std::string Node::Impl::Fail(const std::string& id_json, const Status& s) {
@@ -128,66 +170,77 @@ std::string Node::Impl::RequestTooLarge() {
                                           std::to_string(opts_.max_request_bytes) + " bytes"));
 }
 
-Status Node::Impl::CheckWriteQuorum(const Request& req) {
-  int w = 0;
-  return req.w.Resolve(ring_.replicas(), opts_.write_quorum, "w", &w);
-}
-
-Status Node::Impl::WriteRecord(const Request& req, Record* record) {
-  RINGKV_RETURN_IF_ERROR(CheckWriteQuorum(req));
-  record->version = {hlc_.Now(), opts_.node_id};
-  uint32_t partition = ring_.PartitionOf(req.key);
-  RINGKV_RETURN_IF_ERROR(store_->Write(partition, req.key, *record));
-  cache_.OnWrite(req.key, *record);
+Status Node::Impl::WriteLocal(const std::string& key, const Record& record) {
+  RINGKV_RETURN_IF_ERROR(store_->Write(ring_.PartitionOf(key), key, record));
+  cache_.OnWrite(key, record);
   return Status::OK();
 }
 
-std::string Node::Impl::Put(const Request& req) {
+Status Node::Impl::ReadLocal(const std::string& key, Record* out) {
+  if (auto cached = cache_.Lookup(key)) {
+    *out = *cached;
+    return Status::OK();
+  }
+  uint64_t token = cache_.BeginFill(key);
+  RINGKV_RETURN_IF_ERROR(store_->Get(ring_.PartitionOf(key), key, out));
+  cache_.Fill(key, *out, token);
+  return Status::OK();
+}
+
+void Node::Impl::CoordinateWrite(const Request& req, Record record, Done done) {
+  int w = 0;
+  Status s = req.w.Resolve(ring_.replicas(), opts_.write_quorum, "w", &w);
+  if (!s.ok()) return done(Fail(req.id_json, s));
+  coordinator_->Write(req.key, std::move(record), w, TimeoutOf(req),
+                      [this, id = req.id_json, done = std::move(done)](Status ws, Version v) {
+                        if (!ws.ok()) return done(Fail(id, ws));
+                        done(ResponseBuilder(id).AddString("version", v.ToString()).Finish());
+                      });
+}
+
+void Node::Impl::Put(const Request& req, Done done) {
   Record record;
   record.value = req.value_json;
   if (req.ttl_ms > 0) record.expires_at_ms = opts_.clock->NowMs() + req.ttl_ms;
-  Status s = WriteRecord(req, &record);
-  if (!s.ok()) return Fail(req.id_json, s);
-  return ResponseBuilder(req.id_json).AddString("version", record.version.ToString()).Finish();
+  CoordinateWrite(req, std::move(record), std::move(done));
 }
 
-std::string Node::Impl::Delete(const Request& req) {
+void Node::Impl::Delete(const Request& req, Done done) {
   Record record;
   record.tombstone = true;
-  Status s = WriteRecord(req, &record);
-  if (!s.ok()) return Fail(req.id_json, s);
-  return ResponseBuilder(req.id_json).AddString("version", record.version.ToString()).Finish();
+  CoordinateWrite(req, std::move(record), std::move(done));
 }
 
-Status Node::Impl::ReadRecord(std::string_view key, std::shared_ptr<const Record>* out) {
-  if ((*out = cache_.Lookup(key))) return Status::OK();
-  uint64_t token = cache_.BeginFill(key);
-  auto record = std::make_shared<Record>();
-  RINGKV_RETURN_IF_ERROR(store_->Get(ring_.PartitionOf(key), key, record.get()));
-  cache_.Fill(key, *record, token);
-  *out = std::move(record);
-  return Status::OK();
-}
-
-std::string Node::Impl::Get(const Request& req) {
-  int r = 0;
-  Status s = req.r.Resolve(ring_.replicas(), opts_.read_quorum, "r", &r);
-  if (!s.ok()) return Fail(req.id_json, s);
-  std::shared_ptr<const Record> record;
-  s = ReadRecord(req.key, &record);
-  if (!s.ok() && !s.IsNotFound()) return Fail(req.id_json, s);
-  ResponseBuilder out(req.id_json);
-  if (s.IsNotFound() || !record->IsLive(opts_.clock->NowMs())) {
-    return out.AddBool("found", false).Finish();
-  }
+std::string Node::Impl::RenderGet(const std::string& id_json,
+                                  const std::optional<Record>& newest) {
+  ResponseBuilder out(id_json);
+  if (!newest || !newest->IsLive(opts_.clock->NowMs())) return out.AddBool("found", false).Finish();
   return out.AddBool("found", true)
-      .AddRaw("value", record->value)
-      .AddString("version", record->version.ToString())
+      .AddRaw("value", newest->value)
+      .AddString("version", newest->version.ToString())
       .Finish();
 }
 
-std::string Node::Impl::Ping(const Request& req) {
-  return ResponseBuilder(req.id_json).AddString("node", opts_.node_id).Finish();
+void Node::Impl::Get(const Request& req, Done done) {
+  int r = 0;
+  Status s = req.r.Resolve(ring_.replicas(), opts_.read_quorum, "r", &r);
+  if (!s.ok()) return done(Fail(req.id_json, s));
+  if (req.local) {
+    Record record;
+    s = ReadLocal(req.key, &record);
+    if (!s.ok() && !s.IsNotFound()) return done(Fail(req.id_json, s));
+    return done(RenderGet(req.id_json, s.ok() ? std::optional<Record>(record) : std::nullopt));
+  }
+  coordinator_->Read(
+      req.key, r, TimeoutOf(req),
+      [this, id = req.id_json, done = std::move(done)](Status rs, std::optional<Record> newest) {
+        if (!rs.ok()) return done(Fail(id, rs));
+        done(RenderGet(id, newest));
+      });
+}
+
+void Node::Impl::Ping(const Request& req, Done done) {
+  done(ResponseBuilder(req.id_json).AddString("node", opts_.node_id).Finish());
 }
 
 std::string Node::Impl::StatsJson() {
@@ -207,6 +260,10 @@ std::string Node::Impl::StatsJson() {
     auto code = static_cast<Status::Code>(c);
     errors[std::string(Status::CodeName(code))] = stats_.errors(code);
   }
+  json per_target = json::object();
+  if (handoff_) {
+    for (const auto& [target, n] : handoff_->pending_per_target()) per_target[target] = n;
+  }
   json stats = {
       {"node", opts_.node_id},
       {"uptime_s", stats_.uptime_s()},
@@ -219,45 +276,49 @@ std::string Node::Impl::StatsJson() {
         {"bytes", cache_.bytes()},
         {"entries", cache_.entries()},
         {"capacity_bytes", cache_.capacity_bytes()}}},
-      {"hints_pending", stats_.hints_pending.load()},
-      {"hints_delivered", stats_.hints_delivered.load()},
-      {"read_repairs", stats_.read_repairs.load()},
+      {"hints_pending", handoff_ ? handoff_->pending() : 0},
+      {"hints_pending_per_target", per_target},
+      {"hints_written", counters_.hints_written.load()},
+      {"hints_delivered", counters_.hints_delivered.load()},
+      {"hints_dropped", counters_.hints_dropped.load()},
+      {"read_repairs", counters_.read_repairs.load()},
+      {"clock_skew_rejections", counters_.clock_skew_rejections.load()},
       {"errors", errors},
   };
   return stats.dump();
 }
 
-std::string Node::Impl::StatsOp(const Request& req) {
-  return ResponseBuilder(req.id_json).AddRaw("stats", StatsJson()).Finish();
+void Node::Impl::StatsOp(const Request& req, Done done) {
+  done(ResponseBuilder(req.id_json).AddRaw("stats", StatsJson()).Finish());
 }
 
-std::string Node::Impl::ClusterOp(const Request& req) {
+void Node::Impl::ClusterOp(const Request& req, Done done) {
   nlohmann::json nodes = nlohmann::json::array();
   std::string self_address;
   {
     std::lock_guard<std::mutex> l(mu_);
     self_address = advertised_;
   }
-  for (const Member& m : opts_.cluster) {
+  for (const cluster::MemberStatus& m : membership_.Snapshot()) {
     bool self = m.id == opts_.node_id;
-    // Membership and failure detection arrive with the cluster issue; until
-    // then the only member is this node, which is up while it answers.
-    nodes.push_back({{"id", m.id}, {"address", self ? self_address : m.address}, {"status", "up"}});
+    nodes.push_back({{"id", m.id},
+                     {"address", self ? self_address : m.address},
+                     {"status", m.up ? "up" : "down"}});
   }
-  return ResponseBuilder(req.id_json)
-      .AddString("node", opts_.node_id)
-      .AddInt("replicas", ring_.replicas())
-      .AddInt("partitions", ring_.partitions())
-      .AddRaw("nodes", nodes.dump())
-      .Finish();
+  done(ResponseBuilder(req.id_json)
+           .AddString("node", opts_.node_id)
+           .AddInt("replicas", ring_.replicas())
+           .AddInt("partitions", ring_.partitions())
+           .AddRaw("nodes", nodes.dump())
+           .Finish());
 }
 
-std::string Node::Impl::Locate(const Request& req) {
+void Node::Impl::Locate(const Request& req, Done done) {
   uint32_t p = ring_.PartitionOf(req.key);
-  return ResponseBuilder(req.id_json)
-      .AddInt("partition", p)
-      .AddStringArray("replicas", ring_.PreferenceList(p))
-      .Finish();
+  done(ResponseBuilder(req.id_json)
+           .AddInt("partition", p)
+           .AddStringArray("replicas", ring_.PreferenceList(p))
+           .Finish());
 }
 
 // A backup copies files and may take long: it runs on its own thread, never on
@@ -267,10 +328,7 @@ void Node::Impl::Backup(const Request& req, Done done) {
   jobs_.emplace_back([this, req, done = std::move(done)] {
     BackupResult result;
     Status s = store_->Backup(req.dir, &result);
-    if (!s.ok()) {
-      done(Fail(req.id_json, s));
-      return;
-    }
+    if (!s.ok()) return done(Fail(req.id_json, s));
     spdlog::info("[backup] backup {} of {} bytes written to {}", result.backup_id, result.bytes,
                  req.dir);
     done(ResponseBuilder(req.id_json)
@@ -279,6 +337,46 @@ void Node::Impl::Backup(const Request& req, Done done) {
              .AddInt("backup_id", result.backup_id)
              .Finish());
   });
+}
+
+// A replica write from a coordinator. Versions too far ahead of this node's
+// clock are refused, so that a peer with a skewed clock cannot stamp values
+// that would win every later write for hours.
+void Node::Impl::PeerWrite(const Request& req, Done done) {
+  uint64_t now = opts_.clock->NowMs();
+  uint64_t at = HlcPhysicalMs(req.record.version.hlc);
+  if (at > now + opts_.max_clock_skew_ms) {
+    counters_.clock_skew_rejections.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("[node] refused a write stamped {} ms ahead of this clock by {}", at - now,
+                 req.record.version.node);
+    return done(Fail(req.id_json, Status::BadRequest("version is " + std::to_string(at - now) +
+                                                     " ms ahead of this node's clock")));
+  }
+  hlc_.Observe(req.record.version.hlc);
+  Status s = WriteLocal(req.key, req.record);
+  if (!s.ok()) return done(Fail(req.id_json, s));
+  done(ResponseBuilder(req.id_json).Finish());
+}
+
+void Node::Impl::PeerRead(const Request& req, Done done) {
+  Record record;
+  Status s = ReadLocal(req.key, &record);
+  if (!s.ok() && !s.IsNotFound()) return done(Fail(req.id_json, s));
+  done(RenderPeerRecord(req.id_json, s.ok() ? &record : nullptr));
+}
+
+// The membership handshake and failure-detector ping: both sides must agree on
+// members, Q and N, or they refuse to work together.
+void Node::Impl::PeerHello(const Request& req, Done done) {
+  if (req.fingerprint != fingerprint_) {
+    spdlog::error("[membership] {} has another cluster configuration: theirs '{}', ours '{}'",
+                  req.from, req.fingerprint, fingerprint_);
+    return done(Fail(req.id_json, Status::BadRequest("cluster mismatch: this node has '" +
+                                                     fingerprint_ + "', the caller '" +
+                                                     req.fingerprint + "'")));
+  }
+  membership_.ReportSuccess(req.from);  // a hello proves the caller is up
+  done(ResponseBuilder(req.id_json).AddString("node", opts_.node_id).Finish());
 }
 
 void Node::Impl::SetAdvertisedAddress(std::string address) {
@@ -310,6 +408,10 @@ std::string Node::RequestTooLargeResponse() { return impl_->RequestTooLarge(); }
 void Node::SetAdvertisedAddress(std::string address) {
   impl_->SetAdvertisedAddress(std::move(address));
 }
+void Node::SetPeerTransport(cluster::ReplicaTransport* peers) { impl_->SetPeerTransport(peers); }
+cluster::Membership* Node::membership() { return impl_->membership(); }
+cluster::HintedHandoff* Node::handoff() { return impl_->handoff(); }
+const std::string& Node::cluster_fingerprint() const { return impl_->fingerprint(); }
 void Node::Shutdown() { impl_->Shutdown(); }
 
 }  // namespace ringkv

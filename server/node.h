@@ -16,6 +16,11 @@
 #include "server/request_handler.h"
 
 namespace ringkv {
+namespace cluster {
+class HintedHandoff;
+class Membership;
+class ReplicaTransport;
+}  // namespace cluster
 
 class Node final : public RequestHandler {
  public:
@@ -32,6 +37,19 @@ class Node final : public RequestHandler {
   // The address clients should use for this node, as reported by `cluster`.
   // Call once the listener is bound (with port 0 the kernel picks the port).
   void SetAdvertisedAddress(std::string address);
+
+  // ---- Cluster wiring (kvd's main does this; a lone node needs none of it) ----
+
+  // The transport to replicas on other nodes; this node's own replica is
+  // always served locally. Until it is set, remote replicas count as failed.
+  // REQUIRES: `peers` outlives the node; call before serving requests.
+  void SetPeerTransport(cluster::ReplicaTransport* peers);
+  // Who is up; the failure detector reports into it.
+  cluster::Membership* membership();
+  // Null when hinted handoff is off. Tick() it periodically.
+  cluster::HintedHandoff* handoff();
+  // What this node sends in _hello, for peers to compare with their own.
+  const std::string& cluster_fingerprint() const;
 
   // Waits for background jobs (backups) to finish. Call before destruction,
   // after the network layer has stopped accepting requests.

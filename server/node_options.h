@@ -51,6 +51,15 @@ struct NodeOptions {
   // RocksDB block cache and memtable budgets. Defaults: 64 MiB each.
   uint64_t block_cache_bytes = 64ULL << 20;
   uint64_t write_buffer_bytes = 64ULL << 20;
+  // How long a coordinator waits for replicas when a request names no
+  // timeout_ms. Default: 2000.
+  uint64_t request_timeout_ms = 2000;
+  // A replica refuses a record whose version is further ahead of its own
+  // clock than this (a peer with a skewed clock must not win forever).
+  // Default: 60000.
+  uint64_t max_clock_skew_ms = 60000;
+  // Hints older than this are dropped undelivered. Default: 3 hours.
+  uint64_t hint_window_s = 3 * 3600;
   // Threads running the I/O loop. Default: 2.
   int io_threads = 2;
   // Source of wall-clock time. REQUIRES: outlives the node. Default: system clock.

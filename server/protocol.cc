@@ -1,5 +1,8 @@
 #include "server/protocol.h"
 
+#include "engine/version.h"
+
+#include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 
@@ -138,6 +141,52 @@ Status ParseBackup(const json& req, const Limits&, Request* out) {
 
 Status ParseNothing(const json&, const Limits&, Request*) { return Status::OK(); }
 
+Status ParseRecordFields(const json& obj, Record* out) {
+  auto version = obj.find("version");
+  if (version == obj.end() || !version->is_string()) {
+    return Status::BadRequest("missing field 'version'");
+  }
+  RINGKV_RETURN_IF_ERROR(Version::Parse(version->get_ref<const std::string&>(), &out->version));
+  if (out->version.node.empty() || out->version.node.size() > 255) {
+    return Status::BadRequest("malformed version");
+  }
+  auto tomb = obj.find("tombstone");
+  out->tombstone = tomb != obj.end() && tomb->is_boolean() && tomb->get<bool>();
+  auto expires = obj.find("expires_ms");
+  out->expires_at_ms = expires != obj.end() && expires->is_number_unsigned()
+                           ? expires->get<uint64_t>()
+                           : 0;
+  auto value = obj.find("value");
+  if (out->tombstone) {
+    out->value.clear();
+  } else if (value == obj.end()) {
+    return Status::BadRequest("missing field 'value'");
+  } else {
+    out->value = value->dump();
+  }
+  return Status::OK();
+}
+
+Status ParsePeerWrite(const json& req, const Limits& limits, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParseKey(req, limits, out));
+  RINGKV_RETURN_IF_ERROR(ParseRecordFields(req, &out->record));
+  if (out->record.value.size() > limits.max_value_bytes) {
+    return Status::ValueTooLarge("value over the node's limit");
+  }
+  return Status::OK();
+}
+
+Status ParsePeerHello(const json& req, const Limits&, Request* out) {
+  auto from = req.find("from");
+  auto cluster = req.find("cluster");
+  if (from == req.end() || !from->is_string() || cluster == req.end() || !cluster->is_string()) {
+    return Status::BadRequest("_hello needs 'from' and 'cluster' strings");
+  }
+  out->from = from->get<std::string>();
+  out->fingerprint = cluster->get<std::string>();
+  return Status::OK();
+}
+
 struct OpSpec {
   std::string_view name;
   Op op;
@@ -154,6 +203,9 @@ constexpr std::array<OpSpec, kOpCount> kOps = {{
     {"cluster", Op::kCluster, ParseNothing},
     {"locate", Op::kLocate, ParseLocate},
     {"backup", Op::kBackup, ParseBackup},
+    {"_write", Op::kPeerWrite, ParsePeerWrite},
+    {"_read", Op::kPeerRead, ParseLocate},
+    {"_hello", Op::kPeerHello, ParsePeerHello},
 }};
 
 const OpSpec* FindOp(std::string_view name) {
@@ -278,6 +330,99 @@ ResponseBuilder& ResponseBuilder::AddStringArray(std::string_view name,
 std::string ResponseBuilder::Finish() {
   out_ += '}';
   return std::move(out_);
+}
+
+namespace {
+
+void AppendRecordFields(const Record& r, std::string* out) {
+  *out += ",\"version\":\"";
+  *out += r.version.ToString();
+  *out += "\",\"tombstone\":";
+  *out += r.tombstone ? "true" : "false";
+  *out += ",\"expires_ms\":";
+  *out += std::to_string(r.expires_at_ms);
+  if (!r.tombstone) {
+    *out += ",\"value\":";
+    *out += r.value;
+  }
+}
+
+// Parses a response line; returns the peer's error, or OK with *out set.
+Status ParseReply(std::string_view line, json* out) {
+  *out = json::parse(line, nullptr, false);
+  if (out->is_discarded() || !out->is_object()) return Status::Internal("malformed peer reply");
+  auto ok = out->find("ok");
+  if (ok == out->end() || !ok->is_boolean()) return Status::Internal("malformed peer reply");
+  if (ok->get<bool>()) return Status::OK();
+  const json& err = (*out)["error"];
+  std::string code = err.is_object() ? err.value("code", "internal") : "internal";
+  std::string message = err.is_object() ? err.value("message", "") : "";
+  if (code == "bad_request") return Status::BadRequest(message);
+  if (code == "unavailable") return Status::Unavailable(message);
+  if (code == "timeout") return Status::Timeout(message);
+  if (code == "value_too_large") return Status::ValueTooLarge(message);
+  if (code == "key_too_large") return Status::KeyTooLarge(message);
+  if (code == "unknown_op") return Status::UnknownOp(message);
+  return Status::Internal(message.empty() ? code : message);
+}
+
+}  // namespace
+
+std::string EncodePeerWrite(std::string_view key, const Record& record) {
+  std::string out = "{\"op\":\"_write\",\"key\":";
+  out += JsonQuote(key);
+  AppendRecordFields(record, &out);
+  out += '}';
+  return out;
+}
+
+std::string EncodePeerRead(std::string_view key) {
+  return "{\"op\":\"_read\",\"key\":" + JsonQuote(key) + "}";
+}
+
+std::string EncodePeerHello(std::string_view from, std::string_view fingerprint) {
+  return "{\"op\":\"_hello\",\"from\":" + JsonQuote(from) + ",\"cluster\":" +
+         JsonQuote(fingerprint) + "}";
+}
+
+std::string RenderPeerRecord(const std::string& id_json, const Record* record) {
+  ResponseBuilder b(id_json);
+  b.AddBool("found", record != nullptr);
+  std::string out = b.Finish();
+  if (record == nullptr) return out;
+  out.pop_back();  // reopen the object to append the record's fields
+  AppendRecordFields(*record, &out);
+  out += '}';
+  return out;
+}
+
+Status ParsePeerWriteReply(std::string_view line) {
+  json reply;
+  return ParseReply(line, &reply);
+}
+
+Status ParsePeerReadReply(std::string_view line, Record* out) {
+  json reply;
+  RINGKV_RETURN_IF_ERROR(ParseReply(line, &reply));
+  auto found = reply.find("found");
+  if (found == reply.end() || !found->is_boolean()) return Status::Internal("malformed peer reply");
+  if (!found->get<bool>()) return Status::NotFound();
+  Status s = ParseRecordFields(reply, out);
+  return s.ok() ? s : Status::Internal("malformed peer record: " + s.message());
+}
+
+Status ParsePeerHelloReply(std::string_view line) {
+  json reply;
+  return ParseReply(line, &reply);
+}
+
+std::string ClusterFingerprint(const std::vector<std::pair<std::string, std::string>>& members,
+                               uint32_t partitions, int replicas) {
+  auto sorted = members;
+  std::sort(sorted.begin(), sorted.end());
+  std::string out = "Q=" + std::to_string(partitions) + ";N=" + std::to_string(replicas) + ";";
+  for (const auto& [id, address] : sorted) out += id + "@" + address + ",";
+  return out;
 }
 
 std::string RenderError(const std::string& id_json, const Status& status) {

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/record.h"
 #include "engine/status.h"
 #include "server/stats.h"
 
@@ -49,6 +50,9 @@ struct Request {
   bool local = false;       // get: read only this node's replica
   uint64_t timeout_ms = 0;  // 0 = the node's default
   std::string dir;          // backup
+  Record record;            // _write: the replica record (version, tombstone, expiry, value)
+  std::string from;         // _hello: the asking node
+  std::string fingerprint;  // _hello: the asking node's cluster fingerprint
 };
 
 // Parses and validates one request line. On failure returns the error to
@@ -82,5 +86,35 @@ std::string RenderError(const std::string& id_json, const Status& status);
 
 // JSON string literal for `s` (quotes included). Invalid UTF-8 is replaced, never thrown.
 std::string JsonQuote(std::string_view s);
+
+// ---- Peer messages (node to node, same framing and port) ----
+//
+// _write {"op":"_write","key":K,"version":V,"tombstone":B,"expires_ms":E,"value":X}
+//        -> {"ok":true}; "value" is absent for a tombstone.
+// _read  {"op":"_read","key":K}
+//        -> {"ok":true,"found":false} | {"ok":true,"found":true,"version":V,
+//           "tombstone":B,"expires_ms":E,"value":X}
+// _hello {"op":"_hello","from":ID,"cluster":FINGERPRINT} -> {"ok":true,"node":ID},
+//        or bad_request when the fingerprints differ. Doubles as the failure
+//        detector's ping.
+
+std::string EncodePeerWrite(std::string_view key, const Record& record);
+std::string EncodePeerRead(std::string_view key);
+std::string EncodePeerHello(std::string_view from, std::string_view fingerprint);
+
+// The response line of a _read that found `record` (or not, when null).
+std::string RenderPeerRecord(const std::string& id_json, const Record* record);
+
+// Replies: OK, or the error the peer answered with (its code and message).
+// Internal if the line is not a response at all.
+Status ParsePeerWriteReply(std::string_view line);
+// NotFound when the peer has no record of the key.
+Status ParsePeerReadReply(std::string_view line, Record* out);
+Status ParsePeerHelloReply(std::string_view line);
+
+// What nodes must agree on to form a cluster: every member (id and address,
+// sorted), Q and N, as one string.
+std::string ClusterFingerprint(const std::vector<std::pair<std::string, std::string>>& members,
+                               uint32_t partitions, int replicas);
 
 }  // namespace ringkv

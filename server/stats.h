@@ -16,7 +16,22 @@
 namespace ringkv {
 
 // Every client operation, in the order of the protocol's op table.
-enum class Op { kPut, kGet, kDelete, kPing, kStats, kCluster, kLocate, kBackup, kCount };
+// Ops whose names start with "_" are peer-to-peer (replica writes and reads,
+// the membership handshake); clients are not meant to use them.
+enum class Op {
+  kPut,
+  kGet,
+  kDelete,
+  kPing,
+  kStats,
+  kCluster,
+  kLocate,
+  kBackup,
+  kPeerWrite,
+  kPeerRead,
+  kPeerHello,
+  kCount
+};
 constexpr int kOpCount = static_cast<int>(Op::kCount);
 constexpr int kCodeCount = static_cast<int>(Status::Code::kInternal) + 1;
 
@@ -44,11 +59,6 @@ class Stats {
                                      std::chrono::steady_clock::now() - start_)
                                      .count());
   }
-
-  // Cluster counters; they stay 0 on a single node.
-  std::atomic<uint64_t> hints_pending{0};
-  std::atomic<uint64_t> hints_delivered{0};
-  std::atomic<uint64_t> read_repairs{0};
 
  private:
   const std::chrono::steady_clock::time_point start_;

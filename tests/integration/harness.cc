@@ -245,8 +245,7 @@ KvdProcess::~KvdProcess() {
   }
   CheckLogForSanitizer();
   if (::testing::Test::HasFailure() && !dir_.empty()) {
-    std::string log = ReadLog();
-    if (log.size() > kLogTailBytes) log = "...\n" + log.substr(log.size() - kLogTailBytes);
+    std::string log = LogTail(kLogTailBytes);
     std::fprintf(stderr, "---- log of kvd %s (%s) ----\n%s---- end of log of kvd %s ----\n",
                  node_id_.c_str(), log_path().c_str(), log.c_str(), node_id_.c_str());
   }
@@ -267,8 +266,8 @@ KvdProcess::~KvdProcess() {
   if (dir_.empty()) return Failure("no temporary directory");
   std::string port_file = dir_ + "/port";
   ::unlink(port_file.c_str());
-  std::vector<std::string> args = {"--listen",   "127.0.0.1:0", "--port-file", port_file,
-                                   "--data-dir", data_dir(),    "--node-id",   node_id_};
+  std::vector<std::string> args = {"--listen",   listen_,    "--port-file", port_file,
+                                   "--data-dir", data_dir(), "--node-id",   node_id_};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
 
   int log_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -285,6 +284,11 @@ KvdProcess::~KvdProcess() {
   if (pid_ < 0) return Failure("fork failed");
   stop_requested_ = false;
   client_.reset();
+  starting_ = true;
+  struct StartingGuard {
+    bool* flag;
+    ~StartingGuard() { *flag = false; }
+  } guard{&starting_};
 
   std::string content;
   bool ready = WaitFor(
@@ -293,8 +297,10 @@ KvdProcess::~KvdProcess() {
         return (!content.empty() && content.back() == '\n') || Reap(false, milliseconds(0)) != -2;
       },
       kProcessDeadline);
-  if (pid_ < 0)
-    return Failure("exited with status " + std::to_string(last_status_) + " before it was ready");
+  if (pid_ < 0) {
+    return Failure("exited with status " + std::to_string(last_status_) +
+                   " before it was ready; its log ends with:\n" + LogTail(2048));
+  }
   if (!ready) return Failure("no port file within the deadline");
   address_ = content.substr(0, content.size() - 1);
   if (address_.find(':') == std::string::npos) return Failure("bad port file: " + content);
@@ -307,10 +313,15 @@ KvdProcess::~KvdProcess() {
         Status st = Client::Connect(address_, &c, 2000);
         if (st.ok()) st = c->Call({{"op", "ping"}}, &resp);
         last_error = st.ok() ? resp.dump() : st.ToString();
-        return st.ok() && resp.contains("ok") && resp["ok"] == true && resp.contains("node") &&
-               resp["node"] == node_id_;
+        return (st.ok() && resp.contains("ok") && resp["ok"] == true && resp.contains("node") &&
+                resp["node"] == node_id_) ||
+               Reap(false, milliseconds(0)) != -2;
       },
       kProcessDeadline);
+  if (pid_ < 0) {
+    return Failure("exited with status " + std::to_string(last_status_) +
+                   " before answering ping; its log ends with:\n" + LogTail(2048));
+  }
   if (!ready) return Failure("does not answer ping at " + address_ + ": " + last_error);
   return ::testing::AssertionSuccess();
 }
@@ -324,7 +335,7 @@ int KvdProcess::Reap(bool block, milliseconds timeout) {
     if (r == pid_) {
       last_status_ = DecodeWaitStatus(status);
       pid_ = -1;
-      if (!stop_requested_) {
+      if (!stop_requested_ && !starting_) {
         ADD_FAILURE() << "kvd " << node_id_ << " exited unexpectedly with status " << last_status_
                       << " (128+N means signal N)";
       }
@@ -377,6 +388,12 @@ int KvdProcess::Terminate() {
 }
 
 std::string KvdProcess::ReadLog() const { return ReadFile(log_path()); }
+
+std::string KvdProcess::LogTail(size_t max_bytes) const {
+  std::string log = ReadLog();
+  if (log.size() > max_bytes) log = "...\n" + log.substr(log.size() - max_bytes);
+  return log;
+}
 
 int64_t KvdProcess::RssKiB() const {
   if (pid_ <= 0) return -1;

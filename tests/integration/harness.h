@@ -87,7 +87,9 @@ class KvdProcess {
   KvdProcess& operator=(const KvdProcess&) = delete;
 
   // Starts kvd and waits until it has written its port file and answers ping
-  // with its node id. REQUIRES: not running.
+  // with its node id. A node that exits before it is ready is reported in the
+  // result (with its log's tail), not as a separate test failure, so a caller
+  // may retry. REQUIRES: not running.
   ::testing::AssertionResult Start();
 
   // Sends `sig` to the node (by PID). For SIGKILL, also waits for it to exit.
@@ -101,8 +103,8 @@ class KvdProcess {
   // Terminate() does, or -2 if it is still running.
   int Wait(milliseconds timeout);
 
-  // Starts again on the same data dir (a new port; address() changes). If the
-  // node is still running it is terminated first.
+  // Starts again on the same data dir (a new port, so address() changes, unless
+  // set_listen() fixed it). If the node is still running it is terminated first.
   ::testing::AssertionResult Restart();
 
   bool running() const { return pid_ > 0; }
@@ -119,6 +121,11 @@ class KvdProcess {
 
   // Changes the flags used by the next Start()/Restart().
   void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+  // Makes every later Start()/Restart() listen on this fixed "HOST:PORT"
+  // (cluster members need fixed addresses) instead of a kernel-chosen port.
+  void set_listen(std::string host_port) { listen_ = std::move(host_port); }
+  // The last `max_bytes` of the log.
+  std::string LogTail(size_t max_bytes) const;
 
   // A new connection to the node, or nullptr (with a test failure added).
   std::unique_ptr<Client> Connect(int timeout_ms = 10000) const;
@@ -136,6 +143,7 @@ class KvdProcess {
 
   std::vector<std::string> extra_args_;
   std::string node_id_;
+  std::string listen_ = "127.0.0.1:0";
   std::string dir_;
   std::string address_;
   pid_t pid_ = -1;
@@ -143,6 +151,8 @@ class KvdProcess {
   int last_status_ = -1;
   // Set when the test asked the node to stop, so its exit is not a failure.
   bool stop_requested_ = false;
+  // Set while Start() waits for the node: an exit then is Start()'s result.
+  bool starting_ = false;
   bool sanitizer_reported_ = false;
   std::unique_ptr<Client> client_;
 };

@@ -237,5 +237,57 @@ TEST_F(StoreTest, BackupIsConsistentAndRestorable) {
   EXPECT_TRUE(restored->Get(0, "after", &r).IsNotFound());
 }
 
+TEST_F(StoreTest, HintsKeepNewestPerTargetAndKey) {
+  OpenStore();
+  ASSERT_TRUE(store_->PutHint("n2", "a", Rec(10, "old")).ok());
+  ASSERT_TRUE(store_->PutHint("n2", "a", Rec(20, "new")).ok());
+  ASSERT_TRUE(store_->PutHint("n2", "a", Rec(15, "middle")).ok());
+  ASSERT_TRUE(store_->PutHint("n2", std::string("b\0c", 3), Rec(5, "x")).ok());
+  ASSERT_TRUE(store_->PutHint("n3", "a", Rec(7, "for-n3")).ok());
+  ASSERT_TRUE(store_->PutHint("n", "z", Rec(7, "prefix-of-n2")).ok());
+  std::vector<Hint> hints;
+  ASSERT_TRUE(store_->ListHints("n2", "", 10, &hints).ok());
+  ASSERT_EQ(hints.size(), 2u);
+  EXPECT_EQ(hints[0].key, "a");
+  EXPECT_EQ(hints[0].record.value, "new");
+  EXPECT_EQ(hints[1].key, std::string("b\0c", 3));
+  EXPECT_EQ(hints[0].target, "n2");
+  // Paging: after "a" comes only the second key.
+  ASSERT_TRUE(store_->ListHints("n2", "a", 10, &hints).ok());
+  ASSERT_EQ(hints.size(), 1u);
+  EXPECT_EQ(hints[0].key, std::string("b\0c", 3));
+  ASSERT_TRUE(store_->ListHints("n2", "", 1, &hints).ok());
+  EXPECT_EQ(hints.size(), 1u);
+  std::map<std::string, uint64_t> counts;
+  ASSERT_TRUE(store_->CountHints(&counts).ok());
+  EXPECT_EQ(counts, (std::map<std::string, uint64_t>{{"n", 1}, {"n2", 2}, {"n3", 1}}));
+}
+
+TEST_F(StoreTest, DeleteHintKeepsANewerHint) {
+  OpenStore();
+  ASSERT_TRUE(store_->PutHint("n2", "k", Rec(10, "v1")).ok());
+  std::vector<Hint> hints;
+  ASSERT_TRUE(store_->ListHints("n2", "", 10, &hints).ok());
+  ASSERT_EQ(hints.size(), 1u);
+  // While v1 is being delivered, a newer write for the same replica arrives.
+  ASSERT_TRUE(store_->PutHint("n2", "k", Rec(11, "v2")).ok());
+  bool removed = true;
+  ASSERT_TRUE(store_->DeleteHint(hints[0], &removed).ok());
+  EXPECT_FALSE(removed);
+  ASSERT_TRUE(store_->ListHints("n2", "", 10, &hints).ok());
+  ASSERT_EQ(hints.size(), 1u);
+  EXPECT_EQ(hints[0].record.value, "v2");
+  ASSERT_TRUE(store_->DeleteHint(hints[0], &removed).ok());
+  EXPECT_TRUE(removed);
+  ASSERT_TRUE(store_->ListHints("n2", "", 10, &hints).ok());
+  EXPECT_TRUE(hints.empty());
+  // Hints survive a restart.
+  ASSERT_TRUE(store_->PutHint("n3", "q", Rec(12, "v")).ok());
+  store_.reset();
+  OpenStore();
+  ASSERT_TRUE(store_->ListHints("n3", "", 10, &hints).ok());
+  EXPECT_EQ(hints.size(), 1u);
+}
+
 }  // namespace
 }  // namespace ringkv

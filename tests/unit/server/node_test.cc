@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "engine/version.h"
+#include "server/protocol.h"
 #include "tests/unit/server/node_fixture.h"
 
 namespace ringkv {
@@ -177,6 +179,66 @@ TEST_F(NodeTest, DataSurvivesReopen) {
   OpenNode();
   EXPECT_EQ(Call({{"op", "get"}, {"key", "a"}})["found"], false);
   EXPECT_EQ(Call({{"op", "get"}, {"key", "b"}})["value"], "x");
+}
+
+TEST_F(NodeTest, PeerWriteAndReadCarryWholeRecords) {
+  Version v{MakeHlc(clock_.NowMs(), 3), "n7"};
+  Record rec;
+  rec.version = v;
+  rec.value = R"({"a":[1,2]})";
+  rec.expires_at_ms = clock_.NowMs() + 5000;
+  json w = Parse(CallRaw(EncodePeerWrite("pk", rec)));
+  ASSERT_EQ(w["ok"], true) << w;
+  Record back;
+  ASSERT_TRUE(ParsePeerReadReply(CallRaw(EncodePeerRead("pk")), &back).ok());
+  EXPECT_EQ(back, rec);
+  // An older record loses; a tombstone with a newer version wins.
+  Record older = rec;
+  older.version.hlc -= 1;
+  older.value = "1";
+  ASSERT_TRUE(ParsePeerWriteReply(CallRaw(EncodePeerWrite("pk", older))).ok());
+  ASSERT_TRUE(ParsePeerReadReply(CallRaw(EncodePeerRead("pk")), &back).ok());
+  EXPECT_EQ(back.value, rec.value);
+  Record tomb;
+  tomb.version = {v.hlc + 1, "n7"};
+  tomb.tombstone = true;
+  ASSERT_TRUE(ParsePeerWriteReply(CallRaw(EncodePeerWrite("pk", tomb))).ok());
+  ASSERT_TRUE(ParsePeerReadReply(CallRaw(EncodePeerRead("pk")), &back).ok());
+  EXPECT_TRUE(back.tombstone);
+  EXPECT_EQ(Call({{"op", "get"}, {"key", "pk"}})["found"], false);
+  EXPECT_TRUE(ParsePeerReadReply(CallRaw(EncodePeerRead("none")), &back).IsNotFound());
+  // The node's own next write stamps past the version it observed.
+  json put = Call({{"op", "put"}, {"key", "pk"}, {"value", 2}});
+  EXPECT_GT(put["version"].get<std::string>(), tomb.version.ToString());
+}
+
+TEST_F(NodeTest, FarFutureVersionsAreRefusedAndCounted) {
+  Record rec;
+  rec.value = "1";
+  rec.version = {MakeHlc(clock_.NowMs() + 60'000, 0), "skewed"};  // exactly at the bound: fine
+  EXPECT_TRUE(ParsePeerWriteReply(CallRaw(EncodePeerWrite("a", rec))).ok());
+  rec.version = {MakeHlc(clock_.NowMs() + 60'001, 0), "skewed"};
+  Status s = ParsePeerWriteReply(CallRaw(EncodePeerWrite("b", rec)));
+  EXPECT_EQ(s.code(), Status::Code::kBadRequest);
+  EXPECT_NE(s.message().find("ahead"), std::string::npos) << s.message();
+  Record back;
+  EXPECT_TRUE(ParsePeerReadReply(CallRaw(EncodePeerRead("b")), &back).IsNotFound());
+  EXPECT_EQ(Call({{"op", "stats"}})["stats"]["clock_skew_rejections"], 1);
+}
+
+TEST_F(NodeTest, HelloChecksTheClusterFingerprint) {
+  EXPECT_TRUE(ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", node_->cluster_fingerprint()))).ok());
+  Status s = ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", "Q=32;N=1;n1@x:1,")));
+  EXPECT_EQ(s.code(), Status::Code::kBadRequest);
+  EXPECT_NE(s.message().find("cluster mismatch"), std::string::npos);
+}
+
+TEST_F(NodeTest, MalformedPeerMessagesAreBadRequests) {
+  EXPECT_EQ(ErrorCode(Call({{"op", "_write"}, {"key", "k"}, {"value", 1}})), "bad_request");
+  EXPECT_EQ(ErrorCode(Call({{"op", "_write"}, {"key", "k"}, {"version", "zz"}, {"value", 1}})),
+            "bad_request");
+  EXPECT_EQ(ErrorCode(Call({{"op", "_read"}})), "bad_request");
+  EXPECT_EQ(ErrorCode(Call({{"op", "_hello"}, {"from", 1}})), "bad_request");
 }
 
 }  // namespace

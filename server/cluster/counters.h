@@ -1,0 +1,19 @@
+// Counters kept by the cluster logic and reported by `stats`.
+//
+// Thread-safety: relaxed atomics; safe from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace ringkv::cluster {
+
+struct Counters {
+  std::atomic<uint64_t> read_repairs{0};     // stale replicas written the newest version
+  std::atomic<uint64_t> hints_written{0};    // hints stored for replicas that missed a write
+  std::atomic<uint64_t> hints_delivered{0};  // hints acknowledged by their target and removed
+  std::atomic<uint64_t> hints_dropped{0};    // hints older than the window, removed undelivered
+  std::atomic<uint64_t> clock_skew_rejections{0};  // replica writes refused as too far ahead
+};
+
+}  // namespace ringkv::cluster

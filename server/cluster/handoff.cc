@@ -1,0 +1,156 @@
+#include "server/cluster/handoff.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+
+#include "engine/version.h"
+
+namespace ringkv::cluster {
+namespace {
+
+// Failures that will never succeed on retry: the target refuses the record.
+bool Permanent(const Status& s) {
+  return s.code() == Status::Code::kBadRequest || s.code() == Status::Code::kValueTooLarge ||
+         s.code() == Status::Code::kKeyTooLarge;
+}
+
+}  // namespace
+
+HintedHandoff::HintedHandoff(HandoffOptions options, Store* store, ReplicaTransport* transport,
+                             const Membership* membership, const Clock* clock, Counters* counters)
+    : options_(options),
+      store_(store),
+      transport_(transport),
+      membership_(membership),
+      clock_(clock),
+      counters_(counters) {}
+
+Status HintedHandoff::Init() {
+  std::map<std::string, uint64_t> counts;
+  RINGKV_RETURN_IF_ERROR(store_->CountHints(&counts));
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [target, n] : counts) pending_[target] = n;
+  return Status::OK();
+}
+
+Status HintedHandoff::AddHint(const std::string& target, const std::string& key,
+                              const Record& record) {
+  RINGKV_RETURN_IF_ERROR(store_->PutHint(target, key, record));
+  counters_->hints_written.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> l(mu_);
+  ++pending_[target];
+  ++added_[target];
+  return Status::OK();
+}
+
+void HintedHandoff::Tick() {
+  for (const std::string& target : membership_->Peers()) {
+    if (!membership_->IsUp(target)) continue;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (in_flight_[target] || pending_[target] == 0) continue;
+      in_flight_[target] = true;
+    }
+    DeliverBatch(target);
+  }
+}
+
+// One batch: list up to `batch` hints, drop the expired ones, send the rest,
+// and delete each once acknowledged. FinishBatch() runs when the last reply is in.
+void HintedHandoff::DeliverBatch(const std::string& target) {
+  uint64_t added_at_start;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    added_at_start = added_[target];
+  }
+  std::vector<Hint> hints;
+  Status s = store_->ListHints(target, "", options_.batch, &hints);
+  if (!s.ok()) {
+    spdlog::error("[handoff] cannot list hints for {}: {}", target, s.ToString());
+    return FinishBatch(target, false, false, added_at_start);
+  }
+  if (hints.empty()) return FinishBatch(target, true, true, added_at_start);
+
+  struct Batch {
+    std::atomic<size_t> remaining;
+    std::atomic<bool> all_ok{true};
+    bool exhausted;
+  };
+  auto batch = std::make_shared<Batch>();
+  batch->remaining = hints.size();
+  batch->exhausted = hints.size() < options_.batch;
+  auto finish_one = [this, target, batch, added_at_start] {
+    if (batch->remaining.fetch_sub(1) == 1) {
+      FinishBatch(target, batch->all_ok.load(), batch->exhausted, added_at_start);
+    }
+  };
+  uint64_t now = clock_->NowMs();
+  for (Hint& hint : hints) {
+    if (HlcPhysicalMs(hint.record.version.hlc) + options_.max_age_ms < now) {
+      Remove(hint, &counters_->hints_dropped);
+      finish_one();
+      continue;
+    }
+    auto h = std::make_shared<Hint>(std::move(hint));
+    transport_->Write(target, h->key, h->record, options_.timeout_ms,
+                      [this, h, batch, finish_one](Status ws) {
+                        if (ws.ok()) {
+                          Remove(*h, &counters_->hints_delivered);
+                        } else if (Permanent(ws)) {
+                          spdlog::warn("[handoff] {} refused a hint, dropped: {}", h->target,
+                                       ws.ToString());
+                          Remove(*h, &counters_->hints_dropped);
+                        } else {
+                          batch->all_ok = false;
+                        }
+                        finish_one();
+                      });
+  }
+}
+
+void HintedHandoff::Remove(const Hint& hint, std::atomic<uint64_t>* counter) {
+  bool removed = false;
+  Status s = store_->DeleteHint(hint, &removed);
+  if (!s.ok()) {
+    spdlog::error("[handoff] cannot delete hint: {}", s.ToString());
+    return;
+  }
+  if (!removed) return;  // a newer hint for the key arrived; it stays
+  counter->fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> l(mu_);
+  uint64_t& p = pending_[hint.target];
+  if (p > 0) --p;
+}
+
+// Continues with the next batch at once while the target keeps taking them;
+// otherwise waits for the next Tick().
+void HintedHandoff::FinishBatch(const std::string& target, bool all_ok, bool exhausted,
+                                uint64_t added_at_start) {
+  bool more = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (all_ok && exhausted) {
+      // Every hint listed is gone; only those added since the listing remain.
+      pending_[target] = added_[target] - added_at_start;
+    }
+    more = all_ok && !exhausted && membership_->IsUp(target);
+    if (!more) in_flight_[target] = false;
+  }
+  if (all_ok && exhausted) spdlog::debug("[handoff] hints for {} delivered", target);
+  if (more) DeliverBatch(target);
+}
+
+uint64_t HintedHandoff::pending() const {
+  std::lock_guard<std::mutex> l(mu_);
+  uint64_t total = 0;
+  for (const auto& [t, n] : pending_) total += n;
+  return total;
+}
+
+std::map<std::string, uint64_t> HintedHandoff::pending_per_target() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return pending_;
+}
+
+}  // namespace ringkv::cluster

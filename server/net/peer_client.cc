@@ -1,0 +1,561 @@
+#include "server/net/peer_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <asio/buffer.hpp>
+#include <asio/error.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/post.hpp>
+#include <asio/write.hpp>
+#include <exception>
+#include <utility>
+
+#include "server/protocol.h"
+
+namespace ringkv::net {
+namespace {
+
+using std::chrono::milliseconds;
+
+// The target of each read; longer lines accumulate in Conn::partial.
+constexpr size_t kReadBufferBytes = 32 * 1024;
+
+// One write gathers queued requests up to about this many bytes.
+constexpr size_t kMaxWriteBatchBytes = 1 << 20;
+
+// A partial-line buffer that grew past this for one huge response is released
+// afterwards instead of being kept for the life of the connection.
+constexpr size_t kKeepCapacityBytes = 256 * 1024;
+
+// Longest timeout honoured: keeps deadline arithmetic far from overflow.
+constexpr uint64_t kMaxTimeoutMs = 24ULL * 3600 * 1000;
+
+// Splits "HOST:PORT" ("[V6]:PORT" for IPv6 literals) into host, without
+// brackets, and port text. False if malformed.
+bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return false;
+  *host = address.substr(0, colon);
+  *port = address.substr(colon + 1);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return std::all_of(port->begin(), port->end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+         port->size() <= 5 && std::stoul(*port) <= 65535;
+}
+
+// The peer went away (its process is not running): the connection was
+// refused, reset or closed from its end.
+bool IsGone(const std::error_code& ec) {
+  return ec == asio::error::connection_refused || ec == asio::error::connection_reset ||
+         ec == asio::error::eof || ec == asio::error::broken_pipe;
+}
+
+}  // namespace
+
+// One request. Owned by its connection's FIFO until it leaves it (answered,
+// dropped unsent, or failed with the connection); the deadline heap holds it
+// weakly.
+struct PeerClient::Call {
+  RawDone done;      // moved out when the call finishes
+  std::string line;  // the wire bytes, "\n" included, until sent
+  size_t bytes = 0;  // counted in Peer::pending_bytes while in a FIFO
+  Clock::time_point start;
+  Clock::time_point deadline;
+  milliseconds timeout{0};
+  Conn* conn = nullptr;
+  bool sent = false;      // in conn->inflight
+  bool finished = false;  // `done` has been called
+};
+
+struct PeerClient::Conn {
+  enum class State { kClosed, kConnecting, kOpen };
+
+  Conn(asio::io_context& io, Peer* p) : peer(p), socket(io), resolver(io) {}
+
+  size_t outstanding() const { return unsent.size() + inflight.size(); }
+
+  Peer* const peer;
+  asio::ip::tcp::socket socket;
+  asio::ip::tcp::resolver resolver;
+  State state = State::kClosed;
+  // Bumped whenever the connection closes or starts connecting, so that
+  // completions of an earlier incarnation are recognised and ignored.
+  uint64_t gen = 0;
+  Clock::time_point connect_deadline;
+  // Invariant: both are empty while kClosed.
+  std::deque<std::shared_ptr<Call>> unsent;    // queued, not yet written
+  std::deque<std::shared_ptr<Call>> inflight;  // written, in response order
+  size_t abandoned = 0;                        // finished calls in `inflight`
+  bool writing = false;
+  std::shared_ptr<std::vector<char>> read_buf;
+  std::string partial;  // an incomplete response line
+};
+
+struct PeerClient::Peer {
+  enum class Link { kUnknown, kUp, kDown };  // for logging state changes
+
+  std::string id;
+  std::string address;
+  std::vector<std::unique_ptr<Conn>> conns;
+  size_t pending_bytes = 0;
+  // After a failed connect, requests fail at once until retry_at.
+  Clock::time_point retry_at{};
+  milliseconds backoff{0};
+  Status backoff_status;
+  bool backoff_refused = false;
+  Link link = Link::kUnknown;
+};
+
+PeerClient::PeerClient(PeerClientOptions options, const cluster::Membership* membership,
+                       std::string self, std::string fingerprint)
+    : options_(std::move(options)),
+      self_(std::move(self)),
+      fingerprint_(std::move(fingerprint)),
+      work_(io_.get_executor()),
+      sweep_timer_(io_) {
+  const int per_peer = std::max(1, options_.connections_per_peer);
+  for (const std::string& id : membership->Peers()) {
+    auto peer = std::make_unique<Peer>();
+    peer->id = id;
+    peer->address = membership->AddressOf(id);
+    peer->backoff = options_.backoff_min;
+    for (int i = 0; i < per_peer; ++i) {
+      peer->conns.push_back(std::make_unique<Conn>(io_, peer.get()));
+    }
+    peers_.emplace(id, std::move(peer));
+  }
+}
+
+PeerClient::~PeerClient() { Stop(); }
+
+void PeerClient::Start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (started_ || stopped_) return;
+    started_ = true;
+  }
+  thread_ = std::thread([this] { RunIoThread(); });
+}
+
+void PeerClient::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  asio::post(io_, [this] { Shutdown(); });
+  work_.reset();
+  if (thread_.joinable()) {
+    thread_.join();
+  } else {
+    // Never started: run what was posted here, failing it.
+    io_.restart();
+    RunIoThread();
+  }
+}
+
+void PeerClient::RunIoThread() {
+  for (;;) {
+    try {
+      io_.run();
+      return;
+    } catch (const std::exception& e) {
+      spdlog::error("[peer] exception escaped an I/O handler: {}", e.what());
+    } catch (...) {
+      spdlog::error("[peer] unknown exception escaped an I/O handler");
+    }
+  }
+}
+
+// ---- Requests ----
+
+void PeerClient::Write(const std::string& node, const std::string& key, const Record& record,
+                       uint64_t timeout_ms, WriteDone done) {
+  Submit(node, EncodePeerWrite(key, record), timeout_ms,
+         [done = std::move(done)](Status s, bool /*refused*/, std::string_view line) {
+           done(s.ok() ? ParsePeerWriteReply(line) : std::move(s));
+         });
+}
+
+void PeerClient::Read(const std::string& node, const std::string& key, uint64_t timeout_ms,
+                      ReadDone done) {
+  Submit(node, EncodePeerRead(key), timeout_ms,
+         [done = std::move(done)](Status s, bool /*refused*/, std::string_view line) {
+           if (!s.ok()) return done(std::move(s), Record());
+           Record record;
+           Status parsed = ParsePeerReadReply(line, &record);
+           if (!parsed.ok()) record = Record();
+           done(std::move(parsed), std::move(record));
+         });
+}
+
+void PeerClient::Hello(const std::string& node, uint64_t timeout_ms, HelloDone done) {
+  Submit(node, EncodePeerHello(self_, fingerprint_), timeout_ms,
+         [done = std::move(done)](Status s, bool refused, std::string_view line) {
+           if (!s.ok()) return done(std::move(s), refused);
+           done(ParsePeerHelloReply(line), false);
+         });
+}
+
+void PeerClient::Submit(const std::string& node, std::string line, uint64_t timeout_ms,
+                        RawDone done) {
+  line += '\n';
+  {
+    // Posting under the lock orders every accepted request before the
+    // Shutdown() that Stop() posts, so none is left unanswered.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopped_) {
+      asio::post(
+          io_, [this, node, line = std::move(line), timeout_ms, done = std::move(done)]() mutable {
+            StartCall(node, std::move(line), timeout_ms, std::move(done));
+          });
+      return;
+    }
+  }
+  done(Status::Unavailable("shutting down"), false, {});
+}
+
+void PeerClient::StartCall(const std::string& node, std::string line, uint64_t timeout_ms,
+                           RawDone done) {
+  if (shut_) return done(Status::Unavailable("shutting down"), false, {});
+  const auto it = peers_.find(node);
+  if (it == peers_.end()) {
+    return done(Status::Unavailable("unknown node '" + node + "'"), false, {});
+  }
+  Peer* peer = it->second.get();
+  const auto now = Clock::now();
+  if (now < peer->retry_at) return done(peer->backoff_status, peer->backoff_refused, {});
+  if (peer->pending_bytes + line.size() > options_.max_pending_bytes_per_peer) {
+    return done(Status::Unavailable("too many requests pending for node " + peer->id), false, {});
+  }
+
+  if (timeout_ms == 0) timeout_ms = options_.default_timeout_ms;
+  timeout_ms = std::clamp<uint64_t>(timeout_ms, 1, kMaxTimeoutMs);
+  auto call = std::make_shared<Call>();
+  call->done = std::move(done);
+  call->bytes = line.size();
+  call->line = std::move(line);
+  call->start = now;
+  call->timeout = milliseconds(timeout_ms);
+  call->deadline = now + call->timeout;
+  Conn* conn = PickConn(peer);
+  call->conn = conn;
+  peer->pending_bytes += call->bytes;
+  deadlines_.push({call->deadline, call});
+  conn->unsent.push_back(std::move(call));
+  ArmSweep();
+  if (conn->state == Conn::State::kClosed) {
+    Connect(conn);
+  } else {
+    Flush(conn);
+  }
+}
+
+// The connection with the fewest requests outstanding; among equals, one that
+// is open or opening, so that idle connections are opened only under load.
+PeerClient::Conn* PeerClient::PickConn(Peer* peer) {
+  Conn* best = nullptr;
+  for (const auto& conn : peer->conns) {
+    if (best == nullptr || conn->outstanding() < best->outstanding() ||
+        (conn->outstanding() == best->outstanding() && best->state == Conn::State::kClosed &&
+         conn->state != Conn::State::kClosed)) {
+      best = conn.get();
+    }
+  }
+  return best;
+}
+
+void PeerClient::Finish(Call* call, Status status, bool refused, std::string_view line) {
+  if (call->finished) return;
+  call->finished = true;
+  RawDone done = std::move(call->done);
+  call->done = nullptr;
+  try {
+    done(std::move(status), refused, line);
+  } catch (const std::exception& e) {
+    spdlog::error("[peer] a request callback threw: {}", e.what());
+  } catch (...) {
+    spdlog::error("[peer] a request callback threw");
+  }
+}
+
+// ---- Connecting ----
+
+void PeerClient::Connect(Conn* conn) {
+  conn->state = Conn::State::kConnecting;
+  const uint64_t gen = ++conn->gen;
+  conn->connect_deadline = Clock::now() + options_.connect_timeout;
+  std::string host;
+  std::string port;
+  if (!SplitHostPort(conn->peer->address, &host, &port)) {
+    return ConnectFailed(conn, "address '" + conn->peer->address + "' is not HOST:PORT", false);
+  }
+  std::error_code ec;
+  const asio::ip::address literal = asio::ip::make_address(host, ec);
+  if (!ec) {
+    const asio::ip::tcp::endpoint endpoint(literal, static_cast<uint16_t>(std::stoul(port)));
+    conn->socket.async_connect(
+        endpoint, [this, conn, gen](const std::error_code& e) { OnConnected(conn, gen, e); });
+    return;
+  }
+  conn->resolver.async_resolve(
+      host, port,
+      [this, conn, gen](const std::error_code& e, asio::ip::tcp::resolver::results_type results) {
+        if (gen != conn->gen || shut_) return;
+        if (e || results.empty()) {
+          return ConnectFailed(conn, "cannot resolve: " + (e ? e.message() : "no addresses"),
+                               false);
+        }
+        // Prefer IPv4, as the server does when it listens on a name.
+        auto chosen = results.begin();
+        for (auto it = results.begin(); it != results.end(); ++it) {
+          if (it->endpoint().address().is_v4()) {
+            chosen = it;
+            break;
+          }
+        }
+        conn->socket.async_connect(
+            chosen->endpoint(),
+            [this, conn, gen](const std::error_code& e2) { OnConnected(conn, gen, e2); });
+      });
+}
+
+void PeerClient::OnConnected(Conn* conn, uint64_t gen, const std::error_code& ec) {
+  if (gen != conn->gen || shut_) return;
+  if (ec) return ConnectFailed(conn, ec.message(), ec == asio::error::connection_refused);
+  std::error_code ignored;
+  conn->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  conn->state = Conn::State::kOpen;
+  Peer* peer = conn->peer;
+  peer->retry_at = {};
+  peer->backoff = options_.backoff_min;
+  if (peer->link != Peer::Link::kUp) {
+    spdlog::info("[peer] connected to {} at {}", peer->id, peer->address);
+    peer->link = Peer::Link::kUp;
+  }
+  conn->read_buf = std::make_shared<std::vector<char>>(kReadBufferBytes);
+  conn->partial.clear();
+  DoRead(conn);
+  Flush(conn);
+}
+
+void PeerClient::ConnectFailed(Conn* conn, const std::string& reason, bool refused) {
+  Peer* peer = conn->peer;
+  const Status status =
+      refused ? Status::Unavailable("connection refused by " + peer->id + " at " + peer->address)
+              : Status::Unavailable("cannot connect to " + peer->id + " at " + peer->address +
+                                    ": " + reason);
+  const auto now = Clock::now();
+  if (now >= peer->retry_at) {  // not already in backoff (the pool's other connection)
+    peer->retry_at = now + peer->backoff;
+    peer->backoff = std::min(peer->backoff * 2, options_.backoff_max);
+  }
+  peer->backoff_status = status;
+  peer->backoff_refused = refused;
+  if (peer->link != Peer::Link::kDown) {
+    spdlog::warn("[peer] cannot connect to {} at {}: {}; retrying with backoff", peer->id,
+                 peer->address, reason);
+    peer->link = Peer::Link::kDown;
+  }
+  CloseConn(conn, status, refused);
+}
+
+// ---- Writing ----
+
+void PeerClient::Flush(Conn* conn) {
+  if (conn->writing || conn->state != Conn::State::kOpen) return;
+  auto buf = std::make_shared<std::string>();
+  while (!conn->unsent.empty() && buf->size() < kMaxWriteBatchBytes) {
+    std::shared_ptr<Call> call = std::move(conn->unsent.front());
+    conn->unsent.pop_front();
+    if (call->finished) {  // timed out before it could be sent
+      conn->peer->pending_bytes -= call->bytes;
+      continue;
+    }
+    if (buf->empty()) {
+      buf->swap(call->line);
+    } else {
+      buf->append(call->line);
+    }
+    std::string().swap(call->line);
+    call->sent = true;
+    conn->inflight.push_back(std::move(call));
+  }
+  if (buf->empty()) return;
+  conn->writing = true;
+  asio::async_write(
+      conn->socket, asio::buffer(*buf),
+      [this, conn, gen = conn->gen, buf](const std::error_code& ec, size_t) {
+        if (gen != conn->gen) return;
+        conn->writing = false;
+        if (ec) {
+          spdlog::info("[peer] connection to {} lost: {}", conn->peer->id, ec.message());
+          conn->peer->link = Peer::Link::kUnknown;
+          return CloseConn(
+              conn,
+              Status::Unavailable("connection to " + conn->peer->id + " lost: " + ec.message()),
+              IsGone(ec));
+        }
+        Flush(conn);
+      });
+}
+
+// ---- Reading ----
+
+void PeerClient::DoRead(Conn* conn) {
+  auto buf = conn->read_buf;
+  conn->socket.async_read_some(
+      asio::buffer(*buf), [this, conn, gen = conn->gen, buf](const std::error_code& ec, size_t n) {
+        OnRead(conn, gen, ec, n);
+      });
+}
+
+void PeerClient::OnRead(Conn* conn, uint64_t gen, const std::error_code& ec, size_t n) {
+  if (gen != conn->gen) return;
+  Peer* peer = conn->peer;
+  if (ec) {
+    const std::string reason = ec == asio::error::eof ? "closed by the peer" : ec.message();
+    if (peer->link == Peer::Link::kUp) {
+      spdlog::info("[peer] connection to {} lost: {}", peer->id, reason);
+      peer->link = Peer::Link::kUnknown;
+    }
+    return CloseConn(conn, Status::Unavailable("connection to " + peer->id + " lost: " + reason),
+                     IsGone(ec));
+  }
+  std::string_view data(conn->read_buf->data(), n);
+  while (!data.empty()) {
+    const size_t newline = data.find('\n');
+    const size_t take = newline == std::string_view::npos ? data.size() : newline;
+    if (conn->partial.size() + take > options_.max_response_bytes) {
+      spdlog::warn("[peer] response from {} longer than {} bytes; reconnecting", peer->id,
+                   options_.max_response_bytes);
+      return CloseConn(conn, Status::Unavailable("oversized response from " + peer->id), false);
+    }
+    if (newline == std::string_view::npos) {
+      conn->partial.append(data);
+      break;
+    }
+    std::string_view line = data.substr(0, newline);
+    data.remove_prefix(newline + 1);
+    if (!conn->partial.empty()) {
+      conn->partial.append(line);
+      line = conn->partial;
+    }
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const bool keep = line.empty() || TakeResponse(conn, line);
+    if (!keep || gen != conn->gen) return;  // closed
+    conn->partial.clear();
+    if (conn->partial.capacity() > kKeepCapacityBytes) std::string().swap(conn->partial);
+  }
+  DoRead(conn);
+}
+
+// Matches `line` to the oldest request in flight. False if the connection had
+// to be closed.
+bool PeerClient::TakeResponse(Conn* conn, std::string_view line) {
+  Peer* peer = conn->peer;
+  if (conn->inflight.empty()) {
+    spdlog::warn("[peer] unexpected response from {}; reconnecting", peer->id);
+    CloseConn(conn, Status::Unavailable("unexpected response from " + peer->id), false);
+    return false;
+  }
+  std::shared_ptr<Call> call = std::move(conn->inflight.front());
+  conn->inflight.pop_front();
+  peer->pending_bytes -= call->bytes;
+  if (call->finished) {  // timed out: discard its late answer
+    if (conn->abandoned > 0) --conn->abandoned;
+    return true;
+  }
+  Finish(call.get(), Status::OK(), false, line);
+  return true;
+}
+
+// ---- Closing, deadlines, shutdown ----
+
+void PeerClient::CloseConn(Conn* conn, const Status& status, bool refused) {
+  if (conn->state == Conn::State::kClosed) return;
+  conn->state = Conn::State::kClosed;
+  ++conn->gen;
+  conn->writing = false;
+  conn->abandoned = 0;
+  std::error_code ignored;
+  conn->resolver.cancel();
+  conn->socket.close(ignored);
+  std::string().swap(conn->partial);
+  conn->read_buf.reset();
+  std::deque<std::shared_ptr<Call>> calls;
+  calls.swap(conn->inflight);
+  for (auto& call : conn->unsent) calls.push_back(std::move(call));
+  conn->unsent.clear();
+  for (const auto& call : calls) {
+    conn->peer->pending_bytes -= call->bytes;
+    Finish(call.get(), status, refused, {});
+  }
+}
+
+void PeerClient::ArmSweep() {
+  if (sweep_armed_ || shut_) return;
+  sweep_armed_ = true;
+  sweep_timer_.expires_after(options_.sweep_interval);
+  sweep_timer_.async_wait([this](const std::error_code& ec) {
+    sweep_armed_ = false;
+    if (ec || shut_) return;
+    Sweep();
+  });
+}
+
+void PeerClient::Sweep() {
+  const auto now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.top().deadline <= now) {
+    std::shared_ptr<Call> call = deadlines_.top().call.lock();
+    deadlines_.pop();
+    if (call == nullptr || call->finished) continue;
+    if (call->sent) ++call->conn->abandoned;
+    Finish(call.get(),
+           Status::Timeout("node " + call->conn->peer->id + " did not answer within " +
+                           std::to_string(call->timeout.count()) + " ms"),
+           false, {});
+  }
+
+  bool busy = !deadlines_.empty();
+  for (const auto& [id, peer] : peers_) {
+    for (const auto& owned : peer->conns) {
+      Conn* conn = owned.get();
+      if (conn->state == Conn::State::kConnecting) {
+        if (now >= conn->connect_deadline) {
+          ConnectFailed(conn, "connect timed out", false);
+        } else {
+          busy = true;
+        }
+      } else if (conn->state == Conn::State::kOpen && !conn->inflight.empty()) {
+        const Call& oldest = *conn->inflight.front();
+        const auto waited = now - oldest.start;
+        if (waited > 2 * oldest.timeout ||
+            conn->abandoned > options_.max_abandoned_per_connection) {
+          spdlog::warn(
+              "[peer] connection to {} stalled ({} ms without an answer, {} requests "
+              "abandoned); reconnecting",
+              id, std::chrono::duration_cast<milliseconds>(waited).count(), conn->abandoned);
+          CloseConn(conn, Status::Unavailable("connection to " + id + " stalled"), false);
+        } else {
+          busy = true;
+        }
+      }
+    }
+  }
+  if (busy) ArmSweep();
+}
+
+void PeerClient::Shutdown() {
+  shut_ = true;
+  sweep_timer_.cancel();
+  const Status status = Status::Unavailable("shutting down");
+  for (const auto& [id, peer] : peers_) {
+    for (const auto& conn : peer->conns) CloseConn(conn.get(), status, false);
+  }
+  deadlines_ = {};
+}
+
+}  // namespace ringkv::net

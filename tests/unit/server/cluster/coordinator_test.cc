@@ -1,0 +1,374 @@
+#include "server/cluster/coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "server/cluster/handoff.h"
+#include "tests/fakes/fake_cluster.h"
+
+namespace ringkv::cluster {
+namespace {
+
+using testing::FakeCluster;
+using Mode = FakeCluster::Mode;
+
+// Three nodes n1..n3, N=3, Q=8: every key's preference list is all three.
+// The coordinator is n1; replicas are fakes; hints go to a real store.
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ringkv-coord-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_TRUE(Ring::Make({"n1", "n2", "n3"}, 8, 3, &ring_).ok());
+    StoreOptions so;
+    so.path = dir_ + "/db";
+    so.node_id = "n1";
+    so.partitions = 8;
+    so.clock = &clock_;
+    so.wal_sync_interval_ms = 0;
+    ASSERT_TRUE(Store::Open(so, &store_).ok());
+    handoff_ = std::make_unique<HintedHandoff>(HandoffOptions{}, store_.get(), &fake_,
+                                               &membership_, &clock_, &counters_);
+    ASSERT_TRUE(handoff_->Init().ok());
+    coord_ = std::make_unique<Coordinator>(CoordinatorOptions{"n1"}, &ring_, &membership_, &fake_,
+                                           &hlc_, handoff_.get(), &counters_);
+  }
+  void TearDown() override {
+    coord_.reset();
+    handoff_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  struct WriteResult {
+    bool done = false;
+    Status status;
+    Version version;
+  };
+  std::shared_ptr<WriteResult> Put(const std::string& key, const std::string& value, int w,
+                                   bool tombstone = false) {
+    auto out = std::make_shared<WriteResult>();
+    Record r;
+    r.value = value;
+    r.tombstone = tombstone;
+    coord_->Write(key, r, w, 1000, [out](Status s, Version v) {
+      EXPECT_FALSE(out->done) << "answered twice";
+      out->done = true;
+      out->status = s;
+      out->version = v;
+    });
+    return out;
+  }
+  struct ReadResult {
+    bool done = false;
+    Status status;
+    std::optional<Record> record;
+  };
+  std::shared_ptr<ReadResult> Get(const std::string& key, int r) {
+    auto out = std::make_shared<ReadResult>();
+    coord_->Read(key, r, 1000, [out](Status s, std::optional<Record> rec) {
+      EXPECT_FALSE(out->done) << "answered twice";
+      out->done = true;
+      out->status = s;
+      out->record = std::move(rec);
+    });
+    return out;
+  }
+  Record Rec(uint64_t ms, const std::string& value, const std::string& node = "n9") {
+    Record r;
+    r.version = {MakeHlc(ms, 0), node};
+    r.value = value;
+    return r;
+  }
+  std::vector<Hint> Hints(const std::string& target) {
+    std::vector<Hint> out;
+    EXPECT_TRUE(store_->ListHints(target, "", 100, &out).ok());
+    return out;
+  }
+  void MarkDown(const std::string& node) { membership_.ReportFailure(node, true); }
+
+  ManualClock clock_{1'700'000'000'000ULL};
+  HybridClock hlc_{&clock_};
+  Ring ring_;
+  Membership membership_{{{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n1"};
+  FakeCluster fake_;
+  Counters counters_;
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<HintedHandoff> handoff_;
+  std::unique_ptr<Coordinator> coord_;
+};
+
+TEST_F(CoordinatorTest, WriteGoesToEveryLiveReplica) {
+  auto w = Put("k", "1", 2);
+  ASSERT_TRUE(w->done);
+  EXPECT_TRUE(w->status.ok()) << w->status.ToString();
+  EXPECT_EQ(w->version.node, "n1");
+  for (const char* n : {"n1", "n2", "n3"}) {
+    ASSERT_TRUE(fake_.Get(n, "k").has_value()) << n;
+    EXPECT_EQ(fake_.Get(n, "k")->version, w->version);
+  }
+  EXPECT_TRUE(Hints("n2").empty());
+}
+
+TEST_F(CoordinatorTest, AnswersAfterWAcksNotBefore) {
+  fake_.SetMode("n2", Mode::kHold);
+  fake_.SetMode("n3", Mode::kHold);
+  auto w = Put("k", "1", 2);
+  EXPECT_FALSE(w->done);  // only n1 has acknowledged
+  fake_.Release("n3");
+  ASSERT_TRUE(w->done);
+  EXPECT_TRUE(w->status.ok());
+  fake_.Release("n2");  // a late ack changes nothing (and must not answer twice)
+  EXPECT_TRUE(fake_.Get("n2", "k").has_value());
+}
+
+TEST_F(CoordinatorTest, UnavailableUpFrontWritesNothing) {
+  MarkDown("n2");
+  MarkDown("n3");
+  auto w = Put("k", "1", 2);
+  ASSERT_TRUE(w->done);
+  EXPECT_EQ(w->status.code(), Status::Code::kUnavailable);
+  EXPECT_EQ(fake_.writes("n1") + fake_.writes("n2") + fake_.writes("n3"), 0);
+  EXPECT_TRUE(Hints("n2").empty());
+  EXPECT_TRUE(Hints("n3").empty());
+}
+
+TEST_F(CoordinatorTest, DownReplicaGetsHintAndIsNotWaitedFor) {
+  MarkDown("n3");
+  auto w = Put("k", "1", 2);
+  ASSERT_TRUE(w->done);
+  EXPECT_TRUE(w->status.ok());
+  EXPECT_EQ(fake_.writes("n3"), 0);
+  auto hints = Hints("n3");
+  ASSERT_EQ(hints.size(), 1u);
+  EXPECT_EQ(hints[0].key, "k");
+  EXPECT_EQ(hints[0].record.version, w->version);
+  EXPECT_EQ(handoff_->pending(), 1u);
+  // w=all cannot be met with a replica down: nothing is sent.
+  auto all = Put("k2", "1", 3);
+  EXPECT_EQ(all->status.code(), Status::Code::kUnavailable);
+}
+
+TEST_F(CoordinatorTest, FailedAndSlowReplicasGetHintsAndHintsDoNotCountTowardW) {
+  fake_.SetMode("n2", Mode::kUnreachable);
+  fake_.SetMode("n3", Mode::kTimeout);
+  auto w = Put("k", "1", 2);
+  ASSERT_TRUE(w->done);
+  EXPECT_EQ(w->status.code(), Status::Code::kTimeout) << w->status.ToString();
+  EXPECT_EQ(Hints("n2").size(), 1u);
+  EXPECT_EQ(Hints("n3").size(), 1u);
+  EXPECT_TRUE(fake_.Get("n1", "k").has_value());  // it may be on some replicas
+  // A replica timing out after the quorum was reached still gets a hint.
+  fake_.SetMode("n2", Mode::kServe);
+  fake_.SetMode("n3", Mode::kHold);
+  auto w2 = Put("k2", "1", 2);
+  EXPECT_TRUE(w2->status.ok());
+  fake_.ExpireHeld("n3");
+  EXPECT_EQ(Hints("n3").size(), 2u);
+}
+
+TEST_F(CoordinatorTest, ReadReturnsNewestAndRepairsStaleQuorumMembersBeforeAnswering) {
+  fake_.Apply("n1", "k", Rec(100, "old"));
+  fake_.Apply("n2", "k", Rec(200, "new"));
+  fake_.SetMode("n3", Mode::kHold);
+  fake_.SetMode("n1", Mode::kHold);
+  auto r = Get("k", 2);
+  fake_.Release("n1");  // read reply from n1 (stale)
+  EXPECT_FALSE(r->done);
+  // n2's reply completes the quorum; n1 is then repaired. Hold n1 so that
+  // the repair write is pending: the answer must wait for it.
+  fake_.Release("n2");
+  EXPECT_FALSE(r->done);
+  EXPECT_EQ(fake_.held("n1"), 1u);
+  fake_.Release("n1");
+  ASSERT_TRUE(r->done);
+  ASSERT_TRUE(r->status.ok());
+  EXPECT_EQ(r->record->value, "new");
+  EXPECT_EQ(fake_.Get("n1", "k")->value, "new");
+  EXPECT_EQ(counters_.read_repairs.load(), 1u);
+}
+
+TEST_F(CoordinatorTest, RepairsExactlyTheStaleReplicas) {
+  fake_.Apply("n1", "k", Rec(300, "newest"));
+  fake_.Apply("n2", "k", Rec(100, "stale"));  // n3 lacks the key entirely
+  auto r = Get("k", 3);
+  ASSERT_TRUE(r->done);
+  EXPECT_EQ(r->record->value, "newest");
+  EXPECT_EQ(fake_.writes("n1"), 0);
+  EXPECT_EQ(fake_.writes("n2"), 1);
+  EXPECT_EQ(fake_.writes("n3"), 1);
+  EXPECT_EQ(fake_.Get("n3", "k")->value, "newest");
+  EXPECT_EQ(counters_.read_repairs.load(), 2u);
+  // Everyone agrees now: a second read repairs nothing.
+  auto again = Get("k", 3);
+  EXPECT_EQ(counters_.read_repairs.load(), 2u);
+}
+
+TEST_F(CoordinatorTest, LateStaleReplyIsRepairedInTheBackground) {
+  fake_.Apply("n1", "k", Rec(200, "new"));
+  fake_.Apply("n2", "k", Rec(200, "new"));
+  fake_.Apply("n3", "k", Rec(100, "old"));
+  fake_.SetMode("n3", Mode::kHold);
+  auto r = Get("k", 2);
+  ASSERT_TRUE(r->done);  // n1 and n2 agree
+  EXPECT_EQ(r->record->value, "new");
+  fake_.SetMode("n3", Mode::kServe);
+  fake_.Release("n3");  // the late, stale reply
+  EXPECT_EQ(fake_.Get("n3", "k")->value, "new");
+  EXPECT_EQ(counters_.read_repairs.load(), 1u);
+}
+
+TEST_F(CoordinatorTest, LateNewerReplyIsSpreadToTheOthers) {
+  fake_.Apply("n1", "k", Rec(100, "old"));
+  fake_.Apply("n2", "k", Rec(100, "old"));
+  fake_.Apply("n3", "k", Rec(300, "newer"));
+  fake_.SetMode("n3", Mode::kHold);
+  auto r = Get("k", 2);
+  ASSERT_TRUE(r->done);
+  EXPECT_EQ(r->record->value, "old");  // what the quorum had
+  fake_.SetMode("n3", Mode::kServe);
+  fake_.Release("n3");
+  EXPECT_EQ(fake_.Get("n1", "k")->value, "newer");
+  EXPECT_EQ(fake_.Get("n2", "k")->value, "newer");
+}
+
+TEST_F(CoordinatorTest, ReadTimeoutWhenQuorumUnreachable) {
+  fake_.SetMode("n2", Mode::kTimeout);
+  fake_.SetMode("n3", Mode::kUnreachable);
+  auto r = Get("k", 2);
+  ASSERT_TRUE(r->done);
+  EXPECT_EQ(r->status.code(), Status::Code::kTimeout);
+  MarkDown("n2");
+  MarkDown("n3");
+  auto r2 = Get("k", 2);
+  EXPECT_EQ(r2->status.code(), Status::Code::kUnavailable);
+  auto r1 = Get("k", 1);  // one is still enough
+  EXPECT_TRUE(r1->status.ok());
+}
+
+TEST_F(CoordinatorTest, MissingEverywhereIsFoundFalseWithoutRepairs) {
+  auto r = Get("nothing", 3);
+  ASSERT_TRUE(r->done);
+  EXPECT_TRUE(r->status.ok());
+  EXPECT_FALSE(r->record.has_value());
+  EXPECT_EQ(fake_.writes("n1") + fake_.writes("n2") + fake_.writes("n3"), 0);
+}
+
+TEST_F(CoordinatorTest, TombstoneWinsOverOlderValueAndIsRepaired) {
+  fake_.Apply("n1", "k", Rec(100, "v"));
+  fake_.Apply("n2", "k", Rec(100, "v"));
+  fake_.Apply("n3", "k", Rec(100, "v"));
+  fake_.SetMode("n3", Mode::kUnreachable);
+  clock_.Set(200);
+  auto d = Put("k", "", 2, /*tombstone=*/true);
+  ASSERT_TRUE(d->status.ok());
+  fake_.SetMode("n3", Mode::kServe);
+  // n3 missed the delete; a quorum read that includes it repairs it.
+  auto r = Get("k", 3);
+  ASSERT_TRUE(r->done);
+  ASSERT_TRUE(r->record.has_value());
+  EXPECT_TRUE(r->record->tombstone);
+  EXPECT_TRUE(fake_.Get("n3", "k")->tombstone);
+}
+
+TEST_F(CoordinatorTest, ConcurrentWritersConvergeLastWriterWins) {
+  // A second coordinator on n2 with its own clock, a little ahead.
+  ManualClock clock2(clock_.NowMs() + 5);
+  HybridClock hlc2(&clock2);
+  Membership m2({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n2");
+  Coordinator c2(CoordinatorOptions{"n2"}, &ring_, &m2, &fake_, &hlc2, nullptr, &counters_);
+  // Both writes are in flight at once; replies are delivered in opposite orders.
+  fake_.SetMode("n1", Mode::kHold);
+  fake_.SetMode("n2", Mode::kHold);
+  fake_.SetMode("n3", Mode::kHold);
+  auto a = Put("k", "from-n1", 2);
+  Version vb;
+  Record rb;
+  rb.value = "from-n2";
+  c2.Write("k", rb, 2, 1000, [&vb](Status, Version v) { vb = v; });
+  fake_.Release("n1", /*newest_first=*/true);
+  fake_.Release("n2", /*newest_first=*/false);
+  fake_.Release("n3", /*newest_first=*/true);
+  ASSERT_TRUE(a->done);
+  EXPECT_GT(vb, a->version);  // n2's clock is ahead
+  for (const char* n : {"n1", "n2", "n3"}) EXPECT_EQ(fake_.Get(n, "k")->value, "from-n2") << n;
+}
+
+TEST_F(CoordinatorTest, HintsAreDeliveredWhenTheReplicaReturns) {
+  MarkDown("n3");
+  for (int i = 0; i < 150; ++i) ASSERT_TRUE(Put("k" + std::to_string(i), "v", 2)->status.ok());
+  EXPECT_EQ(Hints("n3").size(), 100u);  // ListHints capped at 100 here
+  EXPECT_EQ(handoff_->pending(), 150u);
+  handoff_->Tick();  // n3 is down: nothing is sent
+  EXPECT_EQ(fake_.writes("n3"), 0);
+  membership_.ReportSuccess("n3");
+  handoff_->Tick();  // batches chain until every hint is delivered
+  EXPECT_EQ(fake_.writes("n3"), 150);
+  EXPECT_TRUE(Hints("n3").empty());
+  EXPECT_EQ(handoff_->pending(), 0u);
+  EXPECT_EQ(counters_.hints_delivered.load(), 150u);
+  for (int i = 0; i < 150; ++i) EXPECT_TRUE(fake_.Get("n3", "k" + std::to_string(i)).has_value());
+}
+
+TEST_F(CoordinatorTest, FailedDeliveryKeepsHintsForTheNextTick) {
+  MarkDown("n3");
+  ASSERT_TRUE(Put("k", "v", 2)->status.ok());
+  membership_.ReportSuccess("n3");
+  fake_.SetMode("n3", Mode::kTimeout);
+  handoff_->Tick();
+  EXPECT_EQ(Hints("n3").size(), 1u);
+  EXPECT_EQ(handoff_->pending(), 1u);
+  fake_.SetMode("n3", Mode::kServe);
+  handoff_->Tick();
+  EXPECT_TRUE(Hints("n3").empty());
+  EXPECT_EQ(handoff_->pending(), 0u);
+}
+
+TEST_F(CoordinatorTest, OldHintsAreDroppedAndCounted) {
+  MarkDown("n3");
+  ASSERT_TRUE(Put("k", "v", 2)->status.ok());
+  clock_.Advance(HandoffOptions().max_age_ms + 1);
+  membership_.ReportSuccess("n3");
+  handoff_->Tick();
+  EXPECT_EQ(fake_.writes("n3"), 0);
+  EXPECT_TRUE(Hints("n3").empty());
+  EXPECT_EQ(counters_.hints_dropped.load(), 1u);
+  EXPECT_EQ(handoff_->pending(), 0u);
+}
+
+TEST_F(CoordinatorTest, HintsSurviveRestartOfTheCoordinator) {
+  MarkDown("n2");
+  ASSERT_TRUE(Put("a", "v", 1)->status.ok());
+  ASSERT_TRUE(Put("b", "v", 1)->status.ok());
+  HintedHandoff fresh(HandoffOptions{}, store_.get(), &fake_, &membership_, &clock_, &counters_);
+  ASSERT_TRUE(fresh.Init().ok());
+  EXPECT_EQ(fresh.pending(), 2u);
+}
+
+TEST(MembershipTest, DownAfterMissesOrRefusalUpOnSuccess) {
+  Membership m({{"a", "h:1"}, {"b", "h:2"}, {"c", "h:3"}}, "a");
+  std::vector<std::pair<std::string, bool>> changes;
+  m.SetListener([&](const std::string& n, bool up) { changes.emplace_back(n, up); });
+  EXPECT_TRUE(m.IsUp("b"));
+  m.ReportFailure("b", false);
+  m.ReportFailure("b", false);
+  EXPECT_TRUE(m.IsUp("b"));
+  m.ReportFailure("b", false);
+  EXPECT_FALSE(m.IsUp("b"));
+  m.ReportFailure("c", true);
+  EXPECT_FALSE(m.IsUp("c"));
+  m.ReportSuccess("b");
+  EXPECT_TRUE(m.IsUp("b"));
+  m.ReportFailure("a", true);  // self is always up
+  EXPECT_TRUE(m.IsUp("a"));
+  EXPECT_EQ(changes, (std::vector<std::pair<std::string, bool>>{
+                         {"b", false}, {"c", false}, {"b", true}}));
+  EXPECT_EQ(m.Peers(), (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(m.AddressOf("c"), "h:3");
+}
+
+}  // namespace
+}  // namespace ringkv::cluster
