@@ -375,7 +375,9 @@ void Node::Impl::PeerHello(const Request& req, Done done) {
                                                      fingerprint_ + "', the caller '" +
                                                      req.fingerprint + "'")));
   }
-  membership_.ReportSuccess(req.from);  // a hello proves the caller is up
+  // The caller is not marked up here: membership follows this node's own
+  // pings, so "up" means this node's transport has reached the peer (a peer
+  // that can reach us may not yet be reachable from us).
   done(ResponseBuilder(req.id_json).AddString("node", opts_.node_id).Finish());
 }
 
