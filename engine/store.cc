@@ -15,6 +15,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
+#include <rocksdb/transaction_log.h>
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_buffer_manager.h>
 
@@ -77,6 +78,7 @@ class Store::Impl {
   Status Get(uint32_t partition, std::string_view key, Record* out);
   Status Backup(const std::string& dir, BackupResult* out);
   uint64_t KeysEstimate();
+  StoreProperties Properties();
   Status PutHint(std::string_view target, std::string_view key, const Record& record);
   Status ListHints(std::string_view target, std::string_view after_key, size_t limit,
                    std::vector<Hint>* out);
@@ -344,6 +346,33 @@ uint64_t Store::Impl::KeysEstimate() {
   return total;
 }
 
+StoreProperties Store::Impl::Properties() {
+  StoreProperties p;
+  auto add = [this](rocksdb::ColumnFamilyHandle* h, const char* name, uint64_t* into) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(h, name, &v)) *into += v;
+  };
+  for (uint32_t i = 0; i < partitions_.size(); ++i) {
+    rocksdb::ColumnFamilyHandle* h = partitions_[i].load(std::memory_order_acquire);
+    if (h == nullptr) continue;
+    add(h, "rocksdb.live-sst-files-size", &p.sst_bytes);
+    add(h, "rocksdb.cur-size-all-mem-tables", &p.memtable_bytes);
+    add(h, "rocksdb.estimate-pending-compaction-bytes", &p.pending_compaction_bytes);
+    add(h, "rocksdb.estimate-num-keys", &p.partition_keys[i]);
+  }
+  for (rocksdb::ColumnFamilyHandle* h : {meta_, hints_}) {
+    add(h, "rocksdb.live-sst-files-size", &p.sst_bytes);
+    add(h, "rocksdb.cur-size-all-mem-tables", &p.memtable_bytes);
+  }
+  p.block_cache_usage_bytes = block_cache_->GetUsage();
+  p.block_cache_capacity_bytes = block_cache_->GetCapacity();
+  rocksdb::VectorLogPtr wal_files;
+  if (db_->GetSortedWalFiles(wal_files).ok()) {
+    for (const auto& f : wal_files) p.wal_bytes += f->SizeFileBytes();
+  }
+  return p;
+}
+
 Status Store::Impl::PutHint(std::string_view target, std::string_view key,
                             const Record& record) {
   std::string encoded;
@@ -417,6 +446,65 @@ Status Store::Impl::CompactAll() {
   return Status::OK();
 }
 
+Status Store::Restore(const std::string& backup_dir, uint32_t backup_id,
+                      const std::string& data_dir, const std::string& node_id,
+                      RestoreResult* out) {
+  std::error_code ec;
+  if (std::filesystem::exists(data_dir + "/CURRENT", ec)) {
+    return Status::BadRequest("data dir " + data_dir + " already holds a database");
+  }
+  if (std::filesystem::exists(data_dir, ec) && !std::filesystem::is_empty(data_dir, ec)) {
+    return Status::BadRequest("data dir " + data_dir + " is not empty");
+  }
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  rocksdb::Status s = rocksdb::BackupEngineReadOnly::Open(
+      rocksdb::Env::Default(), rocksdb::BackupEngineOptions(backup_dir), &raw);
+  if (!s.ok()) return FromRocks(s, "cannot open backup " + backup_dir);
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  std::vector<rocksdb::BackupInfo> infos;
+  engine->GetBackupInfo(&infos);
+  if (infos.empty()) return Status::BadRequest("no backup in " + backup_dir);
+  if (backup_id == 0) backup_id = infos.back().backup_id;
+  auto info = std::find_if(infos.begin(), infos.end(),
+                           [&](const rocksdb::BackupInfo& i) { return i.backup_id == backup_id; });
+  if (info == infos.end()) {
+    return Status::BadRequest("backup " + std::to_string(backup_id) + " is not in " + backup_dir);
+  }
+  s = engine->VerifyBackup(backup_id, /*verify_with_checksum=*/true);
+  if (!s.ok()) return FromRocks(s, "backup " + std::to_string(backup_id) + " failed verification");
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) return Status::Internal("cannot create data dir " + data_dir + ": " + ec.message());
+  s = engine->RestoreDBFromBackup(backup_id, data_dir, data_dir);
+  if (!s.ok()) return FromRocks(s, "restore failed");
+  // Check the restored identity by opening it read-only as the named node.
+  rocksdb::DBOptions db_opts;
+  std::vector<std::string> names;
+  s = rocksdb::DB::ListColumnFamilies(db_opts, data_dir, &names);
+  if (!s.ok()) return FromRocks(s, "restored data is unreadable");
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const std::string& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  s = rocksdb::DB::OpenForReadOnly(db_opts, data_dir, descs, &handles, &db);
+  if (!s.ok()) return FromRocks(s, "restored data is unreadable");
+  std::string stored_id;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == kMetaFamily) {
+      db->Get(rocksdb::ReadOptions(), handles[i], kMetaNodeId, &stored_id).PermitUncheckedError();
+    }
+  }
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  delete db;
+  if (stored_id != node_id) {
+    std::filesystem::remove_all(data_dir, ec);
+    return Status::Internal("backup in " + backup_dir + " belongs to node '" + stored_id +
+                            "', not '" + node_id + "'");
+  }
+  out->backup_id = backup_id;
+  out->bytes = info->size;
+  return Status::OK();
+}
+
 Status Store::Open(const StoreOptions& options, std::unique_ptr<Store>* out) {
   if (options.path.empty()) return Status::BadRequest("store path is empty");
   if (options.node_id.empty() || options.node_id.size() > 255) {
@@ -440,6 +528,7 @@ Status Store::Get(uint32_t partition, std::string_view key, Record* out) {
 }
 Status Store::Backup(const std::string& dir, BackupResult* out) { return impl_->Backup(dir, out); }
 uint64_t Store::KeysEstimate() { return impl_->KeysEstimate(); }
+StoreProperties Store::Properties() { return impl_->Properties(); }
 Status Store::PutHint(std::string_view target, std::string_view key, const Record& record) {
   return impl_->PutHint(target, key, record);
 }

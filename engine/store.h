@@ -70,6 +70,23 @@ struct BackupResult {
   uint64_t bytes = 0;  // size of this backup's files (shared files included)
 };
 
+// RocksDB's own figures that operators watch (engine-level metrics).
+struct StoreProperties {
+  uint64_t sst_bytes = 0;                     // live SST files, all partitions
+  uint64_t memtable_bytes = 0;                // all memtables
+  uint64_t pending_compaction_bytes = 0;      // estimated bytes compaction must rewrite
+  uint64_t block_cache_usage_bytes = 0;
+  uint64_t block_cache_capacity_bytes = 0;
+  uint64_t wal_bytes = 0;                     // write-ahead log files on disk
+  std::map<uint32_t, uint64_t> partition_keys;  // estimate per partition this node holds
+};
+
+// What Restore() restored.
+struct RestoreResult {
+  uint32_t backup_id = 0;
+  uint64_t bytes = 0;
+};
+
 class Store {
  public:
   // Opens (creating if needed) the database at options.path. Fails with a
@@ -111,6 +128,17 @@ class Store {
   Status DeleteHint(const Hint& hint, bool* removed);
   // Hints stored per target, counted by a scan (for start-up and tests).
   Status CountHints(std::map<std::string, uint64_t>* per_target);
+
+  // Restores backup `backup_id` (0 = the latest) from the BackupEngine
+  // directory `backup_dir` into `data_dir`, after verifying every file's
+  // checksum. Refuses (BadRequest) if data_dir already holds a database, and
+  // refuses (Internal) a backup whose identity is not `node_id`. Does not
+  // need (or touch) a running node.
+  static Status Restore(const std::string& backup_dir, uint32_t backup_id,
+                        const std::string& data_dir, const std::string& node_id,
+                        RestoreResult* out);
+
+  StoreProperties Properties();
 
   // RocksDB's estimate of the number of keys across all partitions.
   uint64_t KeysEstimate();

@@ -289,5 +289,62 @@ TEST_F(StoreTest, DeleteHintKeepsANewerHint) {
   EXPECT_EQ(hints.size(), 1u);
 }
 
+TEST_F(StoreTest, RestoreVerifiesAndRefusesExistingData) {
+  OpenStore();
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(store_->Write(i % 8, "k" + std::to_string(i), Rec(10, std::to_string(i))).ok());
+  }
+  BackupResult first;
+  ASSERT_TRUE(store_->Backup(dir_ + "/bk", &first).ok());
+  ASSERT_TRUE(store_->Write(0, "later", Rec(11, "x")).ok());
+  BackupResult second;
+  ASSERT_TRUE(store_->Backup(dir_ + "/bk", &second).ok());
+
+  RestoreResult r;
+  // Into an existing database: refused.
+  Status s = Store::Restore(dir_ + "/bk", 0, dir_ + "/db", "n1", &r);
+  EXPECT_EQ(s.code(), Status::Code::kBadRequest) << s.ToString();
+  // As another node: refused, and nothing is left behind.
+  s = Store::Restore(dir_ + "/bk", 0, dir_ + "/as-n2", "n2", &r);
+  EXPECT_NE(s.message().find("belongs to node 'n1', not 'n2'"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/as-n2/CURRENT"));
+  // A named backup restores exactly that backup.
+  ASSERT_TRUE(Store::Restore(dir_ + "/bk", first.backup_id, dir_ + "/r1", "n1", &r).ok());
+  EXPECT_EQ(r.backup_id, first.backup_id);
+  StoreOptions o = Options();
+  o.path = dir_ + "/r1";
+  std::unique_ptr<Store> restored;
+  ASSERT_TRUE(Store::Open(o, &restored).ok());
+  Record rec;
+  EXPECT_TRUE(restored->Get(3, "k3", &rec).ok());
+  EXPECT_TRUE(restored->Get(0, "later", &rec).IsNotFound());
+  // A corrupted backup file fails verification.
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ + "/bk/shared_checksum")) {
+    if (e.path().extension() == ".sst") {
+      std::ofstream(e.path(), std::ios::binary | std::ios::in) << "garbage!";
+      break;
+    }
+  }
+  s = Store::Restore(dir_ + "/bk", second.backup_id, dir_ + "/r2", "n1", &r);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("verification"), std::string::npos) << s.ToString();
+}
+
+TEST_F(StoreTest, PropertiesReportRocksDbFigures) {
+  OpenStore();
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(store_->Write(i % 2, "k" + std::to_string(i), Rec(10, std::string(100, 'v'))).ok());
+  }
+  StoreProperties before = store_->Properties();
+  EXPECT_GT(before.memtable_bytes, 0u);
+  EXPECT_GT(before.wal_bytes, 0u);
+  EXPECT_EQ(before.block_cache_capacity_bytes, Options().block_cache_bytes);
+  ASSERT_TRUE(store_->TEST_FlushAll().ok());
+  StoreProperties after = store_->Properties();
+  EXPECT_GT(after.sst_bytes, 0u);
+  EXPECT_EQ(after.partition_keys.size(), 2u);
+  EXPECT_EQ(after.partition_keys[0] + after.partition_keys[1], 500u);
+}
+
 }  // namespace
 }  // namespace ringkv
