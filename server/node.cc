@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include "server/cluster/membership.h"
 #include "server/cluster/ring.h"
 #include "server/cluster/router.h"
+#include "server/metrics.h"
 #include "server/protocol.h"
 #include "server/stats.h"
 
@@ -65,6 +67,13 @@ class Node::Impl final : public cluster::LocalReplica {
   // The response to a get, from the newest record the replicas had.
   std::string RenderGet(const std::string& id_json, const std::optional<Record>& newest);
   std::string StatsJson();
+  MetricsInput GatherMetrics();
+  void NoteSlow(Op op, const std::string& key, uint64_t us);
+
+ public:
+  std::string MetricsText() { return RenderPrometheus(GatherMetrics()); }
+
+ private:
 
   const NodeOptions opts_;
   Limits limits_;
@@ -84,6 +93,9 @@ class Node::Impl final : public cluster::LocalReplica {
   std::mutex mu_;
   std::string advertised_;
   std::vector<std::thread> jobs_;  // background jobs (backups); joined by Shutdown()
+
+  std::atomic<uint64_t> last_slow_log_ms_{0};
+  std::atomic<uint64_t> slow_suppressed_{0};
 };
 
 namespace {
@@ -149,14 +161,29 @@ void Node::Impl::Handle(std::string_view line, Done done) {
       &Impl::ClusterOp, &Impl::Locate, &Impl::Backup, &Impl::PeerWrite, &Impl::PeerRead,
       &Impl::PeerHello};
   Op op = req.op;
-  auto finish = [this, op, start, done = std::move(done)](std::string response) {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - start)
-                  .count();
-    stats_.RecordOp(op, static_cast<uint64_t>(us));
+  auto finish = [this, op, start, key = req.key, done = std::move(done)](std::string response) {
+    auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                        std::chrono::steady_clock::now() - start)
+                                        .count());
+    stats_.RecordOp(op, us);
+    if (opts_.slow_request_ms > 0 && us >= opts_.slow_request_ms * 1000) NoteSlow(op, key, us);
     done(std::move(response));
   };
   (this->*kHandlers[static_cast<int>(op)])(req, std::move(finish));
+}
+
+// Logs a slow request, at most one line a second: under overload every
+// request is slow, and a line per request would make it worse.
+void Node::Impl::NoteSlow(Op op, const std::string& key, uint64_t us) {
+  uint64_t now = opts_.clock->NowMs();
+  uint64_t last = last_slow_log_ms_.load(std::memory_order_relaxed);
+  if (now < last + 1000 || !last_slow_log_ms_.compare_exchange_strong(last, now)) {
+    slow_suppressed_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  uint64_t more = slow_suppressed_.exchange(0, std::memory_order_relaxed);
+  spdlog::warn("[node] slow {} of key {} took {} ms (threshold {} ms; {} more slow since last line)",
+               OpName(op), JsonQuote(key.substr(0, 64)), us / 1000, opts_.slow_request_ms, more);
 }
 
 std::string Node::Impl::Fail(const std::string& id_json, const Status& s) {
@@ -264,8 +291,28 @@ std::string Node::Impl::StatsJson() {
   if (handoff_) {
     for (const auto& [target, n] : handoff_->pending_per_target()) per_target[target] = n;
   }
+  StoreProperties props = store_->Properties();
+  json partition_keys = json::object();
+  for (const auto& [p, n] : props.partition_keys) partition_keys[std::to_string(p)] = n;
+  json peers = json::object();
+  for (const auto& m : membership_.Snapshot()) {
+    if (m.id != opts_.node_id) peers[m.id] = m.up ? "up" : "down";
+  }
+  uint32_t replicated = 0;
+  for (uint32_t p = 0; p < ring_.partitions(); ++p) replicated += ring_.Replicates(opts_.node_id, p);
   json stats = {
       {"node", opts_.node_id},
+      {"partitions_replicated", replicated},
+      {"disk_bytes", props.sst_bytes + props.wal_bytes},
+      {"rocksdb",
+       {{"sst_bytes", props.sst_bytes},
+        {"memtable_bytes", props.memtable_bytes},
+        {"pending_compaction_bytes", props.pending_compaction_bytes},
+        {"block_cache_usage_bytes", props.block_cache_usage_bytes},
+        {"block_cache_capacity_bytes", props.block_cache_capacity_bytes},
+        {"wal_bytes", props.wal_bytes}}},
+      {"partition_keys", partition_keys},
+      {"peers", peers},
       {"uptime_s", stats_.uptime_s()},
       {"keys_estimate", store_->KeysEstimate()},
       {"ops", ops},
@@ -286,6 +333,22 @@ std::string Node::Impl::StatsJson() {
       {"errors", errors},
   };
   return stats.dump();
+}
+
+MetricsInput Node::Impl::GatherMetrics() {
+  MetricsInput in;
+  in.node_id = opts_.node_id;
+  in.stats = &stats_;
+  in.counters = &counters_;
+  in.store = store_->Properties();
+  in.keys_estimate = store_->KeysEstimate();
+  in.cache_hits = cache_.hits();
+  in.cache_misses = cache_.misses();
+  in.cache_bytes = cache_.bytes();
+  in.cache_capacity_bytes = cache_.capacity_bytes();
+  if (handoff_) in.hints_pending = handoff_->pending_per_target();
+  in.members = membership_.Snapshot();
+  return in;
 }
 
 void Node::Impl::StatsOp(const Request& req, Done done) {
@@ -415,5 +478,6 @@ cluster::Membership* Node::membership() { return impl_->membership(); }
 cluster::HintedHandoff* Node::handoff() { return impl_->handoff(); }
 const std::string& Node::cluster_fingerprint() const { return impl_->fingerprint(); }
 void Node::Shutdown() { impl_->Shutdown(); }
+std::string Node::MetricsText() { return impl_->MetricsText(); }
 
 }  // namespace ringkv

@@ -34,6 +34,9 @@ class Node final : public RequestHandler {
   void Handle(std::string_view line, Done done) override;
   std::string RequestTooLargeResponse() override;
 
+  // The node's metrics in the Prometheus text format (GET /metrics).
+  std::string MetricsText();
+
   // The address clients should use for this node, as reported by `cluster`.
   // Call once the listener is bound (with port 0 the kernel picks the port).
   void SetAdvertisedAddress(std::string address);

@@ -60,6 +60,9 @@ struct NodeOptions {
   uint64_t max_clock_skew_ms = 60000;
   // Hints older than this are dropped undelivered. Default: 3 hours.
   uint64_t hint_window_s = 3 * 3600;
+  // Requests slower than this are logged (at most one line a second).
+  // 0 disables. Default: 1000.
+  uint64_t slow_request_ms = 1000;
   // Threads running the I/O loop. Default: 2.
   int io_threads = 2;
   // Source of wall-clock time. REQUIRES: outlives the node. Default: system clock.

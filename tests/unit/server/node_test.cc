@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <limits>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
 
 #include "engine/version.h"
 #include "server/protocol.h"
@@ -239,6 +244,73 @@ TEST_F(NodeTest, MalformedPeerMessagesAreBadRequests) {
             "bad_request");
   EXPECT_EQ(ErrorCode(Call({{"op", "_read"}})), "bad_request");
   EXPECT_EQ(ErrorCode(Call({{"op", "_hello"}, {"from", 1}})), "bad_request");
+}
+
+// Parses the Prometheus text format strictly enough to catch malformed lines:
+// every sample is `name{labels} value` or `name value`, every family has HELP
+// and TYPE first, histogram buckets are cumulative and end at +Inf == _count.
+TEST_F(NodeTest, MetricsAreValidPrometheusText) {
+  for (int i = 0; i < 5; ++i) Call({{"op", "put"}, {"key", "m" + std::to_string(i)}, {"value", i}});
+  Call({{"op", "get"}, {"key", "m1"}});
+  Call({{"op", "nope"}});
+  std::string text = node_->MetricsText();
+  std::regex sample(R"re(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$)re");
+  std::set<std::string> typed;
+  std::map<std::string, double> values;
+  std::istringstream in(text);
+  std::string line;
+  int samples = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      typed.insert(line.substr(7, line.find(' ', 7) - 7));
+      continue;
+    }
+    if (line.rfind("# HELP ", 0) == 0) continue;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, sample)) << "bad line: " << line;
+    std::string family = m[1];
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      if (!typed.count(family) && family.size() > strlen(suffix) &&
+          family.compare(family.size() - strlen(suffix), strlen(suffix), suffix) == 0) {
+        family = family.substr(0, family.size() - strlen(suffix));
+      }
+    }
+    EXPECT_TRUE(typed.count(family)) << "sample before its TYPE: " << line;
+    values[line.substr(0, line.rfind(' '))] = std::stod(line.substr(line.rfind(' ') + 1));
+    ++samples;
+  }
+  EXPECT_GT(samples, 100);
+  EXPECT_EQ(values["ringkv_requests_total{op=\"put\"}"], 5);
+  EXPECT_EQ(values["ringkv_request_errors_total{code=\"unknown_op\"}"], 1);
+  EXPECT_EQ(values["ringkv_request_duration_seconds_count{op=\"put\"}"], 5);
+  EXPECT_EQ(values["ringkv_request_duration_seconds_bucket{op=\"put\",le=\"+Inf\"}"], 5);
+  double prev = 0;
+  for (int k = 4; k <= 26; ++k) {
+    char le[32];
+    std::snprintf(le, sizeof(le), "%g", static_cast<double>(1u << k) / 1e6);
+    std::string key = std::string("ringkv_request_duration_seconds_bucket{op=\"put\",le=\"") + le + "\"}";
+    ASSERT_TRUE(values.count(key)) << key;
+    EXPECT_GE(values[key], prev);
+    prev = values[key];
+  }
+  EXPECT_LE(prev, 5);
+  EXPECT_EQ(values["ringkv_node_info{node=\"n1\"}"], 1);
+  EXPECT_EQ(values["ringkv_peer_up{peer=\"n1\"}"], 1);
+  EXPECT_EQ(values["ringkv_cache_capacity_bytes"], 1 << 20);
+  EXPECT_TRUE(values.count("ringkv_rocksdb_memtable_bytes"));
+}
+
+TEST_F(NodeTest, StatsHaveOperatorFigures) {
+  Call({{"op", "put"}, {"key", "a"}, {"value", 1}});
+  json s = Call({{"op", "stats"}})["stats"];
+  EXPECT_EQ(s["partitions_replicated"], 64);
+  EXPECT_GT(s["rocksdb"]["memtable_bytes"].get<uint64_t>(), 0u);
+  EXPECT_GT(s["rocksdb"]["wal_bytes"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(s["rocksdb"].contains("pending_compaction_bytes"));
+  EXPECT_TRUE(s["rocksdb"].contains("block_cache_usage_bytes"));
+  EXPECT_GE(s["disk_bytes"].get<uint64_t>(), s["rocksdb"]["wal_bytes"].get<uint64_t>());
+  EXPECT_EQ(s["partition_keys"].size(), 1u);
+  EXPECT_TRUE(s["peers"].empty());
 }
 
 }  // namespace

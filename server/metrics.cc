@@ -1,0 +1,157 @@
+#include "server/metrics.h"
+
+#include <cstdio>
+
+#include "server/protocol.h"
+
+
+namespace ringkv {
+namespace {
+
+class Writer {
+ public:
+  // Starts a metric family with its HELP and TYPE lines.
+  void Family(const char* name, const char* type, const char* help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  // One sample; `labels` is "" or `a="x",b="y"`.
+  void Sample(const std::string& name, const std::string& labels, double value) {
+    out_ += name;
+    if (!labels.empty()) out_ += "{" + labels + "}";
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), " %.17g\n", value);
+    out_ += buf;
+  }
+  void Sample(const std::string& name, const std::string& labels, uint64_t value) {
+    out_ += name;
+    if (!labels.empty()) out_ += "{" + labels + "}";
+    out_ += ' ' + std::to_string(value) + '\n';
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+// Label values here are node ids, op and code names, numbers: none needs
+// escaping except in principle backslash and quote, which node ids exclude.
+std::string Label(const char* name, const std::string& value) {
+  return std::string(name) + "=\"" + value + "\"";
+}
+
+void LatencyHistogram(Writer& w, const Stats& stats) {
+  const char* name = "ringkv_request_duration_seconds";
+  w.Family(name, "histogram", "Time from parsing a request to its response, by op.");
+  for (int i = 0; i < kOpCount; ++i) {
+    Op op = static_cast<Op>(i);
+    const Histogram& h = stats.latency(op);
+    std::string op_label = Label("op", std::string(OpName(op)));
+    uint64_t cumulative = 0;
+    int bucket = 0;
+    // Bounds 2^k µs, k = 4..26: each is the first value of a histogram
+    // bucket, so the counts below it are exact.
+    for (int k = 4; k <= 26; ++k) {
+      uint64_t bound_us = uint64_t{1} << k;
+      for (; bucket < Histogram::BucketOf(bound_us); ++bucket) cumulative += h.BucketCount(bucket);
+      char le[32];
+      std::snprintf(le, sizeof(le), "%g", static_cast<double>(bound_us) / 1e6);
+      w.Sample(std::string(name) + "_bucket", op_label + "," + Label("le", le), cumulative);
+    }
+    for (; bucket < Histogram::kBuckets; ++bucket) cumulative += h.BucketCount(bucket);
+    w.Sample(std::string(name) + "_bucket", op_label + ",le=\"+Inf\"", cumulative);
+    w.Sample(std::string(name) + "_sum", op_label, static_cast<double>(h.sum()) / 1e6);
+    w.Sample(std::string(name) + "_count", op_label, cumulative);
+  }
+}
+
+void Requests(Writer& w, const Stats& stats) {
+  w.Family("ringkv_requests_total", "counter", "Requests handled, by op.");
+  for (int i = 0; i < kOpCount; ++i) {
+    Op op = static_cast<Op>(i);
+    w.Sample("ringkv_requests_total", Label("op", std::string(OpName(op))), stats.ops(op));
+  }
+  w.Family("ringkv_request_errors_total", "counter", "Error responses, by error code.");
+  for (int c = static_cast<int>(Status::Code::kBadRequest); c < kCodeCount; ++c) {
+    auto code = static_cast<Status::Code>(c);
+    w.Sample("ringkv_request_errors_total", Label("code", std::string(Status::CodeName(code))),
+             stats.errors(code));
+  }
+}
+
+void Gauge(Writer& w, const char* name, const char* help, uint64_t value) {
+  w.Family(name, "gauge", help);
+  w.Sample(name, "", value);
+}
+
+void Counter(Writer& w, const char* name, const char* help, uint64_t value) {
+  w.Family(name, "counter", help);
+  w.Sample(name, "", value);
+}
+
+void Cluster(Writer& w, const MetricsInput& in) {
+  w.Family("ringkv_peer_up", "gauge", "1 if this node sees the member up, 0 if down.");
+  for (const auto& m : in.members) w.Sample("ringkv_peer_up", Label("peer", m.id), uint64_t{m.up});
+  w.Family("ringkv_hints_pending", "gauge", "Hints waiting for delivery, by target node.");
+  for (const auto& [target, n] : in.hints_pending) {
+    w.Sample("ringkv_hints_pending", Label("target", target), n);
+  }
+  const cluster::Counters& c = *in.counters;
+  Counter(w, "ringkv_hints_written_total", "Hints stored for replicas that missed writes.",
+          c.hints_written.load());
+  Counter(w, "ringkv_hints_delivered_total", "Hints delivered to their target.",
+          c.hints_delivered.load());
+  Counter(w, "ringkv_hints_dropped_total", "Hints dropped undelivered (too old or refused).",
+          c.hints_dropped.load());
+  Counter(w, "ringkv_read_repairs_total", "Stale replicas written the newest version by reads.",
+          c.read_repairs.load());
+  Counter(w, "ringkv_clock_skew_rejections_total",
+          "Replica writes refused as stamped too far ahead of this clock.",
+          c.clock_skew_rejections.load());
+}
+
+void Storage(Writer& w, const MetricsInput& in) {
+  Gauge(w, "ringkv_keys_estimate", "RocksDB's estimate of keys stored (tombstones included).",
+        in.keys_estimate);
+  Counter(w, "ringkv_cache_hits_total", "Record cache hits.", in.cache_hits);
+  Counter(w, "ringkv_cache_misses_total", "Record cache misses.", in.cache_misses);
+  Gauge(w, "ringkv_cache_bytes", "Bytes charged to the record cache.", in.cache_bytes);
+  Gauge(w, "ringkv_cache_capacity_bytes", "Record cache capacity.", in.cache_capacity_bytes);
+  const StoreProperties& p = in.store;
+  Gauge(w, "ringkv_rocksdb_sst_bytes", "Live SST file bytes.", p.sst_bytes);
+  Gauge(w, "ringkv_rocksdb_memtable_bytes", "Bytes in all memtables.", p.memtable_bytes);
+  Gauge(w, "ringkv_rocksdb_pending_compaction_bytes", "Estimated bytes compaction must rewrite.",
+        p.pending_compaction_bytes);
+  Gauge(w, "ringkv_rocksdb_block_cache_usage_bytes", "Block cache bytes in use.",
+        p.block_cache_usage_bytes);
+  Gauge(w, "ringkv_rocksdb_block_cache_capacity_bytes", "Block cache capacity.",
+        p.block_cache_capacity_bytes);
+  Gauge(w, "ringkv_rocksdb_wal_bytes", "Write-ahead log bytes on disk.", p.wal_bytes);
+  w.Family("ringkv_partition_keys_estimate", "gauge", "Estimated keys per partition held here.");
+  for (const auto& [partition, n] : p.partition_keys) {
+    w.Sample("ringkv_partition_keys_estimate", Label("partition", std::to_string(partition)), n);
+  }
+}
+
+}  // namespace
+
+std::string RenderPrometheus(const MetricsInput& in) {
+  Writer w;
+  w.Family("ringkv_node_info", "gauge", "Always 1; labels name the node.");
+  w.Sample("ringkv_node_info", Label("node", in.node_id), uint64_t{1});
+  Gauge(w, "ringkv_uptime_seconds", "Seconds since the node started.", in.stats->uptime_s());
+  Requests(w, *in.stats);
+  LatencyHistogram(w, *in.stats);
+  Storage(w, in);
+  Cluster(w, in);
+  return w.Take();
+}
+
+}  // namespace ringkv
