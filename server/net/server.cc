@@ -77,12 +77,19 @@ Status Resolve(asio::io_context& io, const std::string& host, uint16_t port,
   return Status::OK();
 }
 
+std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(int threads) {
+  std::vector<std::unique_ptr<asio::io_context>> out;
+  for (int i = 0; i < std::max(1, threads); ++i) out.push_back(std::make_unique<asio::io_context>(1));
+  return out;
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options, RequestHandler* handler)
     : options_(std::move(options)),
       handler_(handler),
-      accept_strand_(asio::make_strand(io_)),
+      ios_(MakeIoContexts(options_.io_threads)),
+      accept_strand_(asio::make_strand(*ios_[0])),
       acceptor_(accept_strand_),
       accept_retry_timer_(accept_strand_) {}
 
@@ -93,7 +100,7 @@ Status Server::Listen() {
   uint16_t port = 0;
   RINGKV_RETURN_IF_ERROR(SplitHostPort(options_.listen, &host_, &port));
   asio::ip::tcp::endpoint endpoint;
-  RINGKV_RETURN_IF_ERROR(Resolve(io_, host_, port, &endpoint));
+  RINGKV_RETURN_IF_ERROR(Resolve(*ios_[0], host_, port, &endpoint));
 
   std::error_code ec;
   acceptor_.open(endpoint.protocol(), ec);
@@ -114,11 +121,10 @@ Status Server::Start() {
   RINGKV_RETURN_IF_ERROR(Listen());
   if (started_) return Status::OK();
   started_ = true;
-  work_.emplace(io_.get_executor());
+  for (auto& io : ios_) work_.push_back(asio::make_work_guard(*io));
   asio::post(accept_strand_, [this] { DoAccept(); });
-  const int threads = std::max(1, options_.io_threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { RunIoThread(); });
-  spdlog::debug("[server] accepting on {} with {} I/O threads", BoundAddress(), threads);
+  for (auto& io : ios_) threads_.emplace_back([this, io = io.get()] { RunIoThread(io); });
+  spdlog::debug("[server] accepting on {} with {} I/O threads", BoundAddress(), ios_.size());
   return Status::OK();
 }
 
@@ -131,10 +137,10 @@ size_t Server::SessionCount() const {
 
 // Sessions catch their handler's exceptions; this is the last line of defence
 // so that a stray exception costs one callback, not an I/O thread.
-void Server::RunIoThread() {
+void Server::RunIoThread(asio::io_context* io) {
   for (;;) {
     try {
-      io_.run();
+      io->run();
       return;
     } catch (const std::exception& e) {
       spdlog::error("[server] exception escaped an I/O handler: {}", e.what());
@@ -148,8 +154,11 @@ void Server::RunIoThread() {
 
 void Server::DoAccept() {
   if (!acceptor_.is_open()) return;
-  // Each connection gets its own strand: its handlers never run concurrently.
-  acceptor_.async_accept(asio::make_strand(io_), [this](const std::error_code& ec, Socket socket) {
+  // Each connection gets its own strand on the next I/O thread's context: its
+  // handlers never run concurrently, and (the context having one thread) never
+  // move between threads.
+  asio::io_context& io = *ios_[next_io_++ % ios_.size()];
+  acceptor_.async_accept(asio::make_strand(io), [this](const std::error_code& ec, Socket socket) {
     OnAccept(ec, std::move(socket));
   });
 }
@@ -255,8 +264,8 @@ void Server::Stop() {
     }
   }
 
-  work_.reset();
-  io_.stop();
+  work_.clear();
+  for (auto& io : ios_) io->stop();
   for (auto& thread : threads_) thread.join();
   threads_.clear();
   spdlog::info("[server] stopped");

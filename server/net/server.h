@@ -90,7 +90,7 @@ class Server {
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, Strand>;
 
-  void RunIoThread();
+  void RunIoThread(asio::io_context* io);
   void DoAccept();
   void OnAccept(const std::error_code& ec, Socket socket);
   void RetryAcceptLater();
@@ -102,14 +102,19 @@ class Server {
   const ServerOptions options_;
   RequestHandler* const handler_;
 
-  // Declared first among the asio members so that it is destroyed last: the
-  // handlers it still holds own sessions whose sockets need it.
-  asio::io_context io_;
+  // One io_context per I/O thread (concurrency hint 1: no internal locking
+  // for its own thread's work), each session pinned to one of them: a
+  // session's reads, handling and writes never hop threads. The acceptor runs
+  // on the first. Declared first among the asio members so that they are
+  // destroyed last: the handlers they still hold own sessions whose sockets
+  // need them.
+  std::vector<std::unique_ptr<asio::io_context>> ios_;
   Strand accept_strand_;
   Acceptor acceptor_;
   Timer accept_retry_timer_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
+  size_t next_io_ = 0;  // round-robin over ios_; used on accept_strand_ only
 
   std::string host_;   // as given in options_.listen, brackets kept for IPv6
   uint16_t port_ = 0;  // bound port
