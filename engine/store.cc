@@ -75,6 +75,7 @@ class Store::Impl {
   Status Open();
   void Close();
   Status Write(uint32_t partition, std::string_view key, const Record& record);
+  Status EnsurePartitions(const std::vector<uint32_t>& partitions);
   Status Get(uint32_t partition, std::string_view key, Record* out);
   Status Backup(const std::string& dir, BackupResult* out);
   uint64_t KeysEstimate();
@@ -284,6 +285,27 @@ Status Store::Impl::PartitionFamily(uint32_t partition, bool create,
   partitions_[partition].store(h, std::memory_order_release);
   *out = h;
   return Status::OK();
+}
+
+Status Store::Impl::EnsurePartitions(const std::vector<uint32_t>& partitions) {
+  std::lock_guard<std::mutex> l(families_mu_);
+  std::vector<uint32_t> missing;
+  std::vector<std::string> names;
+  for (uint32_t p : partitions) {
+    if (p >= partitions_.size()) return Status::Internal("partition out of range");
+    if (partitions_[p].load(std::memory_order_acquire) == nullptr) {
+      missing.push_back(p);
+      names.push_back(PartitionFamilyName(p));
+    }
+  }
+  if (missing.empty()) return Status::OK();
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s = db_->CreateColumnFamilies(PartitionOptions(), names, &handles);
+  for (size_t i = 0; i < handles.size(); ++i) {
+    owned_handles_.push_back(handles[i]);
+    partitions_[missing[i]].store(handles[i], std::memory_order_release);
+  }
+  return FromRocks(s, "cannot create partition families");
 }
 
 Status Store::Impl::Write(uint32_t partition, std::string_view key, const Record& record) {
@@ -522,6 +544,9 @@ Store::~Store() = default;
 
 Status Store::Write(uint32_t partition, std::string_view key, const Record& record) {
   return impl_->Write(partition, key, record);
+}
+Status Store::EnsurePartitions(const std::vector<uint32_t>& partitions) {
+  return impl_->EnsurePartitions(partitions);
 }
 Status Store::Get(uint32_t partition, std::string_view key, Record* out) {
   return impl_->Get(partition, key, out);

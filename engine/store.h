@@ -104,6 +104,11 @@ class Store {
   // REQUIRES: partition < partitions.
   Status Write(uint32_t partition, std::string_view key, const Record& record);
 
+  // Creates the column families of `partitions` that do not exist yet, all at
+  // once. Call at start-up with the partitions this node replicates, so that
+  // no request pays for a family's creation (a MANIFEST write).
+  Status EnsurePartitions(const std::vector<uint32_t>& partitions);
+
   // Reads the record of `key`, tombstones and expired records included.
   // Returns NotFound if the key has no record at all.
   Status Get(uint32_t partition, std::string_view key, Record* out);

@@ -1,7 +1,10 @@
 // kvd: one RingKV database node.
 //
 // Flags (PROTOCOL.md §2) -> NodeOptions -> Node (storage and request handling)
-// -> net::Server (TCP). Runs until SIGTERM or SIGINT, then stops accepting,
+// -> net::Server (TCP). In a cluster of more than one member, also a
+// net::PeerClient (the node's transport to its peers) and a
+// net::FailureDetector (pings peers into the node's Membership and drives
+// hint delivery). Runs until SIGTERM or SIGINT, then stops accepting,
 // answers the requests in flight, closes the store and exits 0.
 //
 // Exit status: 0 after a clean shutdown, 2 for a bad command line (one

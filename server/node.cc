@@ -96,6 +96,7 @@ class Node::Impl final : public cluster::LocalReplica {
 
   std::atomic<uint64_t> last_slow_log_ms_{0};
   std::atomic<uint64_t> slow_suppressed_{0};
+  std::atomic<uint64_t> last_mismatch_log_ms_{0};
 };
 
 namespace {
@@ -134,6 +135,11 @@ Status Node::Impl::Open() {
   so.sync_writes = opts_.sync_writes;
   so.wal_sync_interval_ms = opts_.wal_sync_ms;
   RINGKV_RETURN_IF_ERROR(Store::Open(so, &store_));
+  std::vector<uint32_t> replicated;
+  for (uint32_t p = 0; p < ring_.partitions(); ++p) {
+    if (ring_.Replicates(opts_.node_id, p)) replicated.push_back(p);
+  }
+  RINGKV_RETURN_IF_ERROR(store_->EnsurePartitions(replicated));
 
   router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, this);
   if (opts_.hinted_handoff) {
@@ -432,8 +438,13 @@ void Node::Impl::PeerRead(const Request& req, Done done) {
 // members, Q and N, or they refuse to work together.
 void Node::Impl::PeerHello(const Request& req, Done done) {
   if (req.fingerprint != fingerprint_) {
-    spdlog::error("[membership] {} has another cluster configuration: theirs '{}', ours '{}'",
-                  req.from, req.fingerprint, fingerprint_);
+    // A misconfigured peer pings 4 times a second: log it once a minute.
+    uint64_t now = opts_.clock->NowMs();
+    uint64_t last = last_mismatch_log_ms_.load(std::memory_order_relaxed);
+    if (now >= last + 60'000 && last_mismatch_log_ms_.compare_exchange_strong(last, now)) {
+      spdlog::error("[membership] {} has another cluster configuration: theirs '{}', ours '{}'",
+                    req.from, req.fingerprint, fingerprint_);
+    }
     return done(Fail(req.id_json, Status::BadRequest("cluster mismatch: this node has '" +
                                                      fingerprint_ + "', the caller '" +
                                                      req.fingerprint + "'")));

@@ -106,6 +106,9 @@ struct PeerClient::Peer {
   Status backoff_status;
   bool backoff_refused = false;
   Link link = Link::kUnknown;
+  // A connection to the peer stalled and the peer has not answered since:
+  // further stalls (while it stays frozen) are not logged again.
+  bool stalled = false;
 };
 
 PeerClient::PeerClient(PeerClientOptions options, const cluster::Membership* membership,
@@ -233,7 +236,9 @@ void PeerClient::StartCall(const std::string& node, std::string line, uint64_t t
 
   if (timeout_ms == 0) timeout_ms = options_.default_timeout_ms;
   timeout_ms = std::clamp<uint64_t>(timeout_ms, 1, kMaxTimeoutMs);
-  auto call = std::make_shared<Call>();
+  // Not make_shared: the deadline heap's weak_ptr would keep the whole Call
+  // allocated until its deadline, instead of only the control block.
+  std::shared_ptr<Call> call(new Call);
   call->done = std::move(done);
   call->bytes = line.size();
   call->line = std::move(line);
@@ -464,6 +469,10 @@ bool PeerClient::TakeResponse(Conn* conn, std::string_view line) {
   std::shared_ptr<Call> call = std::move(conn->inflight.front());
   conn->inflight.pop_front();
   peer->pending_bytes -= call->bytes;
+  if (peer->stalled) {
+    spdlog::info("[peer] {} answers again", peer->id);
+    peer->stalled = false;
+  }
   if (call->finished) {  // timed out: discard its late answer
     if (conn->abandoned > 0) --conn->abandoned;
     return true;
@@ -534,10 +543,13 @@ void PeerClient::Sweep() {
         const auto waited = now - oldest.start;
         if (waited > 2 * oldest.timeout ||
             conn->abandoned > options_.max_abandoned_per_connection) {
-          spdlog::warn(
-              "[peer] connection to {} stalled ({} ms without an answer, {} requests "
-              "abandoned); reconnecting",
-              id, std::chrono::duration_cast<milliseconds>(waited).count(), conn->abandoned);
+          if (!peer->stalled) {
+            spdlog::warn(
+                "[peer] connection to {} stalled ({} ms without an answer, {} requests "
+                "abandoned); reconnecting",
+                id, std::chrono::duration_cast<milliseconds>(waited).count(), conn->abandoned);
+            peer->stalled = true;
+          }
           CloseConn(conn, Status::Unavailable("connection to " + id + " stalled"), false);
         } else {
           busy = true;

@@ -1,7 +1,10 @@
 #include "engine/store.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 #include <rocksdb/utilities/backup_engine.h>
+
+#include <algorithm>
 
 #include <filesystem>
 #include <fstream>
@@ -69,6 +72,23 @@ TEST_F(StoreTest, WriteThenGet) {
   Record r;
   EXPECT_TRUE(store_->Get(3, "other", &r).IsNotFound());
   EXPECT_TRUE(store_->Get(5, "k", &r).IsNotFound());  // partition never written
+}
+
+TEST_F(StoreTest, EnsurePartitionsCreatesFamiliesUpFront) {
+  OpenStore();
+  ASSERT_TRUE(store_->EnsurePartitions({1, 3, 5}).ok());
+  ASSERT_TRUE(store_->EnsurePartitions({3, 5, 6}).ok());  // idempotent, adds 6
+  EXPECT_FALSE(store_->EnsurePartitions({8}).ok());        // beyond Q = 8
+  EXPECT_EQ(store_->Properties().partition_keys.size(), 4u);
+  store_.reset();
+  std::vector<std::string> families;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir_ + "/db", &families).ok());
+  for (const char* f : {"p0001", "p0003", "p0005", "p0006"}) {
+    EXPECT_NE(std::find(families.begin(), families.end(), f), families.end()) << f;
+  }
+  OpenStore();
+  ASSERT_TRUE(store_->Write(6, "k", Rec(1, "v")).ok());
+  EXPECT_EQ(MustGet(6, "k").value, "v");
 }
 
 TEST_F(StoreTest, KeysMayHoldAnyBytes) {

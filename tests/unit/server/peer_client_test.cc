@@ -1,0 +1,612 @@
+// Unit tests of net::PeerClient and net::FailureDetector against a real
+// net::Server on 127.0.0.1 whose RequestHandler is a fake replica: it answers
+// _write, _read and _hello from a map, and can hold requests unanswered.
+//
+// No test sleeps in place of a wait: every wait polls for its condition with a
+// deadline (kWait) that a correct client never comes near, so that a broken
+// one fails instead of hanging.
+#include "server/net/peer_client.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "engine/record.h"
+#include "engine/status.h"
+#include "server/cluster/membership.h"
+#include "server/net/failure_detector.h"
+#include "server/net/server.h"
+#include "server/protocol.h"
+#include "server/request_handler.h"
+
+namespace ringkv::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// The deadline of every wait.
+constexpr auto kWait = std::chrono::seconds(5);
+constexpr char kFingerprint[] = "Q=8;N=2;self@x,srv@y,";
+
+int64_t MillisSince(Clock::time_point start) {
+  return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
+}
+
+// Polls `condition` until it holds; false if it still does not after kWait.
+bool WaitFor(const std::function<bool()>& condition) {
+  const auto deadline = Clock::now() + kWait;
+  while (!condition()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return true;
+}
+
+// A port on 127.0.0.1 that nothing listens on (bound, then released).
+uint16_t DeadPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  uint16_t port = 0;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  if (fd >= 0) ::close(fd);
+  return port;
+}
+
+Record MakeRecord(uint64_t hlc, std::string value_json) {
+  Record r;
+  r.version.hlc = hlc;
+  r.version.node = "self";
+  r.value = std::move(value_json);
+  return r;
+}
+
+// The fake replica. Keys starting with "hold" are kept unanswered until the
+// test releases them; everything else is answered before Handle() returns.
+class FakeReplica : public RequestHandler {
+ public:
+  void Handle(std::string_view line, Done done) override {
+    Limits limits;
+    limits.max_value_bytes = 64ULL << 20;
+    Request req;
+    const Status parsed = ParseRequest(line, limits, &req);
+    if (!parsed.ok()) return done(RenderError(req.id_json, parsed));
+    std::unique_lock<std::mutex> lock(mu_);
+    ++requests_;
+    if (req.key.starts_with("hold")) {
+      held_.push_back(std::move(done));
+      return;
+    }
+    std::string reply;
+    switch (req.op) {
+      case Op::kPeerWrite:
+        records_[req.key] = req.record;
+        reply = R"({"ok":true})";
+        break;
+      case Op::kPeerRead: {
+        const auto it = records_.find(req.key);
+        reply = RenderPeerRecord(req.id_json, it == records_.end() ? nullptr : &it->second);
+        break;
+      }
+      case Op::kPeerHello:
+        ++hellos_;
+        reply =
+            req.fingerprint == fingerprint_
+                ? R"({"ok":true,"node":"srv"})"
+                : RenderError(req.id_json, Status::BadRequest("cluster mismatch: this node has '" +
+                                                              fingerprint_ + "', the caller '" +
+                                                              req.fingerprint + "'"));
+        break;
+      default:
+        reply = RenderError(req.id_json, Status::UnknownOp("not a peer op"));
+    }
+    lock.unlock();
+    done(std::move(reply));
+  }
+
+  std::string RequestTooLargeResponse() override {
+    return RenderError("", Status::RequestTooLarge("too large"));
+  }
+
+  // Answers every held request with `reply`.
+  void ReleaseHeld(const std::string& reply = R"({"ok":true})") {
+    std::vector<Done> held;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held.swap(held_);
+    }
+    for (auto& done : held) done(reply);
+  }
+
+  void set_fingerprint(std::string fingerprint) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fingerprint_ = std::move(fingerprint);
+  }
+  size_t held() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_.size();
+  }
+  size_t hellos() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hellos_;
+  }
+  size_t requests() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, Record> records_;
+  std::vector<Done> held_;
+  std::string fingerprint_ = kFingerprint;
+  size_t hellos_ = 0;
+  size_t requests_ = 0;
+};
+
+// What one callback received, and how often it was called.
+struct Outcome {
+  mutable std::mutex mu;
+  int calls = 0;
+  Status status;
+  Record record;
+  bool refused = false;
+  Clock::time_point at;
+
+  void Set(Status s, Record r = Record(), bool was_refused = false) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++calls;
+    status = std::move(s);
+    record = std::move(r);
+    refused = was_refused;
+    at = Clock::now();
+  }
+  int Calls() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return calls;
+  }
+  bool Wait() const {
+    return WaitFor([this] { return Calls() > 0; });
+  }
+  Status Get() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return status;
+  }
+};
+
+class PeerClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(); }
+
+  void TearDown() override {
+    if (peers_) peers_->Stop();
+    replica_.ReleaseHeld();
+    if (server_) server_->Stop();
+  }
+
+  void StartServer(milliseconds drain = milliseconds(5000)) {
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.io_threads = 2;
+    options.drain_timeout = drain;
+    server_ = std::make_unique<Server>(options, &replica_);
+    ASSERT_TRUE(server_->Start().ok());
+    dead_port_ = DeadPort();
+    ASSERT_NE(dead_port_, 0);
+    membership_ = std::make_unique<cluster::Membership>(
+        std::vector<std::pair<std::string, std::string>>{
+            {"self", "127.0.0.1:1"},
+            {"srv", server_->BoundAddress()},
+            {"dead", "127.0.0.1:" + std::to_string(dead_port_)},
+            {"named", "localhost:" + std::to_string(server_->port())},
+        },
+        "self");
+  }
+
+  PeerClient* MakeClient(PeerClientOptions options = {}, bool start = true) {
+    peers_ = std::make_unique<PeerClient>(options, membership_.get(), "self", kFingerprint);
+    if (start) peers_->Start();
+    return peers_.get();
+  }
+
+  void Write(const std::string& node, const std::string& key, const Record& record,
+             uint64_t timeout_ms, Outcome* out) {
+    peers_->Write(node, key, record, timeout_ms, [out](Status s) { out->Set(std::move(s)); });
+  }
+  void Read(const std::string& node, const std::string& key, uint64_t timeout_ms, Outcome* out) {
+    peers_->Read(node, key, timeout_ms,
+                 [out](Status s, Record r) { out->Set(std::move(s), std::move(r)); });
+  }
+  void Hello(const std::string& node, uint64_t timeout_ms, Outcome* out) {
+    peers_->Hello(node, timeout_ms,
+                  [out](Status s, bool refused) { out->Set(std::move(s), Record(), refused); });
+  }
+
+  FakeReplica replica_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<cluster::Membership> membership_;
+  std::unique_ptr<PeerClient> peers_;
+  uint16_t dead_port_ = 0;
+};
+
+TEST_F(PeerClientTest, WriteThenReadRoundTrip) {
+  MakeClient();
+  Record record = MakeRecord(12345, R"({"a":[1,2,"x"]})");
+  record.expires_at_ms = 99999999;
+  Outcome wrote;
+  Write("srv", "k\u00e9y", record, 2000, &wrote);
+  ASSERT_TRUE(wrote.Wait());
+  EXPECT_TRUE(wrote.Get().ok()) << wrote.Get().ToString();
+
+  Outcome read;
+  Read("srv", "k\u00e9y", 2000, &read);
+  ASSERT_TRUE(read.Wait());
+  ASSERT_TRUE(read.Get().ok()) << read.Get().ToString();
+  EXPECT_EQ(read.record, record);
+
+  Record tombstone = MakeRecord(12346, "");
+  tombstone.tombstone = true;
+  Outcome deleted;
+  Write("srv", "gone", tombstone, 2000, &deleted);
+  ASSERT_TRUE(deleted.Wait());
+  Outcome read_tombstone;
+  Read("srv", "gone", 2000, &read_tombstone);
+  ASSERT_TRUE(read_tombstone.Wait());
+  ASSERT_TRUE(read_tombstone.Get().ok());
+  EXPECT_EQ(read_tombstone.record, tombstone);
+}
+
+TEST_F(PeerClientTest, ReadOfMissingKeyIsNotFound) {
+  MakeClient();
+  Outcome read;
+  Read("srv", "missing", 2000, &read);
+  ASSERT_TRUE(read.Wait());
+  EXPECT_TRUE(read.Get().IsNotFound()) << read.Get().ToString();
+  EXPECT_EQ(read.record, Record());
+}
+
+TEST_F(PeerClientTest, HostNamesAreResolved) {
+  MakeClient();
+  Outcome hello;
+  Hello("named", 2000, &hello);
+  ASSERT_TRUE(hello.Wait());
+  EXPECT_TRUE(hello.Get().ok()) << hello.Get().ToString();
+}
+
+TEST_F(PeerClientTest, LargeValuesSpanManyReads) {
+  MakeClient();
+  const std::string value = "\"" + std::string(700 << 10, 'v') + "\"";
+  const Record record = MakeRecord(7, value);
+  Outcome wrote;
+  Write("srv", "big", record, 5000, &wrote);
+  ASSERT_TRUE(wrote.Wait());
+  ASSERT_TRUE(wrote.Get().ok()) << wrote.Get().ToString();
+  Outcome read;
+  Read("srv", "big", 5000, &read);
+  ASSERT_TRUE(read.Wait());
+  ASSERT_TRUE(read.Get().ok()) << read.Get().ToString();
+  EXPECT_EQ(read.record.value.size(), value.size());
+  EXPECT_EQ(read.record, record);
+}
+
+TEST_F(PeerClientTest, PipelinedConcurrentRequestsAreEachAnsweredOnce) {
+  MakeClient();
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 500;
+  constexpr int kTotal = kThreads * kPerThread;
+  std::vector<std::atomic<int>> calls(kTotal);
+  std::atomic<int> ok{0};
+  std::atomic<int> answered{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) {
+        peers_->Write("srv", "key" + std::to_string(i), MakeRecord(1000 + i, std::to_string(i)),
+                      5000, [&, i](Status s) {
+                        calls[i].fetch_add(1);
+                        if (s.ok()) ok.fetch_add(1);
+                        answered.fetch_add(1);
+                      });
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(WaitFor([&] { return answered.load() >= kTotal; }));
+  EXPECT_EQ(ok.load(), kTotal);
+  for (int i = 0; i < kTotal; ++i) EXPECT_EQ(calls[i].load(), 1) << "request " << i;
+
+  // Reads, also pipelined, each get their own key's record back.
+  std::vector<Outcome> reads(kTotal);
+  for (int i = 0; i < kTotal; ++i) Read("srv", "key" + std::to_string(i), 5000, &reads[i]);
+  ASSERT_TRUE(WaitFor([&] {
+    for (const auto& r : reads) {
+      if (r.Calls() == 0) return false;
+    }
+    return true;
+  }));
+  for (int i = 0; i < kTotal; ++i) {
+    ASSERT_EQ(reads[i].Calls(), 1);
+    ASSERT_TRUE(reads[i].Get().ok()) << reads[i].Get().ToString();
+    EXPECT_EQ(reads[i].record, MakeRecord(1000 + i, std::to_string(i)));
+  }
+}
+
+TEST_F(PeerClientTest, TimeoutKeepsTheConnectionUsable) {
+  PeerClientOptions options;
+  options.connections_per_peer = 1;
+  MakeClient(options);
+  // Open the connection first, so that the timing below excludes connecting.
+  Outcome warm;
+  Hello("srv", 2000, &warm);
+  ASSERT_TRUE(warm.Wait());
+  ASSERT_TRUE(warm.Get().ok());
+
+  constexpr int kTimeoutMs = 200;
+  Outcome held;
+  const auto start = Clock::now();
+  Write("srv", "hold-1", MakeRecord(1, "1"), kTimeoutMs, &held);
+  ASSERT_TRUE(held.Wait());
+  const int64_t elapsed = MillisSince(start);
+  EXPECT_EQ(held.Get().code(), Status::Code::kTimeout) << held.Get().ToString();
+  EXPECT_GE(elapsed, kTimeoutMs - 5);
+  EXPECT_LT(elapsed, kTimeoutMs + 1000);
+
+  // The late answer takes the abandoned slot and is discarded; the next
+  // request on the same connection gets its own answer.
+  replica_.ReleaseHeld(R"({"ok":false,"error":{"code":"internal","message":"late"}})");
+  Outcome next;
+  Write("srv", "after", MakeRecord(2, "2"), 2000, &next);
+  ASSERT_TRUE(next.Wait());
+  EXPECT_TRUE(next.Get().ok()) << next.Get().ToString();
+  EXPECT_EQ(held.Calls(), 1);
+  EXPECT_EQ(server_->SessionCount(), 1u);  // no reconnection was needed
+}
+
+TEST_F(PeerClientTest, StalledConnectionIsReplaced) {
+  PeerClientOptions options;
+  options.connections_per_peer = 1;
+  MakeClient(options);
+  Outcome held;
+  Write("srv", "hold-1", MakeRecord(1, "1"), 50, &held);
+  ASSERT_TRUE(held.Wait());
+  EXPECT_EQ(held.Get().code(), Status::Code::kTimeout);
+
+  // The held request never gets answered, so the connection is stuck behind
+  // it; the client must give up on it and open a new one. Requests queued
+  // behind the stall may fail; one soon succeeds.
+  bool succeeded = false;
+  const auto deadline = Clock::now() + kWait;
+  for (int i = 0; !succeeded && Clock::now() < deadline; ++i) {
+    Outcome attempt;
+    Write("srv", "after" + std::to_string(i), MakeRecord(2, "2"), 1000, &attempt);
+    ASSERT_TRUE(attempt.Wait());
+    succeeded = attempt.Get().ok();
+    EXPECT_TRUE(succeeded || attempt.Get().code() == Status::Code::kUnavailable ||
+                attempt.Get().code() == Status::Code::kTimeout)
+        << attempt.Get().ToString();
+  }
+  EXPECT_TRUE(succeeded);
+  EXPECT_EQ(held.Calls(), 1);
+}
+
+TEST_F(PeerClientTest, RefusedConnectionFailsFast) {
+  MakeClient();
+  Outcome first;
+  auto start = Clock::now();
+  Write("dead", "k", MakeRecord(1, "1"), 5000, &first);
+  ASSERT_TRUE(first.Wait());
+  EXPECT_LT(MillisSince(start), 1000);
+  EXPECT_EQ(first.Get().code(), Status::Code::kUnavailable);
+  EXPECT_NE(first.Get().message().find("connection refused"), std::string::npos)
+      << first.Get().ToString();
+
+  // In backoff: fails at once, and Hello says the peer refused.
+  Outcome hello;
+  start = Clock::now();
+  Hello("dead", 5000, &hello);
+  ASSERT_TRUE(hello.Wait());
+  EXPECT_LT(MillisSince(start), 1000);
+  EXPECT_EQ(hello.Get().code(), Status::Code::kUnavailable);
+  EXPECT_TRUE(hello.refused);
+
+  Outcome read;
+  Read("dead", "k", 5000, &read);
+  ASSERT_TRUE(read.Wait());
+  EXPECT_EQ(read.Get().code(), Status::Code::kUnavailable);
+}
+
+TEST_F(PeerClientTest, UnknownNodeIsUnavailable) {
+  MakeClient();
+  Outcome out;
+  Write("nobody", "k", MakeRecord(1, "1"), 1000, &out);
+  ASSERT_TRUE(out.Wait());
+  EXPECT_EQ(out.Get().code(), Status::Code::kUnavailable);
+}
+
+TEST_F(PeerClientTest, HelloReportsClusterMismatch) {
+  MakeClient();
+  Outcome ok;
+  Hello("srv", 2000, &ok);
+  ASSERT_TRUE(ok.Wait());
+  EXPECT_TRUE(ok.Get().ok()) << ok.Get().ToString();
+
+  replica_.set_fingerprint("something else");
+  Outcome mismatch;
+  Hello("srv", 2000, &mismatch);
+  ASSERT_TRUE(mismatch.Wait());
+  EXPECT_EQ(mismatch.Get().code(), Status::Code::kBadRequest);
+  EXPECT_NE(mismatch.Get().message().find("cluster mismatch"), std::string::npos);
+  EXPECT_FALSE(mismatch.refused);
+}
+
+TEST_F(PeerClientTest, StopFailsPendingRequestsExactlyOnce) {
+  MakeClient();
+  constexpr int kHeld = 10;
+  std::vector<Outcome> outs(kHeld);
+  for (int i = 0; i < kHeld; ++i) {
+    Write("srv", "hold-" + std::to_string(i), MakeRecord(1, "1"), 30000, &outs[i]);
+  }
+  ASSERT_TRUE(WaitFor([&] { return replica_.held() == kHeld; }));
+  peers_->Stop();
+  for (int i = 0; i < kHeld; ++i) {
+    ASSERT_EQ(outs[i].Calls(), 1);  // Stop() returned: every callback has run
+    EXPECT_EQ(outs[i].Get().code(), Status::Code::kUnavailable);
+    EXPECT_EQ(outs[i].Get().message(), "shutting down");
+  }
+  // Late answers reach nobody.
+  replica_.ReleaseHeld();
+  // After Stop, requests fail inline.
+  Outcome after;
+  Write("srv", "k", MakeRecord(1, "1"), 1000, &after);
+  EXPECT_EQ(after.Calls(), 1);
+  EXPECT_EQ(after.Get().code(), Status::Code::kUnavailable);
+  peers_->Stop();  // idempotent
+  for (const auto& out : outs) EXPECT_EQ(out.Calls(), 1);
+}
+
+TEST_F(PeerClientTest, StopRacingWithRequestsAnswersEachExactlyOnce) {
+  MakeClient();
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 1000;
+  constexpr int kTotal = kThreads * kPerThread;
+  std::vector<std::atomic<int>> calls(kTotal);
+  std::atomic<int> submitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) {
+        // Some are held (pending at Stop), some answered, some refused.
+        const std::string node = i % 5 == 0 ? "dead" : "srv";
+        const std::string key = (i % 3 == 0 ? "hold-" : "key-") + std::to_string(i);
+        peers_->Write(node, key, MakeRecord(1, "1"), 30000, [&, i](Status) { calls[i]++; });
+        submitted.fetch_add(1);
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return submitted.load() >= kTotal / 4; }));
+  peers_->Stop();
+  for (auto& thread : threads) thread.join();
+  // Every request was submitted either before Stop() returned (and Stop()
+  // failed it if it was still pending) or after (and failed inline).
+  for (int i = 0; i < kTotal; ++i) EXPECT_EQ(calls[i].load(), 1) << "request " << i;
+}
+
+TEST_F(PeerClientTest, StopWithoutStartFailsQueuedRequests) {
+  MakeClient(PeerClientOptions{}, /*start=*/false);
+  Outcome out;
+  Write("srv", "k", MakeRecord(1, "1"), 1000, &out);
+  EXPECT_EQ(out.Calls(), 0);
+  peers_->Stop();
+  EXPECT_EQ(out.Calls(), 1);
+  EXPECT_EQ(out.Get().code(), Status::Code::kUnavailable);
+}
+
+TEST_F(PeerClientTest, LostConnectionFailsItsRequests) {
+  server_->Stop();
+  replica_.ReleaseHeld();
+  StartServer(/*drain=*/milliseconds(50));
+  MakeClient();
+  constexpr int kHeld = 4;
+  std::vector<Outcome> outs(kHeld);
+  for (int i = 0; i < kHeld; ++i) {
+    Write("srv", "hold-" + std::to_string(i), MakeRecord(1, "1"), 30000, &outs[i]);
+  }
+  ASSERT_TRUE(WaitFor([&] { return replica_.held() == kHeld; }));
+  // The server gives up draining the held requests and closes the sessions.
+  server_->Stop();
+  for (int i = 0; i < kHeld; ++i) {
+    ASSERT_TRUE(outs[i].Wait());
+    EXPECT_EQ(outs[i].Calls(), 1);
+    EXPECT_EQ(outs[i].Get().code(), Status::Code::kUnavailable) << outs[i].Get().ToString();
+  }
+  // Nothing listens any more: refused.
+  Outcome hello;
+  Hello("srv", 2000, &hello);
+  ASSERT_TRUE(hello.Wait());
+  EXPECT_EQ(hello.Get().code(), Status::Code::kUnavailable);
+  EXPECT_TRUE(hello.refused);
+}
+
+TEST_F(PeerClientTest, PendingBytesAreBounded) {
+  PeerClientOptions options;
+  options.max_pending_bytes_per_peer = 4096;
+  MakeClient(options);
+  Outcome big;
+  Write("srv", "hold-big", MakeRecord(1, "\"" + std::string(5000, 'x') + "\""), 1000, &big);
+  ASSERT_TRUE(big.Wait());
+  EXPECT_EQ(big.Get().code(), Status::Code::kUnavailable);
+  Outcome small;
+  Write("srv", "fine", MakeRecord(1, "1"), 1000, &small);
+  ASSERT_TRUE(small.Wait());
+  EXPECT_TRUE(small.Get().ok()) << small.Get().ToString();
+}
+
+// ---- FailureDetector ----
+
+TEST_F(PeerClientTest, FailureDetectorTracksPeersAndTicks) {
+  MakeClient();
+  std::mutex mu;
+  std::vector<std::pair<std::string, bool>> changes;
+  membership_->SetListener([&](const std::string& node, bool up) {
+    std::lock_guard<std::mutex> lock(mu);
+    changes.emplace_back(node, up);
+  });
+  std::atomic<int> ticks{0};
+  FailureDetectorOptions options;
+  options.ping_interval = milliseconds(20);
+  options.ping_timeout_ms = 500;
+  options.tick_interval = milliseconds(10);
+  FailureDetector detector(options, peers_.get(), membership_.get(), [&] { ticks.fetch_add(1); });
+  detector.Start();
+
+  // A refused peer is down after its first ping; a live one stays up.
+  ASSERT_TRUE(WaitFor([&] { return !membership_->IsUp("dead"); }));
+  ASSERT_TRUE(WaitFor([&] { return replica_.hellos() >= 3 && ticks.load() >= 3; }));
+  EXPECT_TRUE(membership_->IsUp("srv"));
+
+  // A peer whose cluster differs is down at once, and up again once it agrees.
+  replica_.set_fingerprint("other");
+  ASSERT_TRUE(WaitFor([&] { return !membership_->IsUp("srv"); }));
+  replica_.set_fingerprint(kFingerprint);
+  ASSERT_TRUE(WaitFor([&] { return membership_->IsUp("srv"); }));
+
+  detector.Stop();
+  detector.Stop();  // idempotent
+  const int ticks_at_stop = ticks.load();
+  peers_->Stop();
+  EXPECT_EQ(ticks.load(), ticks_at_stop);
+  std::lock_guard<std::mutex> lock(mu);
+  const std::vector<std::pair<std::string, bool>> expected = {
+      {"dead", false}, {"srv", false}, {"srv", true}};
+  std::vector<std::pair<std::string, bool>> seen;
+  for (const auto& change : changes) {
+    if (change.first != "named") seen.push_back(change);
+  }
+  EXPECT_EQ(seen, expected);
+}
+
+}  // namespace
+}  // namespace ringkv::net
