@@ -377,6 +377,11 @@ int Serve(const KvdFlags& flags) {
   if (s.ok()) {
     spdlog::info("[server] node {} listening on {}", options.node_id, server->BoundAddress());
     signal_io.run();  // until SIGTERM or SIGINT
+    // Shutting down already: a second signal (Ctrl-C reaching the process
+    // group while a script also sends SIGTERM) must not kill the process
+    // half-way with a failure status once the signal_set is gone.
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGTERM, SIG_IGN);
     spdlog::info("[server] {} received; shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
   } else {
     PrintError(s.message());

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "server/cluster/handoff.h"
@@ -93,6 +94,10 @@ void Coordinator::Write(const std::string& key, Record record, int w, uint64_t t
       if (!membership_->IsUp(node)) handoff_->AddHint(node, key, round->record).IgnoreError();
     }
   }
+  // Remote replicas first: the local write runs inline (a WAL append), and
+  // sending to the others before it overlaps their work with ours.
+  std::stable_partition(live.begin(), live.end(),
+                        [this](const std::string& n) { return n != options_.node_id; });
   for (const std::string& node : live) {
     transport_->Write(node, key, round->record, timeout_ms,
                       [this, round, node](Status s) { OnWriteReply(round, node, std::move(s)); });
@@ -140,6 +145,8 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
   round->live = static_cast<int>(live.size());
   round->timeout_ms = timeout_ms;
   round->done = std::move(done);
+  std::stable_partition(live.begin(), live.end(),
+                        [this](const std::string& n) { return n != options_.node_id; });
   for (const std::string& node : live) {
     transport_->Read(node, key, timeout_ms, [this, round, node](Status s, Record record) {
       OnReadReply(round, node, std::move(s), std::move(record));

@@ -35,13 +35,16 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr int kWriters = 4;
 constexpr int kKeysPerWriter = 12;
 constexpr int kReaders = 2;
-// The chaos phase ends after this long or kMaxRounds kill/restart rounds.
-constexpr milliseconds kChaosBudget{30000};
-constexpr int kMaxRounds = 6;
-// Operations to let through while a node is down and again once it is back
-// (each wait also ends after kPhaseCap).
+// The chaos phase starts no new round after this long, nor after kMaxRounds
+// kill/restart rounds.
+constexpr milliseconds kChaosBudget{32000};
+constexpr int kMaxRounds = 8;
+// Traffic to let through while a node is down, and again once it is back: at
+// least kOpsPerPhase operations and the phase's minimum time, at most kPhaseCap.
 constexpr int64_t kOpsPerPhase = 300;
-constexpr milliseconds kPhaseCap{3000};
+constexpr milliseconds kDownPhase{2000};
+constexpr milliseconds kUpPhase{1000};
+constexpr milliseconds kPhaseCap{5000};
 // What the coordinator may spend per request, and the client per answer.
 constexpr int kRequestTimeoutMs = 1000;
 constexpr int kClientTimeoutMs = 4000;
@@ -72,18 +75,31 @@ struct KeyState {
 class NodeClients {
  public:
   explicit NodeClients(std::vector<std::string> addresses)
-      : addresses_(std::move(addresses)), clients_(addresses_.size()) {}
+      : addresses_(std::move(addresses)),
+        clients_(addresses_.size()),
+        retry_at_(addresses_.size()) {}
 
-  // Sends the request to node i; a transport failure is returned as
-  // {"harness_error": ...}.
+  // Connects to node i unless connected. False if it cannot (a killed node):
+  // then nothing was sent.
+  // After a failed connect the node is not tried again for kRetryAfter, so
+  // that workers do not spin on a killed node's refused connections.
+  bool Ensure(size_t i) {
+    if (clients_[i] != nullptr) return true;
+    auto now = SteadyClock::now();
+    if (now < retry_at_[i]) return false;
+    if (Client::Connect(addresses_[i], &clients_[i], kClientTimeoutMs).ok()) return true;
+    clients_[i].reset();
+    retry_at_[i] = now + kRetryAfter;
+    ++connect_failures_;
+    return false;
+  }
+
+  // Connections refused (a node is down) so far.
+  int64_t connect_failures() const { return connect_failures_; }
+
+  // Sends the request to node i (REQUIRES: Ensure(i)); a transport failure is
+  // returned as {"harness_error": ...}.
   Json Call(size_t i, const Json& request) {
-    if (clients_[i] == nullptr) {
-      Status st = Client::Connect(addresses_[i], &clients_[i], kClientTimeoutMs);
-      if (!st.ok()) {
-        clients_[i].reset();
-        return {{"harness_error", "connect: " + st.ToString()}};
-      }
-    }
     Json resp;
     Status st = clients_[i]->Call(request, &resp);
     if (!st.ok()) {
@@ -96,6 +112,9 @@ class NodeClients {
  private:
   std::vector<std::string> addresses_;
   std::vector<std::unique_ptr<Client>> clients_;
+  std::vector<SteadyClock::time_point> retry_at_;
+  int64_t connect_failures_ = 0;
+  static constexpr milliseconds kRetryAfter{20};
 };
 
 // "ok", the error code, or "transport".
@@ -117,6 +136,7 @@ struct Tally {
   std::atomic<int64_t> failed_reads{0};
   std::atomic<int64_t> violations{0};
   std::atomic<int64_t> ops{0};
+  std::atomic<int64_t> connect_failures{0};  // connections refused by a killed node
   std::mutex mu;
   std::map<std::string, int64_t> outcomes;  // "put:timeout" -> count
   std::vector<std::string> examples;        // the first violations, described
@@ -147,9 +167,10 @@ void Writer(int w, std::vector<KeyState*> keys, std::vector<std::string> address
       std::this_thread::yield();
       continue;
     }
+    size_t node = rng() % addresses.size();
+    if (!clients.Ensure(node)) continue;
     int64_t value = k->attempted.load() + 1;
     k->attempted.store(value);
-    size_t node = rng() % addresses.size();
     Json resp = clients.Call(
         node,
         {{"op", "put"}, {"key", k->key}, {"value", value}, {"timeout_ms", kRequestTimeoutMs}});
@@ -165,6 +186,7 @@ void Writer(int w, std::vector<KeyState*> keys, std::vector<std::string> address
     }
     tally->ops.fetch_add(1);
   }
+  tally->connect_failures.fetch_add(clients.connect_failures());
 }
 
 void Reader(int r, std::vector<KeyState*> keys, std::vector<std::string> addresses,
@@ -176,6 +198,7 @@ void Reader(int r, std::vector<KeyState*> keys, std::vector<std::string> address
     size_t i = rng() % keys.size();
     KeyState* k = keys[i];
     size_t node = rng() % addresses.size();
+    if (!clients.Ensure(node)) continue;
     int64_t floor = k->acked.load();
     Json resp =
         clients.Call(node, {{"op", "get"}, {"key", k->key}, {"timeout_ms", kRequestTimeoutMs}});
@@ -196,20 +219,23 @@ void Reader(int r, std::vector<KeyState*> keys, std::vector<std::string> address
       }
       value = resp["value"].get<int64_t>();
     }
-    std::string where = "reader " + std::to_string(r) + " via node " + std::to_string(node + 1) +
-                        ", key " + k->key + ": ";
+    auto where = [&] {
+      return "reader " + std::to_string(r) + " via node " + std::to_string(node + 1) + ", key " +
+             k->key + ": ";
+    };
     if (value < seen[i]) {
-      tally->Violation(where + "went back from " + std::to_string(seen[i]) + " to " +
+      tally->Violation(where() + "went back from " + std::to_string(seen[i]) + " to " +
                        std::to_string(value) + ": " + Dump(resp));
     } else if (value < floor) {
-      tally->Violation(where + "read " + std::to_string(value) + " after " + std::to_string(floor) +
-                       " was acknowledged: " + Dump(resp));
+      tally->Violation(where() + "read " + std::to_string(value) + " after " +
+                       std::to_string(floor) + " was acknowledged: " + Dump(resp));
     } else if (value > ceiling) {
-      tally->Violation(where + "read " + std::to_string(value) + ", never written (highest " +
+      tally->Violation(where() + "read " + std::to_string(value) + ", never written (highest " +
                        std::to_string(ceiling) + ")");
     }
     seen[i] = std::max(seen[i], value);
   }
+  tally->connect_failures.fetch_add(clients.connect_failures());
 }
 
 // Joins the worker threads on every way out of the test (an ASSERT included).
@@ -225,10 +251,13 @@ struct Workers {
   ~Workers() { StopAndJoin(); }
 };
 
-// Waits until the workers have done `count` more operations (or kPhaseCap).
-void LetOpsThrough(const Tally& tally, int64_t count) {
+// Waits until the workers have done kOpsPerPhase more operations and at least
+// `at_least` has passed (at most kPhaseCap).
+void LetTrafficThrough(const Tally& tally, milliseconds at_least) {
   int64_t start = tally.ops.load();
-  WaitFor([&] { return tally.ops.load() - start >= count; }, kPhaseCap);
+  auto until = SteadyClock::now() + at_least;
+  WaitFor([&] { return tally.ops.load() - start >= kOpsPerPhase && SteadyClock::now() >= until; },
+          kPhaseCap);
 }
 
 TEST(ChaosTest, AcknowledgedWritesSurviveKillsAndReadsStayMonotonic) {
@@ -260,16 +289,16 @@ TEST(ChaosTest, AcknowledgedWritesSurviveKillsAndReadsStayMonotonic) {
     }
 
     auto chaos_end = SteadyClock::now() + kChaosBudget;
-    LetOpsThrough(tally, kOpsPerPhase);
+    LetTrafficThrough(tally, kUpPhase);
     for (; rounds < kMaxRounds && SteadyClock::now() < chaos_end; ++rounds) {
       int victim = rounds % cluster.size();
       std::printf("[chaos] round %d: kill -9 %s\n", rounds + 1, cluster.id(victim).c_str());
       cluster.Kill(victim);
       ASSERT_TRUE(cluster.WaitUntilSeenDown(victim));
-      LetOpsThrough(tally, kOpsPerPhase);
+      LetTrafficThrough(tally, kDownPhase);
       ASSERT_TRUE(cluster.Restart(victim));
       ASSERT_TRUE(cluster.WaitUntilAllUp());
-      LetOpsThrough(tally, kOpsPerPhase);
+      LetTrafficThrough(tally, kUpPhase);
     }
     workers.StopAndJoin();
   }
@@ -277,6 +306,21 @@ TEST(ChaosTest, AcknowledgedWritesSurviveKillsAndReadsStayMonotonic) {
   // Settle: everyone up, every hint delivered.
   ASSERT_TRUE(cluster.WaitUntilAllUp());
   EXPECT_TRUE(cluster.WaitForHintsDrained(milliseconds(30000)));
+
+  // Informational, before quorum reads repair anything: replicas that lack a
+  // key's last acknowledged write. Not a failure: a coordinator killed between
+  // its acknowledgement and storing a hint for the third replica leaves that
+  // replica behind until a read repairs it.
+  int64_t behind = 0;
+  for (const auto& k : states) {
+    for (int i = 0; i < cluster.size(); ++i) {
+      Json resp = cluster.Call(i, {{"op", "get"}, {"key", k->key}, {"local", true}});
+      int64_t value = resp.value("found", false) && resp["value"].is_number_integer()
+                          ? resp["value"].get<int64_t>()
+                          : 0;
+      behind += value < k->acked.load();
+    }
+  }
 
   int64_t lost = 0;
   int64_t checked = 0;
@@ -310,18 +354,21 @@ TEST(ChaosTest, AcknowledgedWritesSurviveKillsAndReadsStayMonotonic) {
   }
   std::printf(
       "[chaos] rounds=%d acknowledged=%lld failed_writes=%lld reads=%lld failed_reads=%lld "
-      "violations=%lld checked=%lld lost=%lld elapsed=%.1fs errors:%s\n",
+      "violations=%lld checked=%lld lost=%lld replicas_behind=%lld connects_refused=%lld "
+      "elapsed=%.1fs errors:%s\n",
       rounds, static_cast<long long>(tally.acknowledged.load()),
       static_cast<long long>(tally.failed_writes.load()),
       static_cast<long long>(tally.reads.load()), static_cast<long long>(tally.failed_reads.load()),
       static_cast<long long>(tally.violations.load()), static_cast<long long>(checked),
-      static_cast<long long>(lost), elapsed, outcomes.empty() ? " none" : outcomes.c_str());
+      static_cast<long long>(lost), static_cast<long long>(behind),
+      static_cast<long long>(tally.connect_failures.load()), elapsed,
+      outcomes.empty() ? " none" : outcomes.c_str());
   for (const std::string& e : tally.examples) std::printf("[chaos] violation: %s\n", e.c_str());
   std::fflush(stdout);
 
   EXPECT_EQ(tally.violations.load(), 0);
   EXPECT_EQ(lost, 0);
-  EXPECT_GE(rounds, 2);
+  EXPECT_GE(rounds, 3);
   EXPECT_GT(tally.acknowledged.load(), 500);
   EXPECT_GT(tally.reads.load(), 500);
 }

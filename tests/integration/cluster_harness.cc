@@ -142,25 +142,53 @@ std::vector<std::pair<std::string, std::string>> ClusterProcess::View(int i) {
   return view;
 }
 
-::testing::AssertionResult ClusterProcess::WaitUntilAllUp(milliseconds timeout) {
+bool ClusterProcess::AllUpNow(std::string* why) {
+  for (int i = 0; i < size(); ++i) {
+    if (!serving(i)) continue;
+    Json resp = Call(i, {{"op", "cluster"}});
+    int up = 0;
+    if (resp.is_object() && resp.contains("nodes") && resp["nodes"].is_array()) {
+      for (const Json& n : resp["nodes"]) {
+        if (n.is_object() && n.value("status", "") == "up" && IndexOf(n.value("id", "")) >= 0) {
+          ++up;
+        }
+      }
+    }
+    if (up != size()) {
+      *why = ids_[i] + " sees " + Dump(resp);
+      return false;
+    }
+  }
+  return true;
+}
+
+::testing::AssertionResult ClusterProcess::WaitUntilAllUp(milliseconds timeout,
+                                                          milliseconds stable) {
+  using SteadyClock = std::chrono::steady_clock;
   std::string last;
+  bool holding = false;
+  SteadyClock::time_point since;
   bool ok = WaitFor(
       [&] {
-        for (int i = 0; i < size(); ++i) {
-          if (!serving(i)) continue;
-          auto view = View(i);
-          int up = 0;
-          for (const auto& [id, status] : view) up += (status == "up" && IndexOf(id) >= 0);
-          if (up != size()) {
-            last = ids_[i] + " sees " + Dump(Call(i, {{"op", "cluster"}}));
-            return false;
-          }
+        if (!AllUpNow(&last)) {
+          holding = false;
+          return false;
         }
-        return true;
+        if (!holding) since = SteadyClock::now();
+        holding = true;
+        return SteadyClock::now() - since >= stable;
       },
-      timeout);
+      timeout + stable);
   if (ok) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "not every node sees every node up; last: " << last;
+  return ::testing::AssertionFailure() << "not every node sees every node up"
+                                       << (holding ? " for long enough" : "") << "; last: " << last;
+}
+
+::testing::AssertionResult ClusterProcess::StaysAllUp(milliseconds period) {
+  std::string why;
+  bool broke = WaitFor([&] { return !AllUpNow(&why); }, period);
+  if (!broke) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "a node stopped seeing every node up: " << why;
 }
 
 ::testing::AssertionResult ClusterProcess::WaitUntilSeenDown(int down, milliseconds timeout) {

@@ -31,6 +31,9 @@ namespace ringkv::itest {
 // Detection takes about a second (pings every ~250 ms, down after 3 misses);
 // the margin is for sanitizer builds on a loaded 2-core machine.
 constexpr milliseconds kClusterDeadline{20000};
+// How long "every node sees every node up" must hold before the cluster counts
+// as settled: a few ping intervals.
+constexpr milliseconds kSettle{600};
 
 struct ClusterOptions {
   int nodes = 3;
@@ -79,8 +82,13 @@ class ClusterProcess {
 
   // The `cluster` view of node i: id -> status ("up"/"down"), empty on error.
   std::vector<std::pair<std::string, std::string>> View(int i);
-  // Waits until every serving node reports every node up.
-  ::testing::AssertionResult WaitUntilAllUp(milliseconds timeout = kClusterDeadline);
+  // Waits until every serving node reports every node up, without a break,
+  // for `stable` (polled about every 10 ms; 0: the first time it holds).
+  ::testing::AssertionResult WaitUntilAllUp(milliseconds timeout = kClusterDeadline,
+                                            milliseconds stable = kSettle);
+  // Checks, by polling for `period`, that every serving node keeps reporting
+  // every node up; fails at the first view that does not.
+  ::testing::AssertionResult StaysAllUp(milliseconds period);
   // Waits until every serving node other than `down` reports node `down` down.
   ::testing::AssertionResult WaitUntilSeenDown(int down, milliseconds timeout = kClusterDeadline);
   // Waits until hints_pending is 0 on every serving node.
@@ -97,6 +105,8 @@ class ClusterProcess {
   // Builds the node objects for the current ports_ and starts them in order.
   ::testing::AssertionResult StartOnce(bool* address_in_use);
   std::vector<std::string> NodeArgs() const;
+  // True if every serving node sees every node up; else describes a view.
+  bool AllUpNow(std::string* why);
 
   ClusterOptions options_;
   std::vector<std::string> ids_;

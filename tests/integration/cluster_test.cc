@@ -267,7 +267,9 @@ TEST_F(ClusterTest, KilledNodeMissesNothingThanksToHints) {
       << "writes to a down replica must leave hints";
 
   ASSERT_TRUE(cluster.Restart(kDown));
-  ASSERT_TRUE(cluster.WaitUntilAllUp());
+  ASSERT_TRUE(cluster.WaitUntilAllUp(kClusterDeadline, milliseconds(0)));
+  EXPECT_TRUE(cluster.StaysAllUp(milliseconds(1500)))
+      << "once every node sees the restarted node up, it must stay up";
   // Only local reads on the restarted node, so read repair cannot help.
   EXPECT_TRUE(WaitForLocal(&cluster, kDown, keys, [&](size_t k, const Json& resp) {
     return Holds(resp, values[k], versions[k]);
