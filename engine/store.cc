@@ -408,7 +408,13 @@ Status Store::Impl::ListHints(std::string_view target, std::string_view after_ke
                               std::vector<Hint>* out) {
   out->clear();
   std::string prefix = HintKey(target, "");
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), hints_));
+  // The target's range ends where its id followed by \x01 begins: the scan
+  // never wanders into the next target's hints (or their deletion markers).
+  std::string upper = target.empty() ? std::string() : std::string(target) + '\x01';
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, hints_));
   std::string start = HintKey(target, after_key);
   for (it->Seek(start); it->Valid() && out->size() < limit; it->Next()) {
     rocksdb::Slice k = it->key();

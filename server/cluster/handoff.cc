@@ -56,33 +56,48 @@ void HintedHandoff::Tick() {
   }
 }
 
-// One batch: list up to `batch` hints, drop the expired ones, send the rest,
-// and delete each once acknowledged. FinishBatch() runs when the last reply is in.
+// One batch: list up to `batch` hints after the target's cursor, drop the
+// expired ones, send the rest, and delete each once acknowledged.
+// FinishBatch() runs when the last reply is in.
+//
+// Why a cursor: delivered hints leave deletion markers behind, and listing
+// from the start of the target's range every time would step over all of
+// them again and again (quadratic in the backlog). A pass walks the range
+// once; a hint that failed, or arrived behind the cursor, is picked up by
+// the next pass.
 void HintedHandoff::DeliverBatch(const std::string& target) {
-  uint64_t added_at_start;
+  std::string cursor;
   {
     std::lock_guard<std::mutex> l(mu_);
-    added_at_start = added_[target];
+    Pass& pass = passes_[target];
+    if (pass.cursor.empty()) {
+      pass.added_at_start = added_[target];
+      pass.all_ok = true;
+    }
+    cursor = pass.cursor;
   }
   std::vector<Hint> hints;
-  Status s = store_->ListHints(target, "", options_.batch, &hints);
+  Status s = store_->ListHints(target, cursor, options_.batch, &hints);
   if (!s.ok()) {
     spdlog::error("[handoff] cannot list hints for {}: {}", target, s.ToString());
-    return FinishBatch(target, false, false, added_at_start);
+    return FinishBatch(target, false, "", true);
   }
-  if (hints.empty()) return FinishBatch(target, true, true, added_at_start);
+  if (hints.empty()) return FinishBatch(target, true, "", true);
 
   struct Batch {
     std::atomic<size_t> remaining;
     std::atomic<bool> all_ok{true};
-    bool exhausted;
+    std::string last_key;
+    bool end_of_pass;
   };
   auto batch = std::make_shared<Batch>();
   batch->remaining = hints.size();
-  batch->exhausted = hints.size() < options_.batch;
-  auto finish_one = [this, target, batch, added_at_start] {
+  batch->last_key = hints.back().key;
+  batch->end_of_pass = hints.size() < options_.batch;
+  auto finish_one = [this, target, batch] {
     if (batch->remaining.fetch_sub(1) == 1) {
-      FinishBatch(target, batch->all_ok.load(), batch->exhausted, added_at_start);
+      FinishBatch(target, batch->all_ok.load(), batch->end_of_pass ? "" : batch->last_key,
+                  batch->end_of_pass);
     }
   };
   uint64_t now = clock_->NowMs();
@@ -123,21 +138,27 @@ void HintedHandoff::Remove(const Hint& hint, std::atomic<uint64_t>* counter) {
   if (p > 0) --p;
 }
 
-// Continues with the next batch at once while the target keeps taking them;
-// otherwise waits for the next Tick().
-void HintedHandoff::FinishBatch(const std::string& target, bool all_ok, bool exhausted,
-                                uint64_t added_at_start) {
+// Continues at once while the target keeps taking batches; otherwise waits
+// for the next Tick(). A failure ends the pass, so the next one starts over.
+void HintedHandoff::FinishBatch(const std::string& target, bool ok, const std::string& next_cursor,
+                                bool end_of_pass) {
   bool more = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (all_ok && exhausted) {
-      // Every hint listed is gone; only those added since the listing remain.
-      pending_[target] = added_[target] - added_at_start;
+    Pass& pass = passes_[target];
+    pass.all_ok = pass.all_ok && ok;
+    if (!ok) end_of_pass = true;
+    if (end_of_pass) {
+      // A clean pass delivered every hint it listed; only hints added since
+      // it began can remain.
+      if (pass.all_ok) pending_[target] = added_[target] - pass.added_at_start;
+      pass.cursor.clear();
+    } else {
+      pass.cursor = next_cursor;
     }
-    more = all_ok && !exhausted && membership_->IsUp(target);
+    more = ok && !end_of_pass && membership_->IsUp(target);
     if (!more) in_flight_[target] = false;
   }
-  if (all_ok && exhausted) spdlog::debug("[handoff] hints for {} delivered", target);
   if (more) DeliverBatch(target);
 }
 

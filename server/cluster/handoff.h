@@ -60,8 +60,8 @@ class HintedHandoff {
 
  private:
   void DeliverBatch(const std::string& target);
-  void FinishBatch(const std::string& target, bool all_ok, bool exhausted,
-                   uint64_t added_at_start);
+  void FinishBatch(const std::string& target, bool ok, const std::string& next_cursor,
+                   bool end_of_pass);
   // Deletes a hint that needs no more delivery; counts it in `counter`.
   void Remove(const Hint& hint, std::atomic<uint64_t>* counter);
 
@@ -77,6 +77,13 @@ class HintedHandoff {
   std::map<std::string, uint64_t> pending_;
   std::map<std::string, bool> in_flight_;
   std::map<std::string, uint64_t> added_;  // hints ever added per target
+  // One walk over a target's hints, batch by batch.
+  struct Pass {
+    std::string cursor;           // last key delivered; "" = start a new pass
+    uint64_t added_at_start = 0;  // added_[target] when the pass began
+    bool all_ok = true;           // no delivery failed in this pass
+  };
+  std::map<std::string, Pass> passes_;
 };
 
 }  // namespace ringkv::cluster

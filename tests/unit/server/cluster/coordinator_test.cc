@@ -313,6 +313,28 @@ TEST_F(CoordinatorTest, HintsAreDeliveredWhenTheReplicaReturns) {
   for (int i = 0; i < 150; ++i) EXPECT_TRUE(fake_.Get("n3", "k" + std::to_string(i)).has_value());
 }
 
+TEST_F(CoordinatorTest, HintAddedBehindTheCursorIsDeliveredByTheNextPass) {
+  MarkDown("n3");
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(Put("k" + std::to_string(100 + i), "v", 2)->status.ok());
+  membership_.ReportSuccess("n3");
+  fake_.SetMode("n3", Mode::kHold);
+  handoff_->Tick();  // the first batch of the pass is in flight
+  EXPECT_EQ(fake_.held("n3"), 64u);
+  Record late;
+  late.version = {hlc_.Now(), "n1"};
+  late.value = "late";
+  ASSERT_TRUE(handoff_->AddHint("n3", "a-before-the-cursor", late).ok());
+  fake_.SetMode("n3", Mode::kServe);
+  fake_.Release("n3");  // the pass goes on from its cursor to the end
+  EXPECT_EQ(Hints("n3").size(), 1u);
+  EXPECT_EQ(handoff_->pending(), 1u);  // exactly the one added during the pass
+  handoff_->Tick();                    // a new pass starts from the beginning
+  EXPECT_TRUE(Hints("n3").empty());
+  EXPECT_EQ(handoff_->pending(), 0u);
+  EXPECT_EQ(fake_.Get("n3", "a-before-the-cursor")->value, "late");
+  EXPECT_EQ(counters_.hints_delivered.load(), 101u);
+}
+
 TEST_F(CoordinatorTest, FailedDeliveryKeepsHintsForTheNextTick) {
   MarkDown("n3");
   ASSERT_TRUE(Put("k", "v", 2)->status.ok());
