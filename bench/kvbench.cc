@@ -1,244 +1,383 @@
-// kvbench: a closed-loop load generator for RingKV.
+// kvbench: a closed-loop load generator for RingKV, Redis and etcd.
 //
-// Each connection runs on its own thread: it sends `pipeline` requests in one
-// write, reads their responses, and repeats, until the duration or operation
-// count is reached. Latency is measured per request from the write of its
-// batch to the read of its response, into a fixed-memory histogram; the
-// warm-up period is excluded from every figure.
-#include <cxxopts.hpp>
+// An event-driven client (bench/runner.h): a few threads, each an epoll loop
+// over its share of the connections, every connection keeping `pipeline`
+// requests in flight. The same key stream (seeded per connection) and the
+// same value bytes go to every target (bench/target.h). Latency goes into
+// fixed-memory histograms; the warm-up is excluded from every figure.
+//
+// Exit status: 0 success; 2 bad flags; 3 target unreachable, no request
+// completed, or errors above --max-error-percent.
+#include <unistd.h>
 
-#include <atomic>
-#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cxxopts.hpp>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <thread>
+#include <string>
 #include <vector>
 
+#include "bench/router.h"
+#include "bench/runner.h"
+#include "bench/target.h"
 #include "bench/workload.h"
-#include "cli/client.h"
-#include "server/histogram.h"
 
 namespace ringkv::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 struct Config {
-  std::string host = "127.0.0.1:7700";
+  std::string target = "ringkv";
+  std::vector<std::string> hosts;
+  std::string route = "any";
+  int threads = 1;
   int connections = 50;
   int pipeline = 1;
-  int read_percent = 50;  // write-only 0, YCSB A 50, B 95, C 100
   std::string workload = "a";
+  int read_percent = 50;
   uint64_t keys = 100000;
   size_t value_size = 100;
+  std::string dist = "uniform";
   double duration_s = 10;
   double warmup_s = 1;
-  uint64_t ops = 0;  // 0: run for duration_s
+  uint64_t ops = 0;
   bool load = false;
+  int load_pipeline = 16;
   bool json = false;
-  Distribution dist = Distribution::kUniform;
+  double progress_s = 5;
+  double max_error_percent = 1;
+  uint64_t seed = 1;
 };
 
-struct Totals {
-  Histogram latency_us;
-  std::atomic<uint64_t> ops{0};
-  std::mutex mu;
-  std::map<std::string, uint64_t> errors;  // guarded by mu
-};
-
-// The error code of a response line, or "" if it succeeded. A substring test
-// rather than a JSON parse keeps the client's CPU cost small on a shared box.
-std::string ErrorCodeOf(const std::string& line) {
-  if (line.find("\"ok\":true") != std::string::npos) return "";
-  size_t at = line.find("\"code\":\"");
-  if (at == std::string::npos) return "malformed";
-  at += 8;
-  return line.substr(at, line.find('"', at) - at);
+// The value every write sends: value_size printable bytes from a fixed seed,
+// so every target stores the same bytes and none can compress them to nothing.
+std::string ValueBytes(size_t size) {
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::mt19937_64 rng(42);
+  std::string value(size, ' ');
+  for (char& c : value) c = kChars[rng() % (sizeof(kChars) - 1)];
+  return value;
 }
 
-std::string PutLine(uint64_t key, const std::string& value_json) {
-  return "{\"op\":\"put\",\"key\":\"" + KeyName(key) + "\",\"value\":" + value_json + "}\n";
+nlohmann::json OpJson(const OpStats& s, double seconds) {
+  const Histogram& h = s.latency_us;
+  return {{"ops", s.ops},
+          {"ops_per_s", seconds > 0 ? static_cast<double>(s.ops) / seconds : 0.0},
+          {"p50_us", h.Percentile(0.5)},
+          {"p99_us", h.Percentile(0.99)},
+          {"p999_us", h.Percentile(0.999)},
+          {"max_us", h.max()},
+          {"mean_us",
+           h.count() > 0 ? static_cast<double>(h.sum()) / static_cast<double>(h.count()) : 0.0}};
 }
-std::string GetLine(uint64_t key) { return "{\"op\":\"get\",\"key\":\"" + KeyName(key) + "\"}\n"; }
 
-// Writes every key once, spread over the connections.
-Status Load(const Config& cfg, const std::string& value_json) {
-  std::vector<std::thread> threads;
-  std::atomic<int> failures{0};
-  for (int c = 0; c < cfg.connections; ++c) {
-    threads.emplace_back([&, c] {
-      std::unique_ptr<Client> client;
-      if (!Client::Connect(cfg.host, &client).ok()) return void(failures++);
-      std::string batch, line;
-      for (uint64_t k = c; k < cfg.keys;) {
-        batch.clear();
-        int n = 0;
-        for (; n < 64 && k < cfg.keys; ++n, k += cfg.connections) batch += PutLine(k, value_json);
-        if (!client->SendRaw(batch).ok()) return void(failures++);
-        for (int i = 0; i < n; ++i) {
-          if (!client->ReceiveLine(&line).ok() || !ErrorCodeOf(line).empty()) failures++;
-        }
-      }
-    });
+std::string ErrorsText(const RunResult& r) {
+  if (r.errors.empty()) return "none";
+  std::string text;
+  for (const auto& [code, n] : r.errors) {
+    if (!text.empty()) text += ", ";
+    text += code + " " + std::to_string(n);
   }
-  for (auto& t : threads) t.join();
-  if (failures > 0) return Status::Internal(std::to_string(failures.load()) + " load writes failed");
-  return Status::OK();
+  return text;
 }
 
-void RunConnection(const Config& cfg, const KeyChooser& keys, const std::string& value_json,
-                   Clock::time_point measure_from, Clock::time_point end, int index,
-                   std::atomic<uint64_t>* issued, Totals* totals) {
-  std::unique_ptr<Client> client;
-  Status s = Client::Connect(cfg.host, &client);
-  if (!s.ok()) {
-    std::lock_guard<std::mutex> l(totals->mu);
-    totals->errors["connect"]++;
+std::string Join(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : ",") + p;
+  return out;
+}
+
+void PrintRow(const char* name, const OpStats& s, double seconds) {
+  const Histogram& h = s.latency_us;
+  std::printf("%-8s %12llu %12.0f %9llu %9llu %9llu %9llu\n", name,
+              static_cast<unsigned long long>(s.ops),
+              seconds > 0 ? static_cast<double>(s.ops) / seconds : 0.0,
+              static_cast<unsigned long long>(h.Percentile(0.5)),
+              static_cast<unsigned long long>(h.Percentile(0.99)),
+              static_cast<unsigned long long>(h.Percentile(0.999)),
+              static_cast<unsigned long long>(h.max()));
+}
+
+void Report(const Config& cfg, const RunResult* load, const RunResult& run) {
+  if (cfg.json) {
+    nlohmann::json out = OpJson(run.all, run.seconds);
+    out["target"] = cfg.target;
+    out["hosts"] = cfg.hosts;
+    out["route"] = cfg.route;
+    out["workload"] = cfg.workload;
+    out["read_percent"] = cfg.read_percent;
+    out["dist"] = cfg.dist;
+    out["connections"] = cfg.connections;
+    out["pipeline"] = cfg.pipeline;
+    out["threads"] = cfg.threads;
+    out["keys"] = cfg.keys;
+    out["value_size"] = cfg.value_size;
+    out["warmup_s"] = cfg.warmup_s;
+    out["seconds"] = run.seconds;
+    out["errors"] = run.errors;
+    out["error_count"] = run.error_count;
+    out["interrupted"] = run.interrupted;
+    out["connections_lost"] = run.sessions_lost;
+    if (cfg.workload != "ping") {
+      out["read"] = OpJson(run.read, run.seconds);
+      out["write"] = OpJson(run.write, run.seconds);
+    }
+    if (load != nullptr) {
+      out["load"] = OpJson(load->all, load->seconds);
+      out["load"]["keys"] = cfg.keys;
+      out["load"]["seconds"] = load->seconds;
+      out["load"]["pipeline"] = cfg.load_pipeline;
+      out["load"]["errors"] = load->errors;
+      out["load"]["error_count"] = load->error_count;
+    }
+    std::cout << out.dump() << std::endl;
     return;
   }
-  std::mt19937_64 rng(index * 7919 + 1);
-  std::uniform_int_distribution<int> percent(0, 99);
-  std::string batch, line;
-  while (Clock::now() < end) {
-    if (cfg.ops > 0 && issued->fetch_add(cfg.pipeline) >= cfg.ops) break;
-    batch.clear();
-    for (int i = 0; i < cfg.pipeline; ++i) {
-      uint64_t k = keys.Next(rng);
-      batch += percent(rng) < cfg.read_percent ? GetLine(k) : PutLine(k, value_json);
-    }
-    auto sent = Clock::now();
-    if (!client->SendRaw(batch).ok()) break;
-    for (int i = 0; i < cfg.pipeline; ++i) {
-      Status r = client->ReceiveLine(&line);
-      auto now = Clock::now();
-      std::string code = r.ok() ? ErrorCodeOf(line) : "connection";
-      if (sent >= measure_from) {
-        totals->latency_us.Record(
-            std::chrono::duration_cast<std::chrono::microseconds>(now - sent).count());
-        totals->ops.fetch_add(1, std::memory_order_relaxed);
-        if (!code.empty()) {
-          std::lock_guard<std::mutex> l(totals->mu);
-          totals->errors[code]++;
-        }
-      }
-      if (!r.ok()) return;
-    }
+  std::printf("kvbench: target %s at %s (route %s)\n", cfg.target.c_str(), Join(cfg.hosts).c_str(),
+              cfg.route.c_str());
+  if (cfg.workload == "ping") {
+    std::printf("workload ping\n");
+  } else {
+    std::printf("workload %s (%d%% reads), %s over %llu keys, %zu-byte values\n",
+                cfg.workload.c_str(), cfg.read_percent, cfg.dist.c_str(),
+                static_cast<unsigned long long>(cfg.keys), cfg.value_size);
   }
+  std::printf("%d connections x pipeline %d on %d thread%s; %.1f s warm-up, %.2f s measured%s\n",
+              cfg.connections, cfg.pipeline, cfg.threads, cfg.threads == 1 ? "" : "s", cfg.warmup_s,
+              run.seconds, run.interrupted ? " (interrupted)" : "");
+  if (load != nullptr) {
+    std::printf("load: %llu keys in %.2f s = %.0f writes/s (pipeline %d), errors: %s\n",
+                static_cast<unsigned long long>(load->all.ops), load->seconds,
+                load->seconds > 0 ? static_cast<double>(load->all.ops) / load->seconds : 0.0,
+                cfg.load_pipeline, ErrorsText(*load).c_str());
+  }
+  std::printf("%-8s %12s %12s %9s %9s %9s %9s\n", "op", "ops", "ops/s", "p50 us", "p99 us",
+              "p99.9 us", "max us");
+  PrintRow("all", run.all, run.seconds);
+  if (run.read.ops > 0) PrintRow("read", run.read, run.seconds);
+  if (run.write.ops > 0) PrintRow("write", run.write, run.seconds);
+  std::printf("errors: %s\n", ErrorsText(run).c_str());
 }
 
-int Report(const Config& cfg, Totals& t, double seconds) {
-  const Histogram& h = t.latency_us;
-  double tput = seconds > 0 ? static_cast<double>(t.ops.load()) / seconds : 0;
-  uint64_t errors = 0;
-  for (const auto& [code, n] : t.errors) errors += n;
-  if (cfg.json) {
-    nlohmann::json out = {{"workload", cfg.workload}, {"connections", cfg.connections},
-                          {"pipeline", cfg.pipeline},  {"keys", cfg.keys},
-                          {"value_size", cfg.value_size}, {"seconds", seconds},
-                          {"ops", t.ops.load()},       {"ops_per_s", tput},
-                          {"p50_us", h.Percentile(0.5)}, {"p99_us", h.Percentile(0.99)},
-                          {"p999_us", h.Percentile(0.999)}, {"max_us", h.max()},
-                          {"errors", t.errors}};
-    std::cout << out.dump() << "\n";
-  } else {
-    std::printf("workload %s  connections %d  pipeline %d  keys %llu  value %zu B\n",
-                cfg.workload.c_str(), cfg.connections, cfg.pipeline,
-                static_cast<unsigned long long>(cfg.keys), cfg.value_size);
-    std::printf("%-12s %12s %10s %10s %10s %10s %10s\n", "ops", "ops/s", "p50 us", "p99 us",
-                "p99.9 us", "max us", "errors");
-    std::printf("%-12llu %12.0f %10llu %10llu %10llu %10llu %10llu\n",
-                static_cast<unsigned long long>(t.ops.load()), tput,
-                static_cast<unsigned long long>(h.Percentile(0.5)),
-                static_cast<unsigned long long>(h.Percentile(0.99)),
-                static_cast<unsigned long long>(h.Percentile(0.999)),
-                static_cast<unsigned long long>(h.max()), static_cast<unsigned long long>(errors));
-    for (const auto& [code, n] : t.errors) std::printf("  error %s: %llu\n", code.c_str(), static_cast<unsigned long long>(n));
-  }
-  if (t.ops.load() == 0) {
-    std::fprintf(stderr, "kvbench: no request completed (is %s reachable?)\n", cfg.host.c_str());
+// Exit status for a finished run: 3 if nothing completed or too many errors.
+int Verdict(const Config& cfg, const RunResult& r, const char* phase) {
+  if (r.sessions_lost > 0) {
+    std::fprintf(stderr, "kvbench: %s: %d of %d connections lost (%s)\n", phase, r.sessions_lost,
+                 cfg.connections, ErrorsText(r).c_str());
     return 3;
   }
-  return errors * 100 > t.ops.load() ? 3 : 0;  // more than 1 % errors fails the run
+  if (r.all.ops == 0) {
+    std::fprintf(stderr, "kvbench: %s: no request completed (%s)\n", phase, ErrorsText(r).c_str());
+    return 3;
+  }
+  double percent = 100.0 * static_cast<double>(r.error_count) / static_cast<double>(r.all.ops);
+  if (percent > cfg.max_error_percent) {
+    std::fprintf(stderr, "kvbench: %s: %.2f%% of requests failed (limit %.2f%%): %s\n", phase,
+                 percent, cfg.max_error_percent, ErrorsText(r).c_str());
+    return 3;
+  }
+  return 0;
 }
 
-int Run(const Config& cfg) {
-  std::string value_json = "\"" + std::string(cfg.value_size, 'v') + "\"";
-  {
-    std::unique_ptr<Client> probe;
-    Status s = Client::Connect(cfg.host, &probe, 5000);
+extern "C" void OnSignal(int) { g_stop.store(true); }
+
+int Main(Config cfg) {
+  std::unique_ptr<Target> target = MakeTarget(cfg.target, cfg.hosts.front());
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+
+  // Reachability first, so an unreachable target is one clear line.
+  Router router;
+  if (cfg.route == "token") {
+    Status s;
+    for (const std::string& host : cfg.hosts) {
+      s = Router::Discover(host, &router);
+      if (s.ok()) break;
+    }
     if (!s.ok()) {
-      std::fprintf(stderr, "kvbench: cannot connect to %s: %s\n", cfg.host.c_str(),
+      std::fprintf(stderr, "kvbench: cannot learn the ring from %s: %s\n", Join(cfg.hosts).c_str(),
                    s.message().c_str());
       return 3;
     }
-  }
-  if (cfg.load) {
-    Status s = Load(cfg, value_json);
-    if (!s.ok()) {
-      std::fprintf(stderr, "kvbench: load phase: %s\n", s.message().c_str());
-      return 3;
+  } else {
+    for (const std::string& host : cfg.hosts) {
+      std::string why;
+      int fd = ConnectTcp(host, 5000, &why);
+      if (fd < 0) {
+        std::fprintf(stderr, "kvbench: cannot reach %s at %s: %s\n", cfg.target.c_str(),
+                     host.c_str(), why.c_str());
+        return 3;
+      }
+      ::close(fd);
     }
   }
-  KeyChooser keys(cfg.keys, cfg.dist);
-  Totals totals;
-  std::atomic<uint64_t> issued{0};
-  auto start = Clock::now();
-  auto measure_from = start + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(cfg.warmup_s));
-  auto end = measure_from + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(cfg.ops > 0 ? 3600 : cfg.duration_s));
-  std::vector<std::thread> threads;
-  for (int c = 0; c < cfg.connections; ++c) {
-    threads.emplace_back(RunConnection, std::cref(cfg), std::cref(keys), std::cref(value_json),
-                         measure_from, end, c, &issued, &totals);
+
+  RunSpec base;
+  base.target = target.get();
+  base.addresses = cfg.hosts;
+  base.router = cfg.route == "token" ? &router : nullptr;
+  base.sessions = cfg.connections;
+  base.threads = cfg.threads;
+  base.key_count = cfg.keys;
+  base.value = ValueBytes(cfg.value_size);
+  base.seed = cfg.seed;
+  base.progress_s = cfg.progress_s;
+
+  std::unique_ptr<RunResult> load;
+  if (cfg.load) {
+    RunSpec spec = base;
+    spec.load = true;
+    spec.pipeline = cfg.load_pipeline;
+    spec.label = "load";
+    load = std::make_unique<RunResult>();
+    if (!RunBenchmark(spec, load.get())) {
+      std::fprintf(stderr, "kvbench: load: %s\n", load->fatal.c_str());
+      return 3;
+    }
+    if (int rc = Verdict(cfg, *load, "load"); rc != 0) return rc;
+    if (g_stop.load()) return 3;
   }
-  for (auto& t : threads) t.join();
-  double seconds = std::chrono::duration<double>(Clock::now() - measure_from).count();
-  return Report(cfg, totals, seconds);
+
+  KeyChooser keys(cfg.keys,
+                  cfg.dist == "zipfian" ? Distribution::kZipfian : Distribution::kUniform);
+  RunSpec spec = base;
+  spec.pipeline = cfg.pipeline;
+  spec.ping = cfg.workload == "ping";
+  spec.read_percent = cfg.read_percent;
+  spec.keys = &keys;
+  spec.warmup_s = cfg.warmup_s;
+  spec.duration_s = cfg.duration_s;
+  spec.ops = cfg.ops;
+  RunResult run;
+  if (!RunBenchmark(spec, &run)) {
+    std::fprintf(stderr, "kvbench: %s\n", run.fatal.c_str());
+    return 3;
+  }
+  Report(cfg, load.get(), run);
+  return Verdict(cfg, run, "run");
 }
 
-}  // namespace
-}  // namespace ringkv::bench
-
-int main(int argc, char** argv) {
-  using ringkv::bench::Config;
-  Config cfg;
-  cxxopts::Options opts("kvbench", "closed-loop load generator for RingKV");
-  std::string dist = "uniform";
-  opts.add_options()("host", "node to load, HOST:PORT", cxxopts::value(cfg.host))(
-      "c,connections", "concurrent connections", cxxopts::value(cfg.connections))(
-      "p,pipeline", "requests in flight per connection", cxxopts::value(cfg.pipeline))(
-      "w,workload", "write | a (50/50) | b (95/5) | c (read-only)", cxxopts::value(cfg.workload))(
-      "keys", "key space size", cxxopts::value(cfg.keys))(
-      "value-size", "value bytes", cxxopts::value(cfg.value_size))(
-      "d,duration-s", "measured seconds", cxxopts::value(cfg.duration_s))(
-      "warmup-s", "seconds excluded before measuring", cxxopts::value(cfg.warmup_s))(
-      "ops", "stop after this many operations (0 = use duration)", cxxopts::value(cfg.ops))(
-      "load", "write every key once before measuring", cxxopts::value(cfg.load))(
-      "dist", "uniform | zipfian", cxxopts::value(dist))(
-      "json", "print one JSON object", cxxopts::value(cfg.json))("h,help", "this help");
+// Parses argv into *cfg. Returns -1 to go on, else the exit status.
+int ParseFlags(int argc, char** argv, Config* cfg) {
+  cxxopts::Options opts("kvbench", "closed-loop load generator for RingKV, Redis and etcd");
+  opts.add_options()("target", "ringkv | redis | etcd",
+                     cxxopts::value(cfg->target)->default_value("ringkv"))(
+      "host",
+      "HOST:PORT to load; repeat or comma-separate for several nodes (connections "
+      "round-robin over them). Default 127.0.0.1:7700 / :6379 / :2379 by target",
+      cxxopts::value(cfg->hosts))(
+      "route",
+      "ringkv: any (each connection to one --host) | token (each key to the first "
+      "live replica of its partition)",
+      cxxopts::value(cfg->route)->default_value("any"))(
+      "threads", "client threads, each an epoll loop",
+      cxxopts::value(cfg->threads)->default_value("1"))(
+      "c,connections", "connections", cxxopts::value(cfg->connections)->default_value("50"))(
+      "p,pipeline", "requests in flight per connection",
+      cxxopts::value(cfg->pipeline)->default_value("1"))(
+      "w,workload", "write | a (50% read) | b (95% read) | c (read-only) | ping",
+      cxxopts::value(cfg->workload)->default_value("a"))(
+      "keys", "key space size", cxxopts::value(cfg->keys)->default_value("100000"))(
+      "value-size", "value bytes", cxxopts::value(cfg->value_size)->default_value("100"))(
+      "dist", "uniform | zipfian", cxxopts::value(cfg->dist)->default_value("uniform"))(
+      "d,duration-s", "measured seconds", cxxopts::value(cfg->duration_s)->default_value("10"))(
+      "warmup-s", "seconds run before measuring",
+      cxxopts::value(cfg->warmup_s)->default_value("1"))(
+      "ops", "measure this many requests instead of a duration (0: use --duration-s)",
+      cxxopts::value(cfg->ops)->default_value("0"))(
+      "load", "first write every key once (pipelined) and report its rate")(
+      "load-pipeline", "requests in flight per connection in the load phase",
+      cxxopts::value(cfg->load_pipeline)->default_value("16"))(
+      "json", "print one JSON object instead of the table")(
+      "progress-s", "a progress line on stderr this often (0: never)",
+      cxxopts::value(cfg->progress_s)->default_value("5"))(
+      "max-error-percent", "exit 3 if more requests than this fail",
+      cxxopts::value(cfg->max_error_percent)->default_value("1"))(
+      "seed", "key stream seed", cxxopts::value(cfg->seed)->default_value("1"))("h,help",
+                                                                                "this help");
   try {
     auto res = opts.parse(argc, argv);
     if (res.count("help")) {
       std::cout << opts.help() << "\n";
       return 0;
     }
+    if (!res.unmatched().empty()) {
+      std::fprintf(stderr, "kvbench: unexpected argument '%s'\n", res.unmatched().front().c_str());
+      return 2;
+    }
+    cfg->load = res.count("load") > 0;
+    cfg->json = res.count("json") > 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvbench: %s (see --help)\n", e.what());
+    return 2;
+  }
+  static const std::map<std::string, int> kReads = {
+      {"write", 0}, {"a", 50}, {"b", 95}, {"c", 100}, {"ping", 0}};
+  static const std::map<std::string, std::string> kPorts = {
+      {"ringkv", "127.0.0.1:7700"}, {"redis", "127.0.0.1:6379"}, {"etcd", "127.0.0.1:2379"}};
+  const char* bad = nullptr;
+  if (!kPorts.count(cfg->target))
+    bad = "--target must be ringkv, redis or etcd";
+  else if (!kReads.count(cfg->workload))
+    bad = "--workload must be write, a, b, c or ping";
+  else if (cfg->route != "any" && cfg->route != "token")
+    bad = "--route must be any or token";
+  else if (cfg->route == "token" && cfg->target != "ringkv")
+    bad = "--route token is for ringkv";
+  else if (cfg->dist != "uniform" && cfg->dist != "zipfian")
+    bad = "--dist must be uniform or zipfian";
+  else if (cfg->threads < 1 || cfg->threads > 64)
+    bad = "--threads must be 1..64";
+  else if (cfg->connections < 1 || cfg->connections > 100000)
+    bad = "--connections must be >= 1";
+  else if (cfg->pipeline < 1 || cfg->pipeline > 100000)
+    bad = "--pipeline must be >= 1";
+  else if (cfg->load_pipeline < 1 || cfg->load_pipeline > 100000)
+    bad = "--load-pipeline must be >= 1";
+  else if (cfg->keys < 1)
+    bad = "--keys must be >= 1";
+  else if (cfg->value_size > (64u << 20))
+    bad = "--value-size must be at most 64 MiB";
+  else if (!(cfg->duration_s > 0) && cfg->ops == 0)
+    bad = "--duration-s must be > 0";
+  else if (!(cfg->warmup_s >= 0))
+    bad = "--warmup-s must be >= 0";
+  else if (!(cfg->progress_s >= 0))
+    bad = "--progress-s must be >= 0";
+  else if (!(cfg->max_error_percent >= 0))
+    bad = "--max-error-percent must be >= 0";
+  if (bad != nullptr) {
+    std::fprintf(stderr, "kvbench: %s\n", bad);
+    return 2;
+  }
+  std::vector<std::string> hosts;
+  for (const std::string& h : cfg->hosts) {
+    if (h.empty() || h.find(':') == std::string::npos) {
+      std::fprintf(stderr, "kvbench: --host wants HOST:PORT, got '%s'\n", h.c_str());
+      return 2;
+    }
+    hosts.push_back(h);
+  }
+  if (hosts.empty()) hosts.push_back(kPorts.at(cfg->target));
+  cfg->hosts = hosts;
+  cfg->read_percent = kReads.at(cfg->workload);
+  return -1;
+}
+
+}  // namespace
+}  // namespace ringkv::bench
+
+int main(int argc, char** argv) {
+  ringkv::bench::Config cfg;
+  try {
+    int rc = ringkv::bench::ParseFlags(argc, argv, &cfg);
+    if (rc >= 0) return rc;
+    return ringkv::bench::Main(std::move(cfg));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kvbench: %s\n", e.what());
-    return 2;
+    return 3;
   }
-  std::map<std::string, int> reads = {{"write", 0}, {"a", 50}, {"b", 95}, {"c", 100}};
-  if (!reads.count(cfg.workload) || cfg.connections < 1 || cfg.pipeline < 1 || cfg.keys < 1 ||
-      (dist != "uniform" && dist != "zipfian")) {
-    std::fprintf(stderr, "kvbench: bad --workload, --connections, --pipeline, --keys or --dist\n");
-    return 2;
-  }
-  cfg.read_percent = reads[cfg.workload];
-  cfg.dist = dist == "zipfian" ? ringkv::bench::Distribution::kZipfian
-                               : ringkv::bench::Distribution::kUniform;
-  return ringkv::bench::Run(cfg);
 }

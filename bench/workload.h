@@ -33,7 +33,8 @@ class KeyChooser {
   // The next key index; with Zipfian, rank r (0 = most popular) is scattered.
   template <typename Rng>
   uint64_t Next(Rng& rng) const {
-    if (dist_ == Distribution::kUniform) return std::uniform_int_distribution<uint64_t>(0, n_ - 1)(rng);
+    if (dist_ == Distribution::kUniform)
+      return std::uniform_int_distribution<uint64_t>(0, n_ - 1)(rng);
     return Scatter(Rank(std::uniform_real_distribution<double>(0.0, 1.0)(rng)));
   }
 
@@ -42,7 +43,8 @@ class KeyChooser {
     double uz = u * zeta_n_;
     if (uz < 1.0) return 0;
     if (uz < 1.0 + std::pow(0.5, kTheta)) return 1;
-    auto r = static_cast<uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
+    auto r =
+        static_cast<uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
     return r >= n_ ? n_ - 1 : r;
   }
 

@@ -474,6 +474,41 @@ Status Store::Impl::CompactAll() {
   return Status::OK();
 }
 
+namespace {
+
+// Reads the node id recorded in the meta family of the database at `path`.
+// A normal (read-write) open: a backup of a live node flushes its column
+// families one after another while writes go on, and RocksDB's read-only open
+// refuses such a set ("SST file is ahead of WALs") although every family is
+// consistent on its own, which is all a per-key store needs.
+Status ReadStoredNodeId(const std::string& path, std::string* node_id) {
+  rocksdb::DBOptions db_opts;
+  std::vector<std::string> names;
+  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_opts, path, &names);
+  if (!s.ok()) return FromRocks(s, "restored data is unreadable");
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const std::string& n : names) {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.merge_operator = NewLwwMergeOperator();  // families written with Merge need it to open
+    descs.emplace_back(n, cf);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  s = rocksdb::DB::Open(db_opts, path, descs, &handles, &raw);
+  if (!s.ok()) return FromRocks(s, "restored data is unreadable");
+  std::unique_ptr<rocksdb::DB> db(raw);
+  node_id->clear();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == kMetaFamily) {
+      db->Get(rocksdb::ReadOptions(), handles[i], kMetaNodeId, node_id).PermitUncheckedError();
+    }
+  }
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  return FromRocks(db->Close(), "cannot close restored data");
+}
+
+}  // namespace
+
 Status Store::Restore(const std::string& backup_dir, uint32_t backup_id,
                       const std::string& data_dir, const std::string& node_id,
                       RestoreResult* out) {
@@ -481,7 +516,8 @@ Status Store::Restore(const std::string& backup_dir, uint32_t backup_id,
   if (std::filesystem::exists(data_dir + "/CURRENT", ec)) {
     return Status::BadRequest("data dir " + data_dir + " already holds a database");
   }
-  if (std::filesystem::exists(data_dir, ec) && !std::filesystem::is_empty(data_dir, ec)) {
+  bool existed = std::filesystem::exists(data_dir, ec);
+  if (existed && !std::filesystem::is_empty(data_dir, ec)) {
     return Status::BadRequest("data dir " + data_dir + " is not empty");
   }
   rocksdb::BackupEngineReadOnly* raw = nullptr;
@@ -491,8 +527,14 @@ Status Store::Restore(const std::string& backup_dir, uint32_t backup_id,
   std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
   std::vector<rocksdb::BackupInfo> infos;
   engine->GetBackupInfo(&infos);
+  std::vector<rocksdb::BackupID> corrupt;
+  engine->GetCorruptedBackups(&corrupt);
+  if (backup_id == 0 && !infos.empty()) backup_id = infos.back().backup_id;
+  if (std::find(corrupt.begin(), corrupt.end(), backup_id) != corrupt.end()) {
+    return Status::Internal("backup " + std::to_string(backup_id) + " in " + backup_dir +
+                            " is corrupt (files missing); it failed verification");
+  }
   if (infos.empty()) return Status::BadRequest("no backup in " + backup_dir);
-  if (backup_id == 0) backup_id = infos.back().backup_id;
   auto info = std::find_if(infos.begin(), infos.end(),
                            [&](const rocksdb::BackupInfo& i) { return i.backup_id == backup_id; });
   if (info == infos.end()) {
@@ -500,33 +542,28 @@ Status Store::Restore(const std::string& backup_dir, uint32_t backup_id,
   }
   s = engine->VerifyBackup(backup_id, /*verify_with_checksum=*/true);
   if (!s.ok()) return FromRocks(s, "backup " + std::to_string(backup_id) + " failed verification");
+  // From here on, a failure removes what this call wrote (only what it wrote:
+  // the directory was empty or absent).
+  auto fail = [&](Status st) {
+    if (existed) {
+      for (const auto& e : std::filesystem::directory_iterator(data_dir, ec)) {
+        std::filesystem::remove_all(e.path(), ec);
+      }
+    } else {
+      std::filesystem::remove_all(data_dir, ec);
+    }
+    return st;
+  };
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return Status::Internal("cannot create data dir " + data_dir + ": " + ec.message());
   s = engine->RestoreDBFromBackup(backup_id, data_dir, data_dir);
-  if (!s.ok()) return FromRocks(s, "restore failed");
-  // Check the restored identity by opening it read-only as the named node.
-  rocksdb::DBOptions db_opts;
-  std::vector<std::string> names;
-  s = rocksdb::DB::ListColumnFamilies(db_opts, data_dir, &names);
-  if (!s.ok()) return FromRocks(s, "restored data is unreadable");
-  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (const std::string& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  s = rocksdb::DB::OpenForReadOnly(db_opts, data_dir, descs, &handles, &db);
-  if (!s.ok()) return FromRocks(s, "restored data is unreadable");
+  if (!s.ok()) return fail(FromRocks(s, "restore failed"));
   std::string stored_id;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == kMetaFamily) {
-      db->Get(rocksdb::ReadOptions(), handles[i], kMetaNodeId, &stored_id).PermitUncheckedError();
-    }
-  }
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-  delete db;
+  Status st = ReadStoredNodeId(data_dir, &stored_id);
+  if (!st.ok()) return fail(st);
   if (stored_id != node_id) {
-    std::filesystem::remove_all(data_dir, ec);
-    return Status::Internal("backup in " + backup_dir + " belongs to node '" + stored_id +
-                            "', not '" + node_id + "'");
+    return fail(Status::Internal("backup in " + backup_dir + " belongs to node '" + stored_id +
+                                 "', not '" + node_id + "'"));
   }
   out->backup_id = backup_id;
   out->bytes = info->size;

@@ -4,8 +4,11 @@
 // -> net::Server (TCP). In a cluster of more than one member, also a
 // net::PeerClient (the node's transport to its peers) and a
 // net::FailureDetector (pings peers into the node's Membership and drives
-// hint delivery). Runs until SIGTERM or SIGINT, then stops accepting,
-// answers the requests in flight, closes the store and exits 0.
+// hint delivery). With --metrics-listen, also a net::MetricsServer: HTTP
+// GET /metrics (Prometheus text format) and GET /health (200 while the node
+// serves clients, 503 while it starts or shuts down). Runs until SIGTERM or
+// SIGINT, then stops accepting, answers the requests in flight, closes the
+// store and exits 0.
 //
 // Exit status: 0 after a clean shutdown, 2 for a bad command line (one
 // "kvd: error: ..." line on stderr), 1 when the node cannot start (unusable
@@ -18,6 +21,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -40,6 +44,7 @@
 #include "server/cluster/handoff.h"
 #include "server/cluster/membership.h"
 #include "server/net/failure_detector.h"
+#include "server/net/metrics_server.h"
 #include "server/net/peer_client.h"
 #include "server/net/server.h"
 #include "server/node.h"
@@ -56,7 +61,9 @@ constexpr int kExitUsage = 2;
 struct KvdFlags {
   NodeOptions node;
   spdlog::level::level_enum log_level = spdlog::level::info;
-  std::string port_file;  // empty: none
+  std::string port_file;          // empty: none
+  std::string metrics_listen;     // empty: no metrics endpoint
+  std::string metrics_port_file;  // empty: none
 };
 
 // An error that has already been reported, carrying the exit status.
@@ -116,6 +123,12 @@ std::vector<FlagSpec> FlagSpecs() {
       {"io-threads", "threads serving connections", "N", to_string(d.io_threads)},
       {"log-level", "trace|debug|info|warn|error", "LEVEL", "info"},
       {"port-file", "once listening, write HOST:PORT to this file (atomically)", "PATH", ""},
+      {"metrics-listen",
+       "serve HTTP GET /metrics (Prometheus) and /health here; port 0: kernel's choice "
+       "(default: off)",
+       "HOST:PORT", ""},
+      {"metrics-port-file", "once serving metrics, write HOST:PORT to this file (atomically)",
+       "PATH", ""},
       {"h,help", "print this help and exit", nullptr, ""},
       {"version", "print the version and exit", nullptr, ""},
   };
@@ -215,6 +228,21 @@ bool MapFlags(const cxxopts::ParseResult& r, KvdFlags* flags) {
   o->listen = r["listen"].as<std::string>();
   if (r.count("data-dir")) o->data_dir = r["data-dir"].as<std::string>();
   if (r.count("port-file")) flags->port_file = r["port-file"].as<std::string>();
+  if (r.count("metrics-listen")) {
+    flags->metrics_listen = r["metrics-listen"].as<std::string>();
+    const Status s = net::MetricsServer::CheckAddress(flags->metrics_listen);
+    if (!s.ok()) {
+      PrintError("--metrics-listen '" + flags->metrics_listen + "' is not HOST:PORT");
+      return false;
+    }
+  }
+  if (r.count("metrics-port-file")) {
+    flags->metrics_port_file = r["metrics-port-file"].as<std::string>();
+    if (flags->metrics_listen.empty()) {
+      PrintError("--metrics-port-file needs --metrics-listen");
+      return false;
+    }
+  }
   o->hinted_handoff = !r["no-hinted-handoff"].as<bool>();
   o->sync_writes = r["sync-writes"].as<bool>();
   if (!MapNumbers(r, o)) return false;
@@ -335,6 +363,20 @@ void StartClusterLayer(const NodeOptions& options, Node* node,
   (*detector)->Start();
 }
 
+// Starts the HTTP metrics endpoint (--metrics-listen) and writes its port
+// file. /health reports `*serving`.
+Status StartMetrics(const KvdFlags& flags, Node* node, const std::atomic<bool>* serving,
+                    std::unique_ptr<net::MetricsServer>* metrics) {
+  net::MetricsServerOptions options;
+  options.listen = flags.metrics_listen;
+  *metrics = std::make_unique<net::MetricsServer>(
+      std::move(options), [node] { return node->MetricsText(); },
+      [serving] { return serving->load(std::memory_order_acquire); });
+  RINGKV_RETURN_IF_ERROR((*metrics)->Start());
+  if (flags.metrics_port_file.empty()) return Status::OK();
+  return WritePortFile(flags.metrics_port_file, (*metrics)->BoundAddress());
+}
+
 // Opens the node, serves until SIGTERM/SIGINT, shuts down.
 int Serve(const KvdFlags& flags) {
   // Installed before the (possibly slow) store opens: a signal that arrives
@@ -361,13 +403,21 @@ int Serve(const KvdFlags& flags) {
     PrintError(s.message());
     return kExitStartupFailure;
   }
+  // The metrics endpoint comes up before the client listener, so that
+  // /health answers 503 while the node is still starting; `serving` is set
+  // once clients are served and cleared as soon as shutdown begins.
+  std::atomic<bool> serving{false};
+  std::unique_ptr<net::MetricsServer> metrics;
+  if (!flags.metrics_listen.empty()) s = StartMetrics(flags, node.get(), &serving, &metrics);
   // A cluster of one needs no peer traffic, hence no threads for it.
   std::unique_ptr<net::PeerClient> peers;
   std::unique_ptr<net::FailureDetector> detector;
-  if (options.cluster.size() > 1) StartClusterLayer(options, node.get(), &peers, &detector);
+  if (s.ok() && options.cluster.size() > 1) {
+    StartClusterLayer(options, node.get(), &peers, &detector);
+  }
 
   auto server = std::make_unique<net::Server>(ServerOptionsFor(options), node.get());
-  s = server->Listen();
+  if (s.ok()) s = server->Listen();
   if (s.ok()) {
     node->SetAdvertisedAddress(server->BoundAddress());
     s = server->Start();
@@ -376,7 +426,10 @@ int Serve(const KvdFlags& flags) {
     s = WritePortFile(flags.port_file, server->BoundAddress());
   if (s.ok()) {
     spdlog::info("[server] node {} listening on {}", options.node_id, server->BoundAddress());
+    serving.store(true, std::memory_order_release);
     signal_io.run();  // until SIGTERM or SIGINT
+    // From here on /health says 503: the node is draining.
+    serving.store(false, std::memory_order_release);
     // Shutting down already: a second signal (Ctrl-C reaching the process
     // group while a script also sends SIGTERM) must not kill the process
     // half-way with a failure status once the signal_set is gone.
@@ -393,10 +446,13 @@ int Serve(const KvdFlags& flags) {
   // pending there fails), let the node finish background work, close the
   // store, and only then destroy the server, whose io_context late `done`
   // callbacks would post to. The node refers to `peers`: destroy it first.
+  // The metrics endpoint keeps answering (/health with 503) until the node
+  // is about to go, since it reads the node's figures.
   server->Stop();
   if (detector) detector->Stop();
   if (peers) peers->Stop();
   node->Shutdown();
+  if (metrics) metrics->Stop();
   node.reset();
   detector.reset();
   peers.reset();

@@ -92,7 +92,11 @@ class Node::Impl final : public cluster::LocalReplica {
   // mu_ protects the following.
   std::mutex mu_;
   std::string advertised_;
-  std::vector<std::thread> jobs_;  // background jobs (backups); joined by Shutdown()
+  struct Job {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> finished;
+  };
+  std::vector<Job> jobs_;  // background jobs (backups); finished ones joined lazily
 
   std::atomic<uint64_t> last_slow_log_ms_{0};
   std::atomic<uint64_t> slow_suppressed_{0};
@@ -394,7 +398,24 @@ void Node::Impl::Locate(const Request& req, Done done) {
 // an I/O thread, and answers through `done` when finished.
 void Node::Impl::Backup(const Request& req, Done done) {
   std::lock_guard<std::mutex> l(mu_);
-  jobs_.emplace_back([this, req, done = std::move(done)] {
+  // Join the backups that have finished, so periodic backups do not pile up
+  // threads; a running one is left alone.
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (it->finished->load()) {
+      it->thread.join();
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  Job& job = jobs_.emplace_back();
+  job.finished = finished;
+  job.thread = std::thread([this, req, finished, done = std::move(done)] {
+    struct MarkFinished {
+      std::atomic<bool>* flag;
+      ~MarkFinished() { flag->store(true); }
+    } mark{finished.get()};
     BackupResult result;
     Status s = store_->Backup(req.dir, &result);
     if (!s.ok()) return done(Fail(req.id_json, s));
@@ -461,12 +482,12 @@ void Node::Impl::SetAdvertisedAddress(std::string address) {
 }
 
 void Node::Impl::Shutdown() {
-  std::vector<std::thread> jobs;
+  std::vector<Job> jobs;
   {
     std::lock_guard<std::mutex> l(mu_);
     jobs.swap(jobs_);
   }
-  for (std::thread& t : jobs) t.join();
+  for (Job& job : jobs) job.thread.join();
 }
 
 Status Node::Open(const NodeOptions& options, std::unique_ptr<Node>* out) {

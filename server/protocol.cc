@@ -135,6 +135,11 @@ Status ParseBackup(const json& req, const Limits&, Request* out) {
   if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
     return Status::BadRequest("'dir' must be a non-empty string");
   }
+  // A relative path would land relative to kvd's working directory, which
+  // the client cannot know.
+  if (it->get_ref<const std::string&>()[0] != '/') {
+    return Status::BadRequest("'dir' must be an absolute path");
+  }
   out->dir = it->get<std::string>();
   return Status::OK();
 }

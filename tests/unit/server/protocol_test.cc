@@ -58,7 +58,7 @@ TEST(ProtocolTest, BadRequests) {
                            R"({"op":"get","key":"k","r":"most"})", R"({"op":"get","key":"k","r":1.0})",
                            R"({"op":"get","key":"k","r":true})", R"({"op":"get","key":"k","local":1})",
                            R"({"op":"ping","timeout_ms":0})", R"({"op":"backup"})",
-                           R"({"op":"backup","dir":""})", R"({"op":"ping","id":[1]})",
+                           R"({"op":"backup","dir":""})", R"({"op":"backup","dir":"rel/dir"})", R"({"op":"ping","id":[1]})",
                            R"({"op":"ping","id":1.5})", "{\"op\":\"ping\"} trailing",
                            "{\"op\":\"ping\",\"key\":\"\xff\"}"}) {
     EXPECT_EQ(CodeOf(line), C::kBadRequest) << line;

@@ -1,0 +1,527 @@
+#include "bench/runner.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <random>
+#include <thread>
+
+namespace ringkv::bench {
+
+std::atomic<bool> g_stop{false};
+
+namespace {
+
+constexpr int64_t kNever = INT64_MAX;
+constexpr int64_t kDrainNs = 10'000'000'000;  // how long in-flight requests may take at the end
+constexpr size_t kReadBytes = 256 << 10;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t SecondsToNs(double s) { return static_cast<int64_t>(s * 1e9); }
+
+std::string ErrnoText(int err) {
+  std::string text = std::strerror(err);
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
+struct InFlight {
+  int64_t sent_ns;
+  Op op;
+  bool counted;  // issued inside the measured window
+};
+
+struct Session;
+
+struct Conn {
+  int fd = -1;
+  Session* session = nullptr;
+  std::unique_ptr<ResponseParser> parser;
+  std::string in;   // bytes read but not yet parsed (a partial response)
+  std::string out;  // bytes queued but not yet written
+  size_t out_pos = 0;
+  std::deque<InFlight> inflight;  // request order; the last `unstamped` not yet written
+  size_t unstamped = 0;
+  bool dirty = false;     // in the worker's flush list
+  bool want_out = false;  // registered for EPOLLOUT
+};
+
+struct Session {
+  uint64_t index = 0;
+  std::vector<Conn*> conns;
+  std::mt19937_64 rng;
+  int in_flight = 0;
+  bool dead = false;
+  uint32_t next_conn = 0;  // round-robin for pings with token routing
+};
+
+struct Shared {
+  const RunSpec* spec = nullptr;
+  int64_t start_ns = 0;
+  int64_t measure_ns = 0;  // requests issued from here on count
+  int64_t end_ns = kNever;
+  std::atomic<uint64_t> issued{0};  // counted requests issued (with spec->ops)
+};
+
+class Worker {
+ public:
+  Worker(Shared* shared, uint64_t first_key, uint64_t end_key)
+      : spec_(*shared->spec), shared_(shared), next_key_(first_key), end_key_(end_key) {}
+  ~Worker() {
+    for (auto& c : conns_) {
+      if (c->fd >= 0) ::close(c->fd);
+    }
+    if (epfd_ >= 0) ::close(epfd_);
+  }
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void AddSession(uint64_t index) {
+    auto s = std::make_unique<Session>();
+    s->index = index;
+    s->rng.seed(spec_.seed * 0x9e3779b97f4a7c15ULL + index);
+    sessions_.push_back(std::move(s));
+  }
+
+  // Opens every session's sockets. False with *error set on the first failure.
+  bool Connect(std::string* error) {
+    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) {
+      *error = "epoll_create1: " + ErrnoText(errno);
+      return false;
+    }
+    for (auto& s : sessions_) {
+      std::vector<std::string> addresses;
+      if (spec_.router != nullptr) {
+        addresses = spec_.router->addresses();
+      } else {
+        addresses.push_back(spec_.addresses[s->index % spec_.addresses.size()]);
+      }
+      for (const std::string& address : addresses) {
+        std::string why;
+        int fd = ConnectTcp(address, 5000, &why);
+        if (fd < 0) {
+          *error = "cannot connect to ";
+          error->append(address).append(": ").append(why);
+          return false;
+        }
+        auto c = std::make_unique<Conn>();
+        c->fd = fd;
+        c->session = s.get();
+        c->parser = spec_.target->NewParser();
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.ptr = c.get();
+        if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+          *error = "epoll_ctl: " + ErrnoText(errno);
+          ::close(fd);
+          return false;
+        }
+        s->conns.push_back(c.get());
+        conns_.push_back(std::move(c));
+      }
+    }
+    live_sessions_ = static_cast<int>(sessions_.size());
+    return true;
+  }
+
+  void Run() {
+    int64_t now = NowNs();
+    for (auto& s : sessions_) Fill(s.get(), now);
+    FlushAll();
+    std::vector<epoll_event> events(256);
+    int64_t drain_deadline = kNever;
+    while (true) {
+      bool stopping = Stopping(now);
+      if (stopping && drain_deadline == kNever) drain_deadline = now + kDrainNs;
+      if (live_sessions_ == 0 || (stopping && total_in_flight_ == 0) || now >= drain_deadline) {
+        break;
+      }
+      int timeout_ms = 100;
+      if (!stopping && shared_->end_ns != kNever) {
+        timeout_ms =
+            static_cast<int>(std::clamp<int64_t>((shared_->end_ns - now) / 1'000'000 + 1, 0, 100));
+      }
+      int n = ::epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), timeout_ms);
+      if (n < 0 && errno != EINTR) {
+        Count("epoll_wait: " + ErrnoText(errno), 1);
+        break;
+      }
+      for (int i = 0; i < n; ++i) {
+        auto* c = static_cast<Conn*>(events[i].data.ptr);
+        if (c->fd < 0) continue;  // its session died earlier in this wake-up
+        if (events[i].events & EPOLLOUT) MarkDirty(c);
+        if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) OnReadable(c);
+      }
+      FlushAll();
+      now = NowNs();
+      progress_ops_.store(all_.ops, std::memory_order_relaxed);
+      progress_errors_.store(error_count_, std::memory_order_relaxed);
+    }
+    finish_ns_ = now;
+    progress_ops_.store(all_.ops, std::memory_order_relaxed);
+    progress_errors_.store(error_count_, std::memory_order_relaxed);
+    for (auto& c : conns_) {
+      if (c->fd >= 0) ::close(c->fd);
+      c->fd = -1;
+    }
+  }
+
+  // Results, read after Run() has returned.
+  OpStats all_, read_, write_;
+  std::map<std::string, uint64_t> errors_;
+  uint64_t error_count_ = 0;
+  int sessions_lost_ = 0;
+  int64_t last_completion_ns_ = 0;
+  int64_t finish_ns_ = 0;
+  // Read by the progress line while running.
+  std::atomic<uint64_t> progress_ops_{0};
+  std::atomic<uint64_t> progress_errors_{0};
+
+ private:
+  bool Stopping(int64_t now) const {
+    if (quota_done_ || g_stop.load(std::memory_order_relaxed)) return true;
+    if (spec_.load) return next_key_ >= end_key_;
+    return now >= shared_->end_ns;
+  }
+
+  bool CanIssue(int64_t now) {
+    if (Stopping(now)) return false;
+    if (spec_.ops > 0 && !spec_.load && now >= shared_->measure_ns &&
+        shared_->issued.fetch_add(1, std::memory_order_relaxed) >= spec_.ops) {
+      quota_done_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  void Fill(Session* s, int64_t now) {
+    while (!s->dead && s->in_flight < spec_.pipeline && Issue(s, now)) {
+    }
+  }
+
+  bool Issue(Session* s, int64_t now) {
+    if (!CanIssue(now)) return false;
+    Op op = Op::kPing;
+    std::string key;
+    if (spec_.load) {
+      op = Op::kWrite;
+      key = KeyName(next_key_++);
+    } else if (!spec_.ping) {
+      key = KeyName(spec_.keys->Next(s->rng));
+      op = std::uniform_int_distribution<int>(0, 99)(s->rng) < spec_.read_percent ? Op::kRead
+                                                                                  : Op::kWrite;
+    }
+    Conn* c = s->conns[0];
+    if (s->conns.size() > 1) {
+      c = op == Op::kPing ? s->conns[s->next_conn++ % s->conns.size()]
+                          : s->conns[spec_.router->NodeFor(key)];
+    }
+    spec_.target->EncodeRequest(op, key, spec_.value, &c->out);
+    c->inflight.push_back({0, op, spec_.load || now >= shared_->measure_ns});
+    c->unstamped++;
+    MarkDirty(c);
+    s->in_flight++;
+    total_in_flight_++;
+    return true;
+  }
+
+  void MarkDirty(Conn* c) {
+    if (c->dirty) return;
+    c->dirty = true;
+    dirty_.push_back(c);
+  }
+
+  // One write per socket for everything queued in this wake-up.
+  void FlushAll() {
+    if (dirty_.empty()) return;
+    int64_t now = NowNs();
+    for (Conn* c : dirty_) {
+      c->dirty = false;
+      if (c->fd >= 0) Flush(c, now);
+    }
+    dirty_.clear();
+  }
+
+  void Flush(Conn* c, int64_t now) {
+    for (size_t i = c->inflight.size() - c->unstamped; i < c->inflight.size(); ++i) {
+      c->inflight[i].sent_ns = now;
+    }
+    c->unstamped = 0;
+    if (c->out_pos < c->out.size()) {
+      ssize_t n =
+          ::send(c->fd, c->out.data() + c->out_pos, c->out.size() - c->out_pos, MSG_NOSIGNAL);
+      if (n >= 0) {
+        c->out_pos += static_cast<size_t>(n);
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        Kill(c, "connection_reset");
+        return;
+      }
+    }
+    bool pending = c->out_pos < c->out.size();
+    if (!pending) {
+      c->out.clear();
+      c->out_pos = 0;
+    }
+    if (pending != c->want_out) {
+      epoll_event ev{};
+      ev.events = pending ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+      ev.data.ptr = c;
+      ::epoll_ctl(epfd_, EPOLL_CTL_MOD, c->fd, &ev);
+      c->want_out = pending;
+    }
+  }
+
+  void OnReadable(Conn* c) {
+    ssize_t n = ::read(c->fd, read_buf_.get(), kReadBytes);
+    int64_t now = NowNs();
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) Kill(c, "connection_reset");
+      return;
+    }
+    // Parse straight from the read buffer unless a partial response is waiting.
+    std::string_view data(read_buf_.get(), static_cast<size_t>(n));
+    bool buffered = !c->in.empty();
+    if (buffered) {
+      c->in.append(data);
+      data = c->in;
+    }
+    size_t pos = 0;
+    while (true) {
+      Reply r = c->parser->Parse(data.substr(pos));
+      pos += r.consumed;
+      if (r.kind == Reply::kNeedMore) break;
+      if (r.kind == Reply::kBroken) {
+        Kill(c, "bad_response");
+        return;
+      }
+      if (c->inflight.size() <= c->unstamped) {
+        Kill(c, "unexpected_response");
+        return;
+      }
+      InFlight f = c->inflight.front();
+      c->inflight.pop_front();
+      Complete(c->session, f, r, now);
+    }
+    if (buffered) {
+      c->in.erase(0, pos);
+    } else {
+      c->in.assign(data.substr(pos));
+    }
+    if (n == 0) Kill(c, "connection_closed");
+  }
+
+  void Complete(Session* s, const InFlight& f, const Reply& r, int64_t now) {
+    s->in_flight--;
+    total_in_flight_--;
+    if (f.counted && now <= shared_->end_ns) {
+      auto us = static_cast<uint64_t>(std::max<int64_t>(0, now - f.sent_ns) / 1000);
+      all_.latency_us.Record(us);
+      all_.ops++;
+      if (f.op != Op::kPing) {
+        OpStats& per = f.op == Op::kRead ? read_ : write_;
+        per.latency_us.Record(us);
+        per.ops++;
+      }
+      if (r.kind == Reply::kError) Count(r.code, 1);
+      last_completion_ns_ = now;
+    }
+    Fill(s, now);
+  }
+
+  void Count(const std::string& code, uint64_t n) {
+    errors_[code] += n;
+    error_count_ += n;
+  }
+
+  // The session's connections are closed; its requests in flight are errors.
+  void Kill(Conn* failed, const char* why) {
+    Session* s = failed->session;
+    if (s->dead) return;
+    s->dead = true;
+    live_sessions_--;
+    sessions_lost_++;
+    Count(why, std::max(1, s->in_flight));
+    total_in_flight_ -= s->in_flight;
+    s->in_flight = 0;
+    for (Conn* c : s->conns) {
+      if (c->fd >= 0) ::close(c->fd);
+      c->fd = -1;
+      c->inflight.clear();
+      c->unstamped = 0;
+    }
+  }
+
+  const RunSpec& spec_;
+  Shared* shared_;
+  uint64_t next_key_, end_key_;  // load runs: this worker's share of the keys
+  int epfd_ = -1;
+  std::vector<std::unique_ptr<Session>> sessions_;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<Conn*> dirty_;
+  std::unique_ptr<char[]> read_buf_ = std::make_unique<char[]>(kReadBytes);
+  int live_sessions_ = 0;
+  int64_t total_in_flight_ = 0;
+  bool quota_done_ = false;
+};
+
+bool SplitHostPort(std::string_view host_port, std::string* host, std::string* port) {
+  size_t colon = host_port.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == host_port.size()) return false;
+  *host = std::string(host_port.substr(0, colon));
+  *port = std::string(host_port.substr(colon + 1));
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return true;
+}
+
+}  // namespace
+
+int ConnectTcp(std::string_view host_port, int timeout_ms, std::string* error) {
+  std::string host, port;
+  if (!SplitHostPort(host_port, &host, &port)) {
+    *error = "malformed address (want HOST:PORT)";
+    return -1;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int gai = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (gai != 0) {
+    *error = gai == EAI_SYSTEM ? ErrnoText(errno) : ::gai_strerror(gai);
+    return -1;
+  }
+  int fd = -1;
+  int err = ECONNREFUSED;
+  for (const addrinfo* ai = res; ai != nullptr && fd < 0; ai = ai->ai_next) {
+    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc < 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int ready = ::poll(&p, 1, timeout_ms);
+      if (ready <= 0) {
+        err = ready == 0 ? ETIMEDOUT : errno;
+      } else {
+        socklen_t len = sizeof(err);
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        rc = err == 0 ? 0 : -1;
+      }
+    } else if (rc < 0) {
+      err = errno;
+    }
+    if (rc < 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(res);
+  if (fd < 0) {
+    *error = err == ETIMEDOUT ? "connect timed out" : ErrnoText(err);
+    return -1;
+  }
+  int one = 1;
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+bool RunBenchmark(const RunSpec& spec, RunResult* result) {
+  int threads = std::max(1, std::min(spec.threads, spec.sessions));
+  Shared shared;
+  shared.spec = &spec;
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int w = 0; w < threads; ++w) {
+    uint64_t lo = spec.key_count * w / threads;
+    uint64_t hi = spec.key_count * (w + 1) / threads;
+    workers.push_back(std::make_unique<Worker>(&shared, lo, hi));
+  }
+  for (int i = 0; i < spec.sessions; ++i) workers[i % threads]->AddSession(i);
+  for (auto& w : workers) {
+    if (!w->Connect(&result->fatal)) return false;
+  }
+
+  shared.start_ns = NowNs();
+  shared.measure_ns = spec.load ? shared.start_ns : shared.start_ns + SecondsToNs(spec.warmup_s);
+  if (!spec.load && spec.ops == 0) shared.end_ns = shared.measure_ns + SecondsToNs(spec.duration_s);
+  std::atomic<int> running{threads};
+  std::vector<std::thread> pool;
+  pool.reserve(workers.size());
+  for (auto& w : workers) {
+    pool.emplace_back([&running, worker = w.get()] {
+      worker->Run();
+      running.fetch_sub(1);
+    });
+  }
+
+  // Progress lines while the workers run.
+  int64_t next_progress =
+      spec.progress_s > 0 ? shared.start_ns + SecondsToNs(spec.progress_s) : kNever;
+  uint64_t last_ops = 0;
+  int64_t last_ns = shared.start_ns;
+  while (running.load() > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    int64_t now = NowNs();
+    if (now < next_progress) continue;
+    uint64_t ops = 0, errors = 0;
+    for (auto& w : workers) {
+      ops += w->progress_ops_.load(std::memory_order_relaxed);
+      errors += w->progress_errors_.load(std::memory_order_relaxed);
+    }
+    double dt = static_cast<double>(now - last_ns) / 1e9;
+    std::fprintf(stderr,
+                 "kvbench: %s %.0f s: %llu ops, %.0f ops/s over the last %.0f s, %llu errors\n",
+                 spec.label.c_str(), static_cast<double>(now - shared.start_ns) / 1e9,
+                 static_cast<unsigned long long>(ops),
+                 dt > 0 ? static_cast<double>(ops - last_ops) / dt : 0.0, dt,
+                 static_cast<unsigned long long>(errors));
+    last_ops = ops;
+    last_ns = now;
+    next_progress = now + SecondsToNs(spec.progress_s);
+  }
+  for (auto& t : pool) t.join();
+
+  int64_t last_completion = shared.measure_ns;
+  int64_t finish = shared.measure_ns;
+  for (auto& w : workers) {
+    result->all.latency_us.Merge(w->all_.latency_us);
+    result->read.latency_us.Merge(w->read_.latency_us);
+    result->write.latency_us.Merge(w->write_.latency_us);
+    result->all.ops += w->all_.ops;
+    result->read.ops += w->read_.ops;
+    result->write.ops += w->write_.ops;
+    result->error_count += w->error_count_;
+    result->sessions_lost += w->sessions_lost_;
+    for (const auto& [code, n] : w->errors_) result->errors[code] += n;
+    last_completion = std::max(last_completion, w->last_completion_ns_);
+    finish = std::max(finish, w->finish_ns_);
+  }
+  int64_t window_end = shared.end_ns == kNever ? last_completion : std::min(shared.end_ns, finish);
+  result->seconds = static_cast<double>(std::max<int64_t>(0, window_end - shared.measure_ns)) / 1e9;
+  result->interrupted = g_stop.load();
+  return true;
+}
+
+}  // namespace ringkv::bench

@@ -1,0 +1,87 @@
+// Runner: kvbench's event-driven, closed-loop load engine.
+//
+// A run has `sessions` logical clients spread over `threads` worker threads.
+// Each worker runs one epoll loop over its sessions' non-blocking sockets
+// (TCP_NODELAY). A session keeps `pipeline` requests in flight: a response
+// frees a slot and the next request goes out; everything queued in one wake-up
+// leaves in one write per socket. A session has one socket, or with token
+// routing one per node, each request going to the node that owns its key.
+//
+// Latency of a request = the time its response was read - the time its bytes
+// were written, recorded in microseconds into fixed-memory histograms. Only
+// requests sent after the warm-up and answered before the end count.
+//
+// Thread-safety: Run() is called from one thread; it starts and joins its
+// workers itself.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench/router.h"
+#include "bench/target.h"
+#include "bench/workload.h"
+#include "server/histogram.h"
+
+namespace ringkv::bench {
+
+struct RunSpec {
+  const Target* target = nullptr;
+  // Session i connects to addresses[i % size] unless `router` is set, when it
+  // connects to every router->addresses() entry.
+  std::vector<std::string> addresses;
+  const Router* router = nullptr;
+  int sessions = 1;
+  int pipeline = 1;
+  int threads = 1;
+
+  // What to send. A load run writes keys 0..key_count-1 once each, in order;
+  // otherwise each request is a ping, or a read with probability
+  // read_percent/100 else a write, of a key drawn from `keys`.
+  bool load = false;
+  bool ping = false;
+  int read_percent = 0;
+  const KeyChooser* keys = nullptr;
+  uint64_t key_count = 0;
+  std::string value;  // the raw value bytes every write sends
+  uint64_t seed = 1;
+
+  double warmup_s = 0;    // not for load runs
+  double duration_s = 0;  // measured seconds; ignored if ops > 0 or load
+  uint64_t ops = 0;       // stop after this many measured requests (0: duration)
+
+  double progress_s = 0;  // > 0: a progress line to stderr this often
+  std::string label = "run";
+};
+
+struct OpStats {
+  Histogram latency_us;
+  uint64_t ops = 0;
+};
+
+struct RunResult {
+  OpStats all, read, write;
+  uint64_t error_count = 0;
+  std::map<std::string, uint64_t> errors;  // by code
+  double seconds = 0;                      // the measured window
+  std::string fatal;                       // set if the run could not start
+  bool interrupted = false;                // SIGINT/SIGTERM cut it short
+  int sessions_lost = 0;                   // sessions whose connection broke
+};
+
+// Runs `spec`. Returns false with result->fatal set if the connections could
+// not be made; otherwise true, whatever the errors.
+bool RunBenchmark(const RunSpec& spec, RunResult* result);
+
+// Connects a non-blocking TCP socket with TCP_NODELAY to HOST:PORT within
+// timeout_ms. Returns the fd, or -1 with *error set ("connection refused").
+int ConnectTcp(std::string_view host_port, int timeout_ms, std::string* error);
+
+// Set by SIGINT/SIGTERM (kvbench's handler); running workers stop issuing.
+extern std::atomic<bool> g_stop;
+
+}  // namespace ringkv::bench
