@@ -121,6 +121,13 @@ std::vector<FlagSpec> FlagSpecs() {
       {"block-cache-mb", "RocksDB block cache in MiB", "M", mib(d.block_cache_bytes)},
       {"write-buffer-mb", "RocksDB memtable budget in MiB", "M", mib(d.write_buffer_bytes)},
       {"io-threads", "threads serving connections", "N", to_string(d.io_threads)},
+      {"request-timeout-ms", "how long a coordinator waits for replicas by default", "MS",
+       to_string(d.request_timeout_ms)},
+      {"max-clock-skew-ms", "refuse replica writes stamped further ahead of this clock", "MS",
+       to_string(d.max_clock_skew_ms)},
+      {"hint-window-s", "drop hints older than this", "SECONDS", to_string(d.hint_window_s)},
+      {"slow-request-ms", "log requests slower than this (0: never)", "MS",
+       to_string(d.slow_request_ms)},
       {"log-level", "trace|debug|info|warn|error", "LEVEL", "info"},
       {"port-file", "once listening, write HOST:PORT to this file (atomically)", "PATH", ""},
       {"metrics-listen",
@@ -218,7 +225,11 @@ bool MapNumbers(const cxxopts::ParseResult& r, NodeOptions* o) {
          SetNumber<uint64_t>(r, "wal-sync-ms", &o->wal_sync_ms, 1) &&
          SetMebibytes(r, "block-cache-mb", &o->block_cache_bytes) &&
          SetMebibytes(r, "write-buffer-mb", &o->write_buffer_bytes) &&
-         SetNumber<int>(r, "io-threads", &o->io_threads, 1, 1024);
+         SetNumber<int>(r, "io-threads", &o->io_threads, 1, 1024) &&
+         SetNumber<uint64_t>(r, "request-timeout-ms", &o->request_timeout_ms, 1, 3'600'000) &&
+         SetNumber<uint64_t>(r, "max-clock-skew-ms", &o->max_clock_skew_ms, 1) &&
+         SetNumber<uint64_t>(r, "hint-window-s", &o->hint_window_s, 1) &&
+         SetNumber<uint64_t>(r, "slow-request-ms", &o->slow_request_ms);
 }
 
 // Turns the parsed command line into flags; false after reporting an error.

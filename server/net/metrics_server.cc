@@ -182,25 +182,31 @@ Response Route(std::string_view head, const MetricsServer::TextFunction& text,
   const std::string_view method = request_line.substr(0, sp1);
   const std::string_view target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
   const std::string_view version = request_line.substr(sp2 + 1);
-  if (!IsToken(method) || !target.starts_with('/')) return Error(400);
+  // A response to HEAD has no body, whatever its status.
+  const bool head_only = method == "HEAD";
+  const auto error = [head_only](int status) {
+    Response r = Error(status);
+    r.head = head_only;
+    return r;
+  };
+  if (!IsToken(method) || !target.starts_with('/')) return error(400);
   if (std::any_of(target.begin(), target.end(),
                   [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; })) {
-    return Error(400);
+    return error(400);
   }
   if (version != "HTTP/1.1" && version != "HTTP/1.0") {
-    return Error(version.starts_with("HTTP/") ? 505 : 400);
+    return error(version.starts_with("HTTP/") ? 505 : 400);
   }
   for (size_t i = 1; i < lines.size(); ++i) {
     const size_t colon = lines[i].find(':');
-    if (colon == std::string_view::npos || !IsToken(lines[i].substr(0, colon))) return Error(400);
+    if (colon == std::string_view::npos || !IsToken(lines[i].substr(0, colon))) return error(400);
   }
 
   const std::string_view path = target.substr(0, target.find('?'));
   const bool is_metrics = path == "/metrics";
-  if (!is_metrics && path != "/health") return Error(404);
-  const bool head_only = method == "HEAD";
+  if (!is_metrics && path != "/health") return error(404);
   if (method != "GET" && !head_only) {
-    Response r = Error(405);
+    Response r = error(405);
     r.extra_headers = "Allow: GET, HEAD\r\n";
     return r;
   }
@@ -298,7 +304,9 @@ class MetricsServer::Connection : public std::enable_shared_from_this<Connection
     } catch (...) {
       spdlog::error("[metrics] cannot answer a request: unknown exception");
     }
-    return Error(500);
+    Response r = Error(500);
+    r.head = head.starts_with("HEAD ");
+    return r;
   }
 
   void Send(const Response& response) {

@@ -266,6 +266,10 @@ TEST(StartupTest, BadFlagsAreRefusedWithOneLine) {
       {{"--cache-mb", "lots"}, {"cache-mb", "lots"}},
       {{"--cluster", "garbage"}, {"cluster", "garbage"}},
       {{"--no-such-flag"}, {"no-such-flag"}},
+      {{"--request-timeout-ms", "0"}, {"request-timeout-ms", "0"}},
+      {{"--max-clock-skew-ms", "soon"}, {"max-clock-skew-ms", "soon"}},
+      {{"--hint-window-s", "-1"}, {"hint-window-s"}},
+      {{"--slow-request-ms", "x"}, {"slow-request-ms"}},
   };
   for (const auto& c : cases) {
     std::string joined;

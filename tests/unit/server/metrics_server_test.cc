@@ -227,6 +227,14 @@ TEST_F(MetricsServerTest, HeadSendsHeadersOnly) {
   const HttpReply h = Get(port(), "/health", "HEAD");
   EXPECT_EQ(h.status, 200);
   EXPECT_EQ(h.body, "");
+  healthy_ = false;
+  EXPECT_EQ(Get(port(), "/health", "HEAD").status, 503);
+  // Error responses to HEAD have no body either.
+  const HttpReply missing = Get(port(), "/nope", "HEAD");
+  ASSERT_TRUE(missing.complete) << missing.raw;
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_NE(missing.headers.at("content-length"), "0");
+  EXPECT_EQ(missing.body, "");
 }
 
 TEST_F(MetricsServerTest, UnknownPathIs404) {
