@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 
 #include "server/cluster/handoff.h"
@@ -16,6 +17,16 @@ namespace {
 bool Hintable(const Status& s) {
   return s.code() == Status::Code::kTimeout || s.code() == Status::Code::kUnavailable ||
          s.code() == Status::Code::kInternal;
+}
+
+// A key for a log line: at most 64 bytes, control bytes shown as '?' (keys
+// may hold any bytes, newlines included, which must not forge log lines).
+std::string Printable(const std::string& key) {
+  std::string out = key.substr(0, 64);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out;
 }
 
 bool Older(const std::optional<Record>& a, const Record& b) {
@@ -222,12 +233,29 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
   for (const std::string& n : stale) Repair(round->key, n, *newest, round->timeout_ms, then);
 }
 
+// One line per 10 s at most: a replica that comes back stale is repaired by
+// every read that touches it, and a line per repair would flood the log.
+void Coordinator::LogRepair(const std::string& key, const std::string& node) {
+  auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  auto last = last_repair_log_.load(std::memory_order_relaxed);
+  constexpr int64_t kInterval = std::chrono::steady_clock::duration(std::chrono::seconds(10)).count();
+  if (now - last < kInterval || !last_repair_log_.compare_exchange_strong(last, now)) {
+    repairs_unlogged_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  spdlog::info("[coordinator] read repair brought {} up to date for key {} ({} more repairs "
+               "since the last line; read_repairs={})",
+               node, Printable(key), repairs_unlogged_.exchange(0),
+               counters_->read_repairs.load(std::memory_order_relaxed));
+}
+
 void Coordinator::Repair(const std::string& key, const std::string& node, const Record& newest,
                          uint64_t timeout_ms, std::function<void()> then) {
   transport_->Write(node, key, newest, timeout_ms,
                     [this, key, node, newest, then = std::move(then)](Status s) {
                       if (s.ok()) {
                         counters_->read_repairs.fetch_add(1, std::memory_order_relaxed);
+                        LogRepair(key, node);
                       } else if (handoff_ != nullptr && Hintable(s)) {
                         handoff_->AddHint(node, key, newest).IgnoreError();
                       }

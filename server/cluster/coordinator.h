@@ -20,6 +20,7 @@
 // Thread-safety: Write() and Read() may be called concurrently from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -74,6 +75,7 @@ class Coordinator {
                    Record record);
   void Repair(const std::string& key, const std::string& node, const Record& newest,
               uint64_t timeout_ms, std::function<void()> then);
+  void LogRepair(const std::string& key, const std::string& node);
 
   const CoordinatorOptions options_;
   const Ring* ring_;
@@ -82,6 +84,8 @@ class Coordinator {
   HybridClock* clock_;
   HintedHandoff* handoff_;
   Counters* counters_;
+  std::atomic<int64_t> last_repair_log_{0};  // steady_clock ticks
+  std::atomic<uint64_t> repairs_unlogged_{0};
 };
 
 }  // namespace ringkv::cluster

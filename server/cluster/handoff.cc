@@ -72,6 +72,7 @@ void HintedHandoff::DeliverBatch(const std::string& target) {
     Pass& pass = passes_[target];
     if (pass.cursor.empty()) {
       pass.added_at_start = added_[target];
+      pass.delivered_at_start = counters_->hints_delivered.load(std::memory_order_relaxed);
       pass.all_ok = true;
     }
     cursor = pass.cursor;
@@ -152,6 +153,11 @@ void HintedHandoff::FinishBatch(const std::string& target, bool ok, const std::s
       // A clean pass delivered every hint it listed; only hints added since
       // it began can remain.
       if (pass.all_ok) pending_[target] = added_[target] - pass.added_at_start;
+      uint64_t delivered = counters_->hints_delivered.load(std::memory_order_relaxed);
+      if (delivered > pass.delivered_at_start) {
+        spdlog::info("[handoff] delivered {} hints to {}; {} pending", 
+                     delivered - pass.delivered_at_start, target, pending_[target]);
+      }
       pass.cursor.clear();
     } else {
       pass.cursor = next_cursor;
