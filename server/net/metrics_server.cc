@@ -1,5 +1,7 @@
 #include "server/net/metrics_server.h"
 
+#include "server/net/address.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -27,56 +29,6 @@ constexpr auto kLingerTimeout = std::chrono::seconds(2);
 
 constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 constexpr std::string_view kPlainContentType = "text/plain; charset=utf-8";
-
-// ---- Addresses (the same rules as Server's --listen) ----
-
-// Splits "HOST:PORT" ("[V6]:PORT" for IPv6 literals) into host, as written,
-// and port.
-Status SplitHostPort(std::string_view address, std::string* host, uint16_t* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    return Status::BadRequest("metrics address '" + std::string(address) + "' is not HOST:PORT");
-  }
-  const std::string_view port_text = address.substr(colon + 1);
-  unsigned value = 0;
-  const auto [end, ec] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
-      value > 65535) {
-    return Status::BadRequest("metrics address '" + std::string(address) +
-                              "' has no valid port (0-65535)");
-  }
-  *host = std::string(address.substr(0, colon));
-  *port = static_cast<uint16_t>(value);
-  return Status::OK();
-}
-
-// An IP literal as is ("[::1]" without its brackets); a name through the
-// resolver, preferring IPv4.
-Status Resolve(asio::io_context& io, const std::string& host, uint16_t port,
-               asio::ip::tcp::endpoint* out) {
-  std::string name = host;
-  if (name.size() >= 2 && name.front() == '[' && name.back() == ']') {
-    name = name.substr(1, name.size() - 2);
-  }
-  std::error_code ec;
-  const asio::ip::address literal = asio::ip::make_address(name, ec);
-  if (!ec) {
-    *out = asio::ip::tcp::endpoint(literal, port);
-    return Status::OK();
-  }
-  asio::ip::tcp::resolver resolver(io);
-  const auto results = resolver.resolve(name, std::to_string(port), ec);
-  if (ec || results.empty()) {
-    return Status::BadRequest("cannot resolve metrics host '" + host +
-                              "': " + (ec ? ec.message() : "no addresses"));
-  }
-  const auto v4 = std::find_if(results.begin(), results.end(), [](const auto& entry) {
-    return entry.endpoint().address().is_v4();
-  });
-  *out = (v4 != results.end() ? *v4 : *results.begin()).endpoint();
-  return Status::OK();
-}
 
 // ---- HTTP ----
 
@@ -370,7 +322,7 @@ MetricsServer::~MetricsServer() { Stop(); }
 Status MetricsServer::CheckAddress(std::string_view address) {
   std::string host;
   uint16_t port = 0;
-  return SplitHostPort(address, &host, &port);
+  return SplitHostPort(address, "metrics", &host, &port);
 }
 
 std::string MetricsServer::BoundAddress() const { return host_ + ":" + std::to_string(port_); }
@@ -378,9 +330,9 @@ std::string MetricsServer::BoundAddress() const { return host_ + ":" + std::to_s
 Status MetricsServer::Start() {
   if (started_ || stopped_) return Status::Internal("metrics server started twice");
   uint16_t port = 0;
-  RINGKV_RETURN_IF_ERROR(SplitHostPort(options_.listen, &host_, &port));
+  RINGKV_RETURN_IF_ERROR(SplitHostPort(options_.listen, "metrics", &host_, &port));
   asio::ip::tcp::endpoint endpoint;
-  RINGKV_RETURN_IF_ERROR(Resolve(io_, host_, port, &endpoint));
+  RINGKV_RETURN_IF_ERROR(ResolveHost(io_, host_, port, "metrics", &endpoint));
 
   std::error_code ec;
   acceptor_.open(endpoint.protocol(), ec);

@@ -1,5 +1,7 @@
 #include "server/net/server.h"
 
+#include "server/net/address.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -24,59 +26,6 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 // long for their close handlers to run.
 constexpr auto kAbortWait = std::chrono::seconds(1);
 
-// Splits "HOST:PORT" ("[V6]:PORT" for IPv6 literals) into host, as written,
-// and port.
-Status SplitHostPort(std::string_view address, std::string* host, uint16_t* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    return Status::BadRequest("listen address '" + std::string(address) + "' is not HOST:PORT");
-  }
-  const std::string_view port_text = address.substr(colon + 1);
-  unsigned value = 0;
-  const auto [end, ec] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
-      value > 65535) {
-    return Status::BadRequest("listen address '" + std::string(address) +
-                              "' has no valid port (0-65535)");
-  }
-  *host = std::string(address.substr(0, colon));
-  *port = static_cast<uint16_t>(value);
-  return Status::OK();
-}
-
-// "[::1]" -> "::1"; anything else unchanged.
-std::string StripBrackets(const std::string& host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    return host.substr(1, host.size() - 2);
-  }
-  return host;
-}
-
-// An IP literal as is; a name through the resolver, preferring IPv4 (on
-// Debian "localhost" resolves to ::1 first, which 127.0.0.1 clients miss).
-Status Resolve(asio::io_context& io, const std::string& host, uint16_t port,
-               asio::ip::tcp::endpoint* out) {
-  const std::string name = StripBrackets(host);
-  std::error_code ec;
-  const asio::ip::address literal = asio::ip::make_address(name, ec);
-  if (!ec) {
-    *out = asio::ip::tcp::endpoint(literal, port);
-    return Status::OK();
-  }
-  asio::ip::tcp::resolver resolver(io);
-  const auto results = resolver.resolve(name, std::to_string(port), ec);
-  if (ec || results.empty()) {
-    return Status::BadRequest("cannot resolve listen host '" + host +
-                              "': " + (ec ? ec.message() : "no addresses"));
-  }
-  const auto v4 = std::find_if(results.begin(), results.end(), [](const auto& entry) {
-    return entry.endpoint().address().is_v4();
-  });
-  *out = (v4 != results.end() ? *v4 : *results.begin()).endpoint();
-  return Status::OK();
-}
-
 std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(int threads) {
   std::vector<std::unique_ptr<asio::io_context>> out;
   for (int i = 0; i < std::max(1, threads); ++i) out.push_back(std::make_unique<asio::io_context>(1));
@@ -98,9 +47,9 @@ Server::~Server() { Stop(); }
 Status Server::Listen() {
   if (listening_) return Status::OK();
   uint16_t port = 0;
-  RINGKV_RETURN_IF_ERROR(SplitHostPort(options_.listen, &host_, &port));
+  RINGKV_RETURN_IF_ERROR(SplitHostPort(options_.listen, "listen", &host_, &port));
   asio::ip::tcp::endpoint endpoint;
-  RINGKV_RETURN_IF_ERROR(Resolve(*ios_[0], host_, port, &endpoint));
+  RINGKV_RETURN_IF_ERROR(ResolveHost(*ios_[0], host_, port, "listen", &endpoint));
 
   std::error_code ec;
   acceptor_.open(endpoint.protocol(), ec);
