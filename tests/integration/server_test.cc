@@ -499,8 +499,16 @@ TEST(ServerRequestSizeTest, HugeLineIsRefusedWithoutGrowingMemory) {
   EXPECT_TRUE(PingWorks(client.get(), "after-huge"));
   EXPECT_EQ(kvd.Call({{"op", "get"}, {"key", "huge"}})["found"], false);
   int64_t rss_after = kvd.RssKiB();
-  EXPECT_LT(rss_during, 100 * 1024) << "RSS before " << rss_before << " KiB";
-  EXPECT_LT(rss_after, 100 * 1024) << "RSS before " << rss_before << " KiB";
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed memory in its quarantine, so RSS grows with every read
+  // buffer freed and says little here; the exact property (the line is never
+  // held whole) is checked in net_test's OversizedLineIsRefusedWithoutBeingBuffered.
+  constexpr int64_t kMaxGrowthKiB = 64 * 1024;
+#else
+  constexpr int64_t kMaxGrowthKiB = 10 * 1024;  // the line alone is 20 MiB
+#endif
+  EXPECT_LT(rss_during - rss_before, kMaxGrowthKiB) << "RSS before " << rss_before << " KiB";
+  EXPECT_LT(rss_after - rss_before, kMaxGrowthKiB) << "RSS before " << rss_before << " KiB";
 }
 
 TEST_F(ServerTest, IdIsEchoedVerbatim) {
