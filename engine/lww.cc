@@ -21,9 +21,8 @@ class LwwMergeOperator final : public rocksdb::MergeOperator {
     return true;
   }
 
-  bool PartialMergeMulti(const rocksdb::Slice& /*key*/,
-                         const std::deque<rocksdb::Slice>& operands, std::string* new_value,
-                         rocksdb::Logger* /*logger*/) const override {
+  bool PartialMergeMulti(const rocksdb::Slice& /*key*/, const std::deque<rocksdb::Slice>& operands,
+                         std::string* new_value, rocksdb::Logger* /*logger*/) const override {
     if (operands.empty()) return false;
     const rocksdb::Slice* best = &operands.front();
     for (const rocksdb::Slice& op : operands) {

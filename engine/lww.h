@@ -12,10 +12,10 @@
 // full values on a later compaction.
 #pragma once
 
-#include <memory>
-
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/merge_operator.h>
+
+#include <memory>
 
 #include "engine/clock.h"
 

@@ -1,16 +1,5 @@
 #include "engine/store.h"
 
-#include <algorithm>
-#include <atomic>
-#include <charconv>
-#include <condition_variable>
-#include <cstring>
-#include <cstdio>
-#include <filesystem>
-#include <mutex>
-#include <thread>
-#include <vector>
-
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -18,6 +7,17 @@
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_buffer_manager.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "engine/lww.h"
 
@@ -178,7 +178,7 @@ Status Store::Impl::Open() {
   for (const std::string& name : names) {
     uint32_t p = 0;
     bool partition = ParsePartitionFamilyName(name, &p);
-    descs.emplace_back(name, partition ? PartitionOptions()
+    descs.emplace_back(name, partition              ? PartitionOptions()
                              : name == kHintsFamily ? HintsOptions()
                                                     : rocksdb::ColumnFamilyOptions());
   }
@@ -226,8 +226,8 @@ Status Store::Impl::CheckIdentity() {
   }
   if (!s.ok()) return FromRocks(s, "cannot read identity");
   if (node_id != opts_.node_id) {
-    return Status::Internal("data dir " + opts_.path + " belongs to node '" + node_id +
-                            "', not '" + opts_.node_id + "'");
+    return Status::Internal("data dir " + opts_.path + " belongs to node '" + node_id + "', not '" +
+                            opts_.node_id + "'");
   }
   s = db_->Get(ro, meta_, kMetaPartitions, &partitions);
   if (!s.ok()) return FromRocks(s, "cannot read identity");
@@ -395,8 +395,7 @@ StoreProperties Store::Impl::Properties() {
   return p;
 }
 
-Status Store::Impl::PutHint(std::string_view target, std::string_view key,
-                            const Record& record) {
+Status Store::Impl::PutHint(std::string_view target, std::string_view key, const Record& record) {
   std::string encoded;
   EncodeRecord(record, &encoded);
   std::lock_guard<std::mutex> l(hints_mu_);
@@ -510,8 +509,7 @@ Status ReadStoredNodeId(const std::string& path, std::string* node_id) {
 }  // namespace
 
 Status Store::Restore(const std::string& backup_dir, uint32_t backup_id,
-                      const std::string& data_dir, const std::string& node_id,
-                      RestoreResult* out) {
+                      const std::string& data_dir, const std::string& node_id, RestoreResult* out) {
   std::error_code ec;
   if (std::filesystem::exists(data_dir + "/CURRENT", ec)) {
     return Status::BadRequest("data dir " + data_dir + " already holds a database");
@@ -604,7 +602,9 @@ Status Store::ListHints(std::string_view target, std::string_view after_key, siz
                         std::vector<Hint>* out) {
   return impl_->ListHints(target, after_key, limit, out);
 }
-Status Store::DeleteHint(const Hint& hint, bool* removed) { return impl_->DeleteHint(hint, removed); }
+Status Store::DeleteHint(const Hint& hint, bool* removed) {
+  return impl_->DeleteHint(hint, removed);
+}
 Status Store::CountHints(std::map<std::string, uint64_t>* per_target) {
   return impl_->CountHints(per_target);
 }

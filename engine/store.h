@@ -19,10 +19,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <map>
 #include <vector>
 
 #include "engine/clock.h"
@@ -72,12 +72,12 @@ struct BackupResult {
 
 // RocksDB's own figures that operators watch (engine-level metrics).
 struct StoreProperties {
-  uint64_t sst_bytes = 0;                     // live SST files, all partitions
-  uint64_t memtable_bytes = 0;                // all memtables
-  uint64_t pending_compaction_bytes = 0;      // estimated bytes compaction must rewrite
+  uint64_t sst_bytes = 0;                 // live SST files, all partitions
+  uint64_t memtable_bytes = 0;            // all memtables
+  uint64_t pending_compaction_bytes = 0;  // estimated bytes compaction must rewrite
   uint64_t block_cache_usage_bytes = 0;
   uint64_t block_cache_capacity_bytes = 0;
-  uint64_t wal_bytes = 0;                     // write-ahead log files on disk
+  uint64_t wal_bytes = 0;                       // write-ahead log files on disk
   std::map<uint32_t, uint64_t> partition_keys;  // estimate per partition this node holds
 };
 

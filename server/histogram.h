@@ -17,8 +17,8 @@ namespace ringkv {
 
 class Histogram {
  public:
-  static constexpr int kSubBits = 4;                 // 16 sub-buckets per power of two
-  static constexpr int kMaxExponent = 44;            // up to ~1.7e13
+  static constexpr int kSubBits = 4;       // 16 sub-buckets per power of two
+  static constexpr int kMaxExponent = 44;  // up to ~1.7e13
   static constexpr int kBuckets = (kMaxExponent - kSubBits + 2) << kSubBits;
 
   void Record(uint64_t value);

@@ -4,7 +4,6 @@
 
 #include "server/protocol.h"
 
-
 namespace ringkv {
 namespace {
 

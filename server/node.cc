@@ -74,7 +74,6 @@ class Node::Impl final : public cluster::LocalReplica {
   std::string MetricsText() { return RenderPrometheus(GatherMetrics()); }
 
  private:
-
   const NodeOptions opts_;
   Limits limits_;
   HybridClock hlc_;
@@ -154,9 +153,9 @@ Status Node::Impl::Open() {
                                                         &membership_, opts_.clock, &counters_);
     RINGKV_RETURN_IF_ERROR(handoff_->Init());
   }
-  coordinator_ = std::make_unique<cluster::Coordinator>(
-      cluster::CoordinatorOptions{opts_.node_id}, &ring_, &membership_, router_.get(), &hlc_,
-      handoff_.get(), &counters_);
+  coordinator_ = std::make_unique<cluster::Coordinator>(cluster::CoordinatorOptions{opts_.node_id},
+                                                        &ring_, &membership_, router_.get(), &hlc_,
+                                                        handoff_.get(), &counters_);
   return Status::OK();
 }
 
@@ -167,9 +166,9 @@ void Node::Impl::Handle(std::string_view line, Done done) {
   if (!s.ok()) return done(Fail(req.id_json, s));
   // Indexed by Op, in the order of the protocol's op table.
   static constexpr std::array<Handler, kOpCount> kHandlers = {
-      &Impl::Put,    &Impl::Get,    &Impl::Delete,    &Impl::Ping,     &Impl::StatsOp,
-      &Impl::ClusterOp, &Impl::Locate, &Impl::Backup, &Impl::PeerWrite, &Impl::PeerRead,
-      &Impl::PeerHello};
+      &Impl::Put,       &Impl::Get,       &Impl::Delete,   &Impl::Ping,
+      &Impl::StatsOp,   &Impl::ClusterOp, &Impl::Locate,   &Impl::Backup,
+      &Impl::PeerWrite, &Impl::PeerRead,  &Impl::PeerHello};
   Op op = req.op;
   auto finish = [this, op, start, key = req.key, done = std::move(done)](std::string response) {
     auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -192,8 +191,9 @@ void Node::Impl::NoteSlow(Op op, const std::string& key, uint64_t us) {
     return;
   }
   uint64_t more = slow_suppressed_.exchange(0, std::memory_order_relaxed);
-  spdlog::warn("[node] slow {} of key {} took {} ms (threshold {} ms; {} more slow since last line)",
-               OpName(op), JsonQuote(key.substr(0, 64)), us / 1000, opts_.slow_request_ms, more);
+  spdlog::warn(
+      "[node] slow {} of key {} took {} ms (threshold {} ms; {} more slow since last line)",
+      OpName(op), JsonQuote(key.substr(0, 64)), us / 1000, opts_.slow_request_ms, more);
 }
 
 std::string Node::Impl::Fail(const std::string& id_json, const Status& s) {
@@ -248,8 +248,7 @@ void Node::Impl::Delete(const Request& req, Done done) {
   CoordinateWrite(req, std::move(record), std::move(done));
 }
 
-std::string Node::Impl::RenderGet(const std::string& id_json,
-                                  const std::optional<Record>& newest) {
+std::string Node::Impl::RenderGet(const std::string& id_json, const std::optional<Record>& newest) {
   ResponseBuilder out(id_json);
   if (!newest || !newest->IsLive(opts_.clock->NowMs())) return out.AddBool("found", false).Finish();
   return out.AddBool("found", true)
@@ -309,7 +308,8 @@ std::string Node::Impl::StatsJson() {
     if (m.id != opts_.node_id) peers[m.id] = m.up ? "up" : "down";
   }
   uint32_t replicated = 0;
-  for (uint32_t p = 0; p < ring_.partitions(); ++p) replicated += ring_.Replicates(opts_.node_id, p);
+  for (uint32_t p = 0; p < ring_.partitions(); ++p)
+    replicated += ring_.Replicates(opts_.node_id, p);
   json stats = {
       {"node", opts_.node_id},
       {"partitions_replicated", replicated},
@@ -466,9 +466,9 @@ void Node::Impl::PeerHello(const Request& req, Done done) {
       spdlog::error("[membership] {} has another cluster configuration: theirs '{}', ours '{}'",
                     req.from, req.fingerprint, fingerprint_);
     }
-    return done(Fail(req.id_json, Status::BadRequest("cluster mismatch: this node has '" +
-                                                     fingerprint_ + "', the caller '" +
-                                                     req.fingerprint + "'")));
+    return done(
+        Fail(req.id_json, Status::BadRequest("cluster mismatch: this node has '" + fingerprint_ +
+                                             "', the caller '" + req.fingerprint + "'")));
   }
   // The caller is not marked up here: membership follows this node's own
   // pings, so "up" means this node's transport has reached the peer (a peer

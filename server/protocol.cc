@@ -1,10 +1,10 @@
 #include "server/protocol.h"
 
-#include "engine/version.h"
-
 #include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
+
+#include "engine/version.h"
 
 namespace ringkv {
 namespace {
@@ -158,9 +158,8 @@ Status ParseRecordFields(const json& obj, Record* out) {
   auto tomb = obj.find("tombstone");
   out->tombstone = tomb != obj.end() && tomb->is_boolean() && tomb->get<bool>();
   auto expires = obj.find("expires_ms");
-  out->expires_at_ms = expires != obj.end() && expires->is_number_unsigned()
-                           ? expires->get<uint64_t>()
-                           : 0;
+  out->expires_at_ms =
+      expires != obj.end() && expires->is_number_unsigned() ? expires->get<uint64_t>() : 0;
   auto value = obj.find("value");
   if (out->tombstone) {
     out->value.clear();
@@ -245,11 +244,20 @@ Status ParseObject(const json& req, const Limits& limits, Request* out) {
 
 Status QuorumSpec::Resolve(int n, int default_count, std::string_view field, int* out) const {
   switch (kind) {
-    case Kind::kDefault: *out = default_count; return Status::OK();
-    case Kind::kOne: *out = 1; return Status::OK();
-    case Kind::kQuorum: *out = n / 2 + 1; return Status::OK();
-    case Kind::kAll: *out = n; return Status::OK();
-    case Kind::kNumber: break;
+    case Kind::kDefault:
+      *out = default_count;
+      return Status::OK();
+    case Kind::kOne:
+      *out = 1;
+      return Status::OK();
+    case Kind::kQuorum:
+      *out = n / 2 + 1;
+      return Status::OK();
+    case Kind::kAll:
+      *out = n;
+      return Status::OK();
+    case Kind::kNumber:
+      break;
   }
   if (number < 1 || number > n) {
     return Status::BadRequest("'" + std::string(field) + "' must be from 1 to " +
@@ -386,8 +394,8 @@ std::string EncodePeerRead(std::string_view key) {
 }
 
 std::string EncodePeerHello(std::string_view from, std::string_view fingerprint) {
-  return "{\"op\":\"_hello\",\"from\":" + JsonQuote(from) + ",\"cluster\":" +
-         JsonQuote(fingerprint) + "}";
+  return "{\"op\":\"_hello\",\"from\":" + JsonQuote(from) +
+         ",\"cluster\":" + JsonQuote(fingerprint) + "}";
 }
 
 std::string RenderPeerRecord(const std::string& id_json, const Record* record) {

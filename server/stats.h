@@ -55,9 +55,9 @@ class Stats {
     return errors_[static_cast<int>(code)].load(std::memory_order_relaxed);
   }
   uint64_t uptime_s() const {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                     std::chrono::steady_clock::now() - start_)
-                                     .count());
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start_)
+            .count());
   }
 
  private:

@@ -63,9 +63,9 @@ struct Coordinator::ReadRound {
   std::optional<Record> newest;  // what was (or is being) answered
 };
 
-Coordinator::Coordinator(CoordinatorOptions options, const Ring* ring,
-                         const Membership* membership, ReplicaTransport* transport,
-                         HybridClock* clock, HintedHandoff* handoff, Counters* counters)
+Coordinator::Coordinator(CoordinatorOptions options, const Ring* ring, const Membership* membership,
+                         ReplicaTransport* transport, HybridClock* clock, HintedHandoff* handoff,
+                         Counters* counters)
     : options_(std::move(options)),
       ring_(ring),
       membership_(membership),
@@ -213,10 +213,10 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
     }
   }
   if (failed) {
-    return round->done(Status::Timeout("read got " + std::to_string(round->r - 1) +
-                                       " or fewer of the " + std::to_string(round->r) +
-                                       " replies it needs"),
-                       std::nullopt);
+    return round->done(
+        Status::Timeout("read got " + std::to_string(round->r - 1) + " or fewer of the " +
+                        std::to_string(round->r) + " replies it needs"),
+        std::nullopt);
   }
   if (newest) clock_->Observe(newest->version.hlc);
   if (!answer) {
@@ -238,15 +238,17 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
 void Coordinator::LogRepair(const std::string& key, const std::string& node) {
   auto now = std::chrono::steady_clock::now().time_since_epoch().count();
   auto last = last_repair_log_.load(std::memory_order_relaxed);
-  constexpr int64_t kInterval = std::chrono::steady_clock::duration(std::chrono::seconds(10)).count();
+  constexpr int64_t kInterval =
+      std::chrono::steady_clock::duration(std::chrono::seconds(10)).count();
   if (now - last < kInterval || !last_repair_log_.compare_exchange_strong(last, now)) {
     repairs_unlogged_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  spdlog::info("[coordinator] read repair brought {} up to date for key {} ({} more repairs "
-               "since the last line; read_repairs={})",
-               node, Printable(key), repairs_unlogged_.exchange(0),
-               counters_->read_repairs.load(std::memory_order_relaxed));
+  spdlog::info(
+      "[coordinator] read repair brought {} up to date for key {} ({} more repairs "
+      "since the last line; read_repairs={})",
+      node, Printable(key), repairs_unlogged_.exchange(0),
+      counters_->read_repairs.load(std::memory_order_relaxed));
 }
 
 void Coordinator::Repair(const std::string& key, const std::string& node, const Record& newest,

@@ -109,19 +109,18 @@ void HintedHandoff::DeliverBatch(const std::string& target) {
       continue;
     }
     auto h = std::make_shared<Hint>(std::move(hint));
-    transport_->Write(target, h->key, h->record, options_.timeout_ms,
-                      [this, h, batch, finish_one](Status ws) {
-                        if (ws.ok()) {
-                          Remove(*h, &counters_->hints_delivered);
-                        } else if (Permanent(ws)) {
-                          spdlog::warn("[handoff] {} refused a hint, dropped: {}", h->target,
-                                       ws.ToString());
-                          Remove(*h, &counters_->hints_dropped);
-                        } else {
-                          batch->all_ok = false;
-                        }
-                        finish_one();
-                      });
+    transport_->Write(
+        target, h->key, h->record, options_.timeout_ms, [this, h, batch, finish_one](Status ws) {
+          if (ws.ok()) {
+            Remove(*h, &counters_->hints_delivered);
+          } else if (Permanent(ws)) {
+            spdlog::warn("[handoff] {} refused a hint, dropped: {}", h->target, ws.ToString());
+            Remove(*h, &counters_->hints_dropped);
+          } else {
+            batch->all_ok = false;
+          }
+          finish_one();
+        });
   }
 }
 
@@ -155,7 +154,7 @@ void HintedHandoff::FinishBatch(const std::string& target, bool ok, const std::s
       if (pass.all_ok) pending_[target] = added_[target] - pass.added_at_start;
       uint64_t delivered = counters_->hints_delivered.load(std::memory_order_relaxed);
       if (delivered > pass.delivered_at_start) {
-        spdlog::info("[handoff] delivered {} hints to {}; {} pending", 
+        spdlog::info("[handoff] delivered {} hints to {}; {} pending",
                      delivered - pass.delivered_at_start, target, pending_[target]);
       }
       pass.cursor.clear();

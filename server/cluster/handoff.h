@@ -79,10 +79,10 @@ class HintedHandoff {
   std::map<std::string, uint64_t> added_;  // hints ever added per target
   // One walk over a target's hints, batch by batch.
   struct Pass {
-    std::string cursor;           // last key delivered; "" = start a new pass
+    std::string cursor;               // last key delivered; "" = start a new pass
     uint64_t added_at_start = 0;      // added_[target] when the pass began
     uint64_t delivered_at_start = 0;  // counters_->hints_delivered then (all targets)
-    bool all_ok = true;           // no delivery failed in this pass
+    bool all_ok = true;               // no delivery failed in this pass
   };
   std::map<std::string, Pass> passes_;
 };

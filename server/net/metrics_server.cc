@@ -1,7 +1,5 @@
 #include "server/net/metrics_server.h"
 
-#include "server/net/address.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -13,6 +11,8 @@
 #include <exception>
 #include <utility>
 #include <vector>
+
+#include "server/net/address.h"
 
 namespace ringkv::net {
 namespace {

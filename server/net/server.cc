@@ -1,7 +1,5 @@
 #include "server/net/server.h"
 
-#include "server/net/address.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -13,6 +11,8 @@
 #include <future>
 #include <string_view>
 #include <utility>
+
+#include "server/net/address.h"
 
 namespace ringkv::net {
 namespace {
@@ -28,7 +28,8 @@ constexpr auto kAbortWait = std::chrono::seconds(1);
 
 std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(int threads) {
   std::vector<std::unique_ptr<asio::io_context>> out;
-  for (int i = 0; i < std::max(1, threads); ++i) out.push_back(std::make_unique<asio::io_context>(1));
+  for (int i = 0; i < std::max(1, threads); ++i)
+    out.push_back(std::make_unique<asio::io_context>(1));
   return out;
 }
 

@@ -28,20 +28,26 @@ class FakeCluster final : public cluster::ReplicaTransport {
              WriteDone done) override {
     NodeState& n = nodes_[node];
     ++n.writes;
-    Run(n, [this, node, key, record, done] {
-      Apply(node, key, record);
-      done(Status::OK());
-    }, [done](Status s) { done(s); });
+    Run(
+        n,
+        [this, node, key, record, done] {
+          Apply(node, key, record);
+          done(Status::OK());
+        },
+        [done](Status s) { done(s); });
   }
 
   void Read(const std::string& node, const std::string& key, uint64_t, ReadDone done) override {
     NodeState& n = nodes_[node];
     ++n.reads;
-    Run(n, [this, node, key, done] {
-      auto rec = Get(node, key);
-      if (rec) return done(Status::OK(), *rec);
-      done(Status::NotFound(), Record());
-    }, [done](Status s) { done(s, Record()); });
+    Run(
+        n,
+        [this, node, key, done] {
+          auto rec = Get(node, key);
+          if (rec) return done(Status::OK(), *rec);
+          done(Status::NotFound(), Record());
+        },
+        [done](Status s) { done(s, Record()); });
   }
 
   // Serves the held requests of `node`, oldest first (or newest first).
@@ -91,10 +97,15 @@ class FakeCluster final : public cluster::ReplicaTransport {
 
   void Run(NodeState& n, std::function<void()> serve, std::function<void(Status)> fail) {
     switch (n.mode) {
-      case Mode::kServe: return serve();
-      case Mode::kUnreachable: return fail(Status::Unavailable("fake: connection refused"));
-      case Mode::kTimeout: return fail(Status::Timeout("fake timeout"));
-      case Mode::kHold: n.held.push_back({std::move(serve), std::move(fail)}); return;
+      case Mode::kServe:
+        return serve();
+      case Mode::kUnreachable:
+        return fail(Status::Unavailable("fake: connection refused"));
+      case Mode::kTimeout:
+        return fail(Status::Timeout("fake timeout"));
+      case Mode::kHold:
+        n.held.push_back({std::move(serve), std::move(fail)});
+        return;
     }
   }
 

@@ -185,10 +185,9 @@ TEST(RecordCacheTest, NeverOlderThanStoreUnderConcurrentWriters) {
   so.wal_sync_interval_ms = 0;
   std::unique_ptr<Store> store;
   ASSERT_TRUE(Store::Open(so, &store).ok());
-  RunCoherenceStress({[&](const std::string& k, const Record& r) {
-                        ASSERT_TRUE(store->Write(0, k, r).ok());
-                      },
-                      [&](const std::string& k, Record* r) { return store->Get(0, k, r).ok(); }});
+  RunCoherenceStress(
+      {[&](const std::string& k, const Record& r) { ASSERT_TRUE(store->Write(0, k, r).ok()); },
+       [&](const std::string& k, Record* r) { return store->Get(0, k, r).ok(); }});
   store.reset();
   std::filesystem::remove_all(dir);
 }

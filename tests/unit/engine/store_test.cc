@@ -5,9 +5,8 @@
 #include <rocksdb/utilities/backup_engine.h>
 
 #include <algorithm>
-
-#include <filesystem>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -81,7 +80,7 @@ TEST_F(StoreTest, EnsurePartitionsCreatesFamiliesUpFront) {
   OpenStore();
   ASSERT_TRUE(store_->EnsurePartitions({1, 3, 5}).ok());
   ASSERT_TRUE(store_->EnsurePartitions({3, 5, 6}).ok());  // idempotent, adds 6
-  EXPECT_FALSE(store_->EnsurePartitions({8}).ok());        // beyond Q = 8
+  EXPECT_FALSE(store_->EnsurePartitions({8}).ok());       // beyond Q = 8
   EXPECT_EQ(store_->Properties().partition_keys.size(), 4u);
   store_.reset();
   std::vector<std::string> families;
@@ -146,7 +145,8 @@ TEST_F(StoreTest, DataSurvivesReopen) {
   }
   store_.reset();
   OpenStore();
-  for (int i = 0; i < 100; ++i) EXPECT_EQ(MustGet(i % 8, "k" + std::to_string(i)).value, std::to_string(i));
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(MustGet(i % 8, "k" + std::to_string(i)).value, std::to_string(i));
   EXPECT_GT(store_->KeysEstimate(), 0u);
 }
 
@@ -246,7 +246,8 @@ TEST_F(StoreTest, BackupIsConsistentAndRestorable) {
                                                   rocksdb::BackupEngineOptions(dir_ + "/bk"), &raw)
                   .ok());
   std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
-  ASSERT_TRUE(engine->RestoreDBFromBackup(first.backup_id, dir_ + "/restored", dir_ + "/restored").ok());
+  ASSERT_TRUE(
+      engine->RestoreDBFromBackup(first.backup_id, dir_ + "/restored", dir_ + "/restored").ok());
   StoreOptions o = Options();
   o.path = dir_ + "/restored";
   std::unique_ptr<Store> restored;
@@ -342,7 +343,8 @@ TEST_F(StoreTest, RestoreVerifiesAndRefusesExistingData) {
   EXPECT_TRUE(restored->Get(3, "k3", &rec).ok());
   EXPECT_TRUE(restored->Get(0, "later", &rec).IsNotFound());
   // A corrupted backup file fails verification.
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ + "/bk/shared_checksum")) {
+  for (const auto& e :
+       std::filesystem::recursive_directory_iterator(dir_ + "/bk/shared_checksum")) {
     if (e.path().extension() == ".sst") {
       std::ofstream(e.path(), std::ios::binary | std::ios::in) << "garbage!";
       break;
@@ -372,8 +374,9 @@ TEST_F(StoreTest, BackupTakenDuringWritesRestores) {
     writers.emplace_back([&, t] {
       std::mt19937 rng(t);
       for (uint64_t i = 0; !stop.load() && i < 2'000'000; ++i) {
-        ASSERT_TRUE(store_->Write(rng() % 16, "k" + std::to_string(rng() % 100000),
-                                  Rec(20 + i, std::string(100, 'x')))
+        ASSERT_TRUE(store_
+                        ->Write(rng() % 16, "k" + std::to_string(rng() % 100000),
+                                Rec(20 + i, std::string(100, 'x')))
                         .ok());
         writes.fetch_add(1);
       }

@@ -16,8 +16,8 @@ TEST(HistogramTest, EmptyIsZero) {
 }
 
 TEST(HistogramTest, BucketsCoverEveryValueWithinOneSixteenth) {
-  for (uint64_t v : {0ULL, 1ULL, 15ULL, 16ULL, 17ULL, 31ULL, 32ULL, 1000ULL, 123456ULL,
-                     (1ULL << 40) + 12345}) {
+  for (uint64_t v :
+       {0ULL, 1ULL, 15ULL, 16ULL, 17ULL, 31ULL, 32ULL, 1000ULL, 123456ULL, (1ULL << 40) + 12345}) {
     int b = Histogram::BucketOf(v);
     uint64_t upper = Histogram::BucketUpperBound(b);
     EXPECT_GE(upper, v);

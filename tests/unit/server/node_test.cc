@@ -45,11 +45,26 @@ TEST_F(NodeTest, PutGetDelete) {
 
 TEST_F(NodeTest, EveryJsonValueRoundTripsExactly) {
   const json values[] = {
-      nullptr, true, false, 0, -1,
-      std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
-      std::numeric_limits<uint64_t>::max(), 3.141592653589793, -0.0, 1e300, 5e-324,
-      "", "plain", "üñíçødé 😀 中文", std::string("nul\0inside", 10), "quote\" back\\slash\n",
-      json::array(), json::object(), json{1, "two", nullptr, json{{"deep", json{{"er", 1}}}}},
+      nullptr,
+      true,
+      false,
+      0,
+      -1,
+      std::numeric_limits<int64_t>::min(),
+      std::numeric_limits<int64_t>::max(),
+      std::numeric_limits<uint64_t>::max(),
+      3.141592653589793,
+      -0.0,
+      1e300,
+      5e-324,
+      "",
+      "plain",
+      "üñíçødé 😀 中文",
+      std::string("nul\0inside", 10),
+      "quote\" back\\slash\n",
+      json::array(),
+      json::object(),
+      json{1, "two", nullptr, json{{"deep", json{{"er", 1}}}}},
       json{{"a", 1}, {"b", json::array({json::array({json::array()})})}},
   };
   int i = 0;
@@ -165,7 +180,8 @@ TEST_F(NodeTest, ClusterAndLocateForOneMember) {
 }
 
 TEST_F(NodeTest, BackupAnswersWithSize) {
-  for (int i = 0; i < 50; ++i) Call({{"op", "put"}, {"key", "k" + std::to_string(i)}, {"value", i}});
+  for (int i = 0; i < 50; ++i)
+    Call({{"op", "put"}, {"key", "k" + std::to_string(i)}, {"value", i}});
   json b = Call({{"op", "backup"}, {"dir", dir_ + "/bk"}, {"id", 3}});
   ASSERT_EQ(b["ok"], true) << b;
   EXPECT_EQ(b["id"], 3);
@@ -232,7 +248,8 @@ TEST_F(NodeTest, FarFutureVersionsAreRefusedAndCounted) {
 }
 
 TEST_F(NodeTest, HelloChecksTheClusterFingerprint) {
-  EXPECT_TRUE(ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", node_->cluster_fingerprint()))).ok());
+  EXPECT_TRUE(
+      ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", node_->cluster_fingerprint()))).ok());
   Status s = ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", "Q=32;N=1;n1@x:1,")));
   EXPECT_EQ(s.code(), Status::Code::kBadRequest);
   EXPECT_NE(s.message().find("cluster mismatch"), std::string::npos);
@@ -254,7 +271,8 @@ TEST_F(NodeTest, MetricsAreValidPrometheusText) {
   Call({{"op", "get"}, {"key", "m1"}});
   Call({{"op", "nope"}});
   std::string text = node_->MetricsText();
-  std::regex sample(R"re(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$)re");
+  std::regex sample(
+      R"re(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$)re");
   std::set<std::string> typed;
   std::map<std::string, double> values;
   std::istringstream in(text);
@@ -288,7 +306,8 @@ TEST_F(NodeTest, MetricsAreValidPrometheusText) {
   for (int k = 4; k <= 26; ++k) {
     char le[32];
     std::snprintf(le, sizeof(le), "%g", static_cast<double>(1u << k) / 1e6);
-    std::string key = std::string("ringkv_request_duration_seconds_bucket{op=\"put\",le=\"") + le + "\"}";
+    std::string key =
+        std::string("ringkv_request_duration_seconds_bucket{op=\"put\",le=\"") + le + "\"}";
     ASSERT_TRUE(values.count(key)) << key;
     EXPECT_GE(values[key], prev);
     prev = values[key];

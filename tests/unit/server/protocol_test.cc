@@ -17,7 +17,8 @@ using C = Status::Code;
 
 TEST(ProtocolTest, ParsesEachOp) {
   Request r;
-  ASSERT_TRUE(Parse(R"({"op":"put","key":"k","value":{"a":[1,2]},"ttl_ms":5,"w":"all","id":7})", &r).ok());
+  ASSERT_TRUE(
+      Parse(R"({"op":"put","key":"k","value":{"a":[1,2]},"ttl_ms":5,"w":"all","id":7})", &r).ok());
   EXPECT_EQ(r.op, Op::kPut);
   EXPECT_EQ(r.key, "k");
   EXPECT_EQ(r.value_json, R"({"a":[1,2]})");
@@ -47,19 +48,34 @@ TEST(ProtocolTest, ValueIsCompacted) {
 }
 
 TEST(ProtocolTest, BadRequests) {
-  for (const char* line : {"", " ", "not json", "[1,2]", "\"str\"", "{}", R"({"op":5})",
-                           R"({"op":null})", R"({"op":"get"})", R"({"op":"get","key":5})",
-                           R"({"op":"get","key":""})", R"({"op":"put","key":"k"})",
+  for (const char* line : {"",
+                           " ",
+                           "not json",
+                           "[1,2]",
+                           "\"str\"",
+                           "{}",
+                           R"({"op":5})",
+                           R"({"op":null})",
+                           R"({"op":"get"})",
+                           R"({"op":"get","key":5})",
+                           R"({"op":"get","key":""})",
+                           R"({"op":"put","key":"k"})",
                            R"({"op":"put","key":"k","value":1,"ttl_ms":0})",
                            R"({"op":"put","key":"k","value":1,"ttl_ms":-5})",
                            R"({"op":"put","key":"k","value":1,"ttl_ms":1.5})",
                            R"({"op":"put","key":"k","value":1,"ttl_ms":"10"})",
                            R"({"op":"put","key":"k","value":1,"ttl_ms":99999999999999999})",
-                           R"({"op":"get","key":"k","r":"most"})", R"({"op":"get","key":"k","r":1.0})",
-                           R"({"op":"get","key":"k","r":true})", R"({"op":"get","key":"k","local":1})",
-                           R"({"op":"ping","timeout_ms":0})", R"({"op":"backup"})",
-                           R"({"op":"backup","dir":""})", R"({"op":"backup","dir":"rel/dir"})", R"({"op":"ping","id":[1]})",
-                           R"({"op":"ping","id":1.5})", "{\"op\":\"ping\"} trailing",
+                           R"({"op":"get","key":"k","r":"most"})",
+                           R"({"op":"get","key":"k","r":1.0})",
+                           R"({"op":"get","key":"k","r":true})",
+                           R"({"op":"get","key":"k","local":1})",
+                           R"({"op":"ping","timeout_ms":0})",
+                           R"({"op":"backup"})",
+                           R"({"op":"backup","dir":""})",
+                           R"({"op":"backup","dir":"rel/dir"})",
+                           R"({"op":"ping","id":[1]})",
+                           R"({"op":"ping","id":1.5})",
+                           "{\"op\":\"ping\"} trailing",
                            "{\"op\":\"ping\",\"key\":\"\xff\"}"}) {
     EXPECT_EQ(CodeOf(line), C::kBadRequest) << line;
   }
@@ -81,7 +97,10 @@ TEST(ProtocolTest, LimitsAreMeasuredInBytes) {
   EXPECT_TRUE(Parse(R"({"op":"put","key":"k","value":)" + v62 + "}").ok());
   std::string v65 = "\"" + std::string(63, 'x') + "\"";
   EXPECT_EQ(CodeOf(R"({"op":"put","key":"k","value":)" + v65 + "}"), C::kValueTooLarge);
-  EXPECT_TRUE(Parse(R"({"op":"put","key":"k","value":[1,    2,    3,    4,    5,    6,    7,    8,    9,    10,   11]})").ok());
+  EXPECT_TRUE(
+      Parse(
+          R"({"op":"put","key":"k","value":[1,    2,    3,    4,    5,    6,    7,    8,    9,    10,   11]})")
+          .ok());
 }
 
 TEST(ProtocolTest, IdIsFoundEvenWhenTheRequestFails) {
@@ -99,8 +118,8 @@ TEST(ProtocolTest, IdIsFoundEvenWhenTheRequestFails) {
 TEST(ProtocolTest, DeepNestingIsRefusedBeforeParsing) {
   std::string deep(100000, '[');
   EXPECT_EQ(CodeOf(R"({"op":"put","key":"k","value":)" + deep), C::kBadRequest);
-  std::string ok_depth = R"({"op":"put","key":"k","value":)" + std::string(400, '[') +
-                         std::string(400, ']') + "}";
+  std::string ok_depth =
+      R"({"op":"put","key":"k","value":)" + std::string(400, '[') + std::string(400, ']') + "}";
   Request r;
   EXPECT_TRUE(ParseRequest(ok_depth, Limits{16, 1 << 20}, &r).ok());
   // Brackets inside strings are not nesting.

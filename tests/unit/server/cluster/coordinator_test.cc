@@ -29,8 +29,8 @@ class CoordinatorTest : public ::testing::Test {
     so.clock = &clock_;
     so.wal_sync_interval_ms = 0;
     ASSERT_TRUE(Store::Open(so, &store_).ok());
-    handoff_ = std::make_unique<HintedHandoff>(HandoffOptions{}, store_.get(), &fake_,
-                                               &membership_, &clock_, &counters_);
+    handoff_ = std::make_unique<HintedHandoff>(HandoffOptions{}, store_.get(), &fake_, &membership_,
+                                               &clock_, &counters_);
     ASSERT_TRUE(handoff_->Init().ok());
     coord_ = std::make_unique<Coordinator>(CoordinatorOptions{"n1"}, &ring_, &membership_, &fake_,
                                            &hlc_, handoff_.get(), &counters_);
@@ -315,7 +315,8 @@ TEST_F(CoordinatorTest, HintsAreDeliveredWhenTheReplicaReturns) {
 
 TEST_F(CoordinatorTest, HintAddedBehindTheCursorIsDeliveredByTheNextPass) {
   MarkDown("n3");
-  for (int i = 0; i < 100; ++i) ASSERT_TRUE(Put("k" + std::to_string(100 + i), "v", 2)->status.ok());
+  for (int i = 0; i < 100; ++i)
+    ASSERT_TRUE(Put("k" + std::to_string(100 + i), "v", 2)->status.ok());
   membership_.ReportSuccess("n3");
   fake_.SetMode("n3", Mode::kHold);
   handoff_->Tick();  // the first batch of the pass is in flight
@@ -386,8 +387,8 @@ TEST(MembershipTest, DownAfterMissesOrRefusalUpOnSuccess) {
   EXPECT_TRUE(m.IsUp("b"));
   m.ReportFailure("a", true);  // self is always up
   EXPECT_TRUE(m.IsUp("a"));
-  EXPECT_EQ(changes, (std::vector<std::pair<std::string, bool>>{
-                         {"b", false}, {"c", false}, {"b", true}}));
+  EXPECT_EQ(changes,
+            (std::vector<std::pair<std::string, bool>>{{"b", false}, {"c", false}, {"b", true}}));
   EXPECT_EQ(m.Peers(), (std::vector<std::string>{"b", "c"}));
   EXPECT_EQ(m.AddressOf("c"), "h:3");
 }
