@@ -74,23 +74,32 @@ Coordinator::Coordinator(CoordinatorOptions options, const Ring* ring, const Mem
       handoff_(handoff),
       counters_(counters) {}
 
-std::vector<std::string> Coordinator::LiveReplicas(const std::string& key) const {
-  std::vector<std::string> live;
-  for (const std::string& node : ring_->PreferenceList(ring_->PartitionOf(key))) {
-    if (membership_->IsUp(node)) live.push_back(node);
+size_t Coordinator::Replicas(const std::string& key, std::vector<std::string>* live,
+                             std::vector<std::string>* down) const {
+  const auto& pref = ring_->PreferenceList(ring_->PartitionOf(key));
+  bool self_live = false;
+  for (const std::string& node : pref) {
+    if (node == options_.node_id) {
+      self_live = true;  // this node is always up
+    } else if (membership_->IsUp(node)) {
+      live->push_back(node);
+    } else if (down != nullptr) {
+      down->push_back(node);
+    }
   }
-  return live;
+  if (self_live) live->push_back(options_.node_id);
+  return pref.size();
 }
 
 void Coordinator::Write(const std::string& key, Record record, int w, uint64_t timeout_ms,
                         WriteDone done) {
-  const auto& pref = ring_->PreferenceList(ring_->PartitionOf(key));
-  std::vector<std::string> live = LiveReplicas(key);
+  std::vector<std::string> live, down;
+  size_t n = Replicas(key, &live, &down);
   if (static_cast<int>(live.size()) < w) {
-    return done(Status::Unavailable("write needs " + std::to_string(w) + " replicas; " +
-                                    std::to_string(live.size()) + " of " +
-                                    std::to_string(pref.size()) + " are up"),
-                Version());
+    return done(
+        Status::Unavailable("write needs " + std::to_string(w) + " replicas; " +
+                            std::to_string(live.size()) + " of " + std::to_string(n) + " are up"),
+        Version());
   }
   record.version = {clock_->Now(), options_.node_id};
   auto round = std::make_shared<WriteRound>();
@@ -101,14 +110,8 @@ void Coordinator::Write(const std::string& key, Record record, int w, uint64_t t
   round->done = std::move(done);
   // Down replicas get their hint at once: they are not waited for.
   if (handoff_ != nullptr) {
-    for (const std::string& node : pref) {
-      if (!membership_->IsUp(node)) handoff_->AddHint(node, key, round->record).IgnoreError();
-    }
+    for (const std::string& node : down) handoff_->AddHint(node, key, round->record).IgnoreError();
   }
-  // Remote replicas first: the local write runs inline (a WAL append), and
-  // sending to the others before it overlaps their work with ours.
-  std::stable_partition(live.begin(), live.end(),
-                        [this](const std::string& n) { return n != options_.node_id; });
   for (const std::string& node : live) {
     transport_->Write(node, key, round->record, timeout_ms,
                       [this, round, node](Status s) { OnWriteReply(round, node, std::move(s)); });
@@ -144,7 +147,8 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, const s
 }
 
 void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadDone done) {
-  std::vector<std::string> live = LiveReplicas(key);
+  std::vector<std::string> live;
+  Replicas(key, &live, nullptr);
   if (static_cast<int>(live.size()) < r) {
     return done(Status::Unavailable("read needs " + std::to_string(r) + " replicas; " +
                                     std::to_string(live.size()) + " are up"),
@@ -156,8 +160,6 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
   round->live = static_cast<int>(live.size());
   round->timeout_ms = timeout_ms;
   round->done = std::move(done);
-  std::stable_partition(live.begin(), live.end(),
-                        [this](const std::string& n) { return n != options_.node_id; });
   for (const std::string& node : live) {
     transport_->Read(node, key, timeout_ms, [this, round, node](Status s, Record record) {
       OnReadReply(round, node, std::move(s), std::move(record));

@@ -64,10 +64,13 @@ class Coordinator {
   // REQUIRES: 1 <= r <= N, timeout_ms > 0.
   void Read(const std::string& key, int r, uint64_t timeout_ms, ReadDone done);
 
-  // The live members of `key`'s preference list, in preference order.
-  std::vector<std::string> LiveReplicas(const std::string& key) const;
-
  private:
+  // Splits `key`'s preference list into the live replicas, remote ones first
+  // and this node last (its write runs inline, so sending to the others first
+  // overlaps their work with ours), and the down ones. Returns N.
+  size_t Replicas(const std::string& key, std::vector<std::string>* live,
+                  std::vector<std::string>* down) const;
+
   struct WriteRound;
   struct ReadRound;
   void OnWriteReply(const std::shared_ptr<WriteRound>& round, const std::string& node, Status s);

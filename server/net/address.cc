@@ -1,5 +1,7 @@
 #include "server/net/address.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -48,6 +50,19 @@ Status ResolveHost(asio::io_context& io, const std::string& host, uint16_t port,
   });
   *out = (v4 != results.end() ? *v4 : *results.begin()).endpoint();
   return Status::OK();
+}
+
+void RunIoContext(asio::io_context& io, std::string_view tag) {
+  for (;;) {
+    try {
+      io.run();
+      return;
+    } catch (const std::exception& e) {
+      spdlog::error("{} exception escaped an I/O handler: {}", tag, e.what());
+    } catch (...) {
+      spdlog::error("{} unknown exception escaped an I/O handler", tag);
+    }
+  }
 }
 
 }  // namespace ringkv::net

@@ -373,19 +373,7 @@ void MetricsServer::Stop() {
   spdlog::debug("[metrics] stopped");
 }
 
-// Handlers catch what they call; this is the last line of defence.
-void MetricsServer::Run() {
-  for (;;) {
-    try {
-      io_.run();
-      return;
-    } catch (const std::exception& e) {
-      spdlog::error("[metrics] exception escaped a handler: {}", e.what());
-    } catch (...) {
-      spdlog::error("[metrics] unknown exception escaped a handler");
-    }
-  }
-}
+void MetricsServer::Run() { RunIoContext(io_, "[metrics]"); }
 
 void MetricsServer::DoAccept() {
   acceptor_.async_accept([this](const std::error_code& ec, asio::ip::tcp::socket socket) {

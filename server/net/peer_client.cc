@@ -11,6 +11,7 @@
 #include <exception>
 #include <utility>
 
+#include "server/net/address.h"
 #include "server/protocol.h"
 
 namespace ringkv::net {
@@ -159,18 +160,7 @@ void PeerClient::Stop() {
   }
 }
 
-void PeerClient::RunIoThread() {
-  for (;;) {
-    try {
-      io_.run();
-      return;
-    } catch (const std::exception& e) {
-      spdlog::error("[peer] exception escaped an I/O handler: {}", e.what());
-    } catch (...) {
-      spdlog::error("[peer] unknown exception escaped an I/O handler");
-    }
-  }
-}
+void PeerClient::RunIoThread() { RunIoContext(io_, "[peer]"); }
 
 // ---- Requests ----
 

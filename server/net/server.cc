@@ -85,20 +85,7 @@ size_t Server::SessionCount() const {
   return sessions_.size();
 }
 
-// Sessions catch their handler's exceptions; this is the last line of defence
-// so that a stray exception costs one callback, not an I/O thread.
-void Server::RunIoThread(asio::io_context* io) {
-  for (;;) {
-    try {
-      io->run();
-      return;
-    } catch (const std::exception& e) {
-      spdlog::error("[server] exception escaped an I/O handler: {}", e.what());
-    } catch (...) {
-      spdlog::error("[server] unknown exception escaped an I/O handler");
-    }
-  }
-}
+void Server::RunIoThread(asio::io_context* io) { RunIoContext(*io, "[server]"); }
 
 // ---- Accepting ----
 
