@@ -64,6 +64,14 @@ struct Hint {
   Record record;
 };
 
+// One write of a WriteMany() batch. The key and record must stay valid for
+// the call.
+struct PartitionWrite {
+  uint32_t partition = 0;
+  std::string_view key;
+  const Record* record = nullptr;
+};
+
 // What Backup() made.
 struct BackupResult {
   uint32_t backup_id = 0;
@@ -103,6 +111,12 @@ class Store {
   // whichever of the old and new records has the greater version.
   // REQUIRES: partition < partitions.
   Status Write(uint32_t partition, std::string_view key, const Record& record);
+
+  // Write() for many keys at once: one RocksDB write (one WAL append, one
+  // fsync with sync_writes), all applied or none. Writes to one key apply in
+  // order, each merging like Write().
+  // REQUIRES: every partition < partitions.
+  Status WriteMany(const std::vector<PartitionWrite>& writes);
 
   // Creates the column families of `partitions` that do not exist yet, all at
   // once. Call at start-up with the partitions this node replicates, so that

@@ -21,6 +21,7 @@
 #include "server/metrics.h"
 #include "server/protocol.h"
 #include "server/stats.h"
+#include "server/write_batcher.h"
 
 namespace ringkv {
 
@@ -39,7 +40,8 @@ class Node::Impl final : public cluster::LocalReplica {
   void Shutdown();
 
   // cluster::LocalReplica: this node's own replica, through the cache.
-  Status WriteLocal(const std::string& key, const Record& record) override;
+  void WriteLocal(const std::string& key, const Record& record,
+                  cluster::ReplicaTransport::WriteDone done) override;
   Status ReadLocal(const std::string& key, Record* out) override;
 
  private:
@@ -80,6 +82,7 @@ class Node::Impl final : public cluster::LocalReplica {
   RecordCache cache_;
   cluster::Ring ring_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<WriteBatcher> batcher_;
   Stats stats_;
   cluster::Counters counters_;
   cluster::Membership membership_;
@@ -143,6 +146,7 @@ Status Node::Impl::Open() {
     if (ring_.Replicates(opts_.node_id, p)) replicated.push_back(p);
   }
   RINGKV_RETURN_IF_ERROR(store_->EnsurePartitions(replicated));
+  batcher_ = std::make_unique<WriteBatcher>(store_.get(), &cache_);
 
   router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, this);
   if (opts_.hinted_handoff) {
@@ -207,13 +211,13 @@ std::string Node::Impl::RequestTooLarge() {
                                           std::to_string(opts_.max_request_bytes) + " bytes"));
 }
 
-Status Node::Impl::WriteLocal(const std::string& key, const Record& record) {
-  RINGKV_RETURN_IF_ERROR(store_->Write(ring_.PartitionOf(key), key, record));
-  cache_.OnWrite(key, record);
-  return Status::OK();
+void Node::Impl::WriteLocal(const std::string& key, const Record& record,
+                            cluster::ReplicaTransport::WriteDone done) {
+  batcher_->Write(ring_.PartitionOf(key), key, record, std::move(done));
 }
 
 Status Node::Impl::ReadLocal(const std::string& key, Record* out) {
+  batcher_->CommitIfPending(key);  // a put pipelined before this get is seen
   if (auto cached = cache_.Lookup(key)) {
     *out = *cached;
     return Status::OK();
@@ -320,7 +324,9 @@ std::string Node::Impl::StatsJson() {
         {"pending_compaction_bytes", props.pending_compaction_bytes},
         {"block_cache_usage_bytes", props.block_cache_usage_bytes},
         {"block_cache_capacity_bytes", props.block_cache_capacity_bytes},
-        {"wal_bytes", props.wal_bytes}}},
+        {"wal_bytes", props.wal_bytes},
+        {"write_batches", batcher_->commits()},
+        {"batched_writes", batcher_->writes()}}},
       {"partition_keys", partition_keys},
       {"peers", peers},
       {"uptime_s", stats_.uptime_s()},
@@ -443,9 +449,10 @@ void Node::Impl::PeerWrite(const Request& req, Done done) {
                                                      " ms ahead of this node's clock")));
   }
   hlc_.Observe(req.record.version.hlc);
-  Status s = WriteLocal(req.key, req.record);
-  if (!s.ok()) return done(Fail(req.id_json, s));
-  done(ResponseBuilder(req.id_json).Finish());
+  WriteLocal(req.key, req.record, [this, id = req.id_json, done = std::move(done)](Status s) {
+    if (!s.ok()) return done(Fail(id, s));
+    done(ResponseBuilder(id).Finish());
+  });
 }
 
 void Node::Impl::PeerRead(const Request& req, Done done) {

@@ -17,8 +17,11 @@ namespace ringkv::cluster {
 class LocalReplica {
  public:
   virtual ~LocalReplica() = default;
-  // Merges `record` into `key` (LWW); OK once it is in the WAL.
-  virtual Status WriteLocal(const std::string& key, const Record& record) = 0;
+  // Merges `record` into `key` (LWW); calls done(OK) once it is in the WAL,
+  // before returning or later on the calling thread (writes are group
+  // committed per event-loop wake-up).
+  virtual void WriteLocal(const std::string& key, const Record& record,
+                          ReplicaTransport::WriteDone done) = 0;
   // NotFound if this node has no record of `key`.
   virtual Status ReadLocal(const std::string& key, Record* out) = 0;
 };
@@ -33,7 +36,7 @@ class ReplicaRouter final : public ReplicaTransport {
 
   void Write(const std::string& node, const std::string& key, const Record& record,
              uint64_t timeout_ms, WriteDone done) override {
-    if (node == self_) return done(local_->WriteLocal(key, record));
+    if (node == self_) return local_->WriteLocal(key, record, std::move(done));
     ReplicaTransport* remote = remote_.load(std::memory_order_acquire);
     if (remote == nullptr) return done(Status::Unavailable("no transport to " + node));
     remote->Write(node, key, record, timeout_ms, std::move(done));

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <utility>
 
+#include "server/deferrer.h"
 #include "server/net/address.h"
 
 namespace ringkv::net {
@@ -85,7 +86,27 @@ size_t Server::SessionCount() const {
   return sessions_.size();
 }
 
-void Server::RunIoThread(asio::io_context* io) { RunIoContext(*io, "[server]"); }
+namespace {
+
+// Defers to the end of the thread's current batch of ready handlers: post()
+// from a handler queues behind the completions the last poll delivered.
+class IoDeferrer final : public Deferrer {
+ public:
+  explicit IoDeferrer(asio::io_context& io) : io_(io) {}
+  void Defer(std::function<void()> fn) override { asio::post(io_, std::move(fn)); }
+
+ private:
+  asio::io_context& io_;
+};
+
+}  // namespace
+
+void Server::RunIoThread(asio::io_context* io) {
+  IoDeferrer deferrer(*io);
+  Deferrer::SetCurrent(&deferrer);
+  RunIoContext(*io, "[server]");
+  Deferrer::SetCurrent(nullptr);
+}
 
 // ---- Accepting ----
 

@@ -426,5 +426,44 @@ TEST_F(StoreTest, PropertiesReportRocksDbFigures) {
   EXPECT_EQ(after.partition_keys[0] + after.partition_keys[1], 500u);
 }
 
+TEST_F(StoreTest, WriteManyAppliesEveryWriteWithLastWriterWins) {
+  OpenStore();
+  Record a_new = Rec(20, "a-new"), a_old = Rec(10, "a-old"), b = Rec(5, "b"), c = Rec(7, "c");
+  // Two writes of "a" in one batch, the newer first: the merge keeps it.
+  ASSERT_TRUE(store_->WriteMany({{1, "a", &a_new}, {1, "a", &a_old}, {2, "b", &b}, {7, "c", &c}})
+                  .ok());
+  EXPECT_EQ(MustGet(1, "a").value, "a-new");
+  EXPECT_EQ(MustGet(2, "b").value, "b");
+  EXPECT_EQ(MustGet(7, "c").value, "c");
+  // All or nothing: a partition out of range refuses the whole batch.
+  Record d = Rec(30, "d");
+  EXPECT_FALSE(store_->WriteMany({{3, "d", &d}, {8, "e", &d}}).ok());
+  Record r;
+  EXPECT_TRUE(store_->Get(3, "d", &r).IsNotFound());
+  EXPECT_TRUE(store_->WriteMany({}).ok());
+}
+
+// With 64 partitions, RocksDB's default memtable arena block (1 MiB each)
+// charged the write-buffer budget in full after one write per partition, and
+// every later write triggered a flush of a tiny memtable. A few thousand
+// small writes (well under the 64 MiB budget) must not flush anything.
+TEST_F(StoreTest, SmallWritesAcrossManyPartitionsDoNotFlush) {
+  StoreOptions o = Options("n1", 64);
+  o.write_buffer_bytes = 64ULL << 20;
+  ASSERT_TRUE(Store::Open(o, &store_).ok());
+  std::vector<uint32_t> all(64);
+  for (uint32_t p = 0; p < 64; ++p) all[p] = p;
+  ASSERT_TRUE(store_->EnsurePartitions(all).ok());
+  for (int i = 0; i < 6400; ++i) {
+    ASSERT_TRUE(store_->Write(i % 64, "k" + std::to_string(i), Rec(10, std::string(100, 'v'))).ok());
+  }
+  store_.reset();  // waits for any flush that was scheduled
+  int ssts = 0;
+  for (const auto& e : fs::directory_iterator(dir_ + "/db")) {
+    if (e.path().extension() == ".sst") ++ssts;
+  }
+  EXPECT_EQ(ssts, 0);
+}
+
 }  // namespace
 }  // namespace ringkv
