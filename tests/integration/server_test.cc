@@ -205,6 +205,36 @@ TEST_F(ServerTest, TwoThousandPipelinedRequestsAnswerInOrder) {
   EXPECT_TRUE(PingWorks(client.get(), "after-pipeline"));
 }
 
+// Writes are group committed at the end of each I/O wake-up; a get pipelined
+// right behind a put of the same key must still see that put (and a delete).
+TEST_F(ServerTest, PipelinedGetSeesThePutBeforeIt) {
+  constexpr int kRounds = 200;
+  std::string batch;
+  for (int i = 0; i < kRounds; ++i) {
+    batch += Json({{"op", "put"}, {"key", "rw"}, {"value", i}}).dump() + "\n";
+    batch += Json({{"op", "get"}, {"key", "rw"}}).dump() + "\n";
+  }
+  batch += Json({{"op", "delete"}, {"key", "rw"}}).dump() + "\n";
+  batch += Json({{"op", "get"}, {"key", "rw"}}).dump() + "\n";
+  auto client = kvd_.Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->SendRaw(batch).ok());
+  for (int i = 0; i < kRounds; ++i) {
+    std::string put_line, get_line;
+    ASSERT_TRUE(client->ReceiveLine(&put_line).ok());
+    ASSERT_TRUE(client->ReceiveLine(&get_line).ok());
+    Json put = Json::parse(put_line), get = Json::parse(get_line);
+    ASSERT_TRUE(IsOk(put)) << put_line;
+    ASSERT_EQ(get["value"], i) << "round " << i << ": " << get_line;
+    ASSERT_EQ(get["version"], put["version"]) << get_line;
+  }
+  std::string del_line, get_line;
+  ASSERT_TRUE(client->ReceiveLine(&del_line).ok());
+  ASSERT_TRUE(client->ReceiveLine(&get_line).ok());
+  EXPECT_TRUE(IsOk(Json::parse(del_line))) << del_line;
+  EXPECT_EQ(Json::parse(get_line)["found"], false) << get_line;
+}
+
 TEST_F(ServerTest, FiftyConcurrentConnections) {
   constexpr int kThreads = 50;
   constexpr int kOpsPerThread = 200;
