@@ -59,6 +59,16 @@ struct Request {
 // answer, and still sets out->id_json if the id could be found.
 Status ParseRequest(std::string_view line, const Limits& limits, Request* out);
 
+// ParseRequest()'s two halves, for tests that hold them to the same answers.
+namespace protocol_internal {
+// The scanner for flat requests of plain strings and integers (most of the
+// traffic). Returns false, leaving *out untouched, for any line it does not
+// take whole and valid; the full parser then answers it.
+bool ParseFlatRequest(std::string_view line, const Limits& limits, Request* out);
+// The full parser (nlohmann::json), which takes every line.
+Status ParseRequestFull(std::string_view line, const Limits& limits, Request* out);
+}  // namespace protocol_internal
+
 // The op's wire name ("put", ...).
 std::string_view OpName(Op op);
 
