@@ -105,8 +105,8 @@ void BM_StoreGet(benchmark::State& state) {
 BENCHMARK(BM_StoreGet)->MinTime(1.0);
 
 void BM_ParsePut(benchmark::State& state) {
-  const std::string line = R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') +
-                           R"(","id":17})";
+  const std::string line =
+      R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') + R"(","id":17})";
   Limits limits;
   for (auto _ : state) {
     Request req;
@@ -121,8 +121,8 @@ BENCHMARK(BM_ParsePut);
 // The same line through the full JSON parser only (what every request paid
 // before the flat-request scanner).
 void BM_ParsePutFullParser(benchmark::State& state) {
-  const std::string line = R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') +
-                           R"(","id":17})";
+  const std::string line =
+      R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') + R"(","id":17})";
   Limits limits;
   for (auto _ : state) {
     Request req;

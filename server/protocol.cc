@@ -337,7 +337,8 @@ class FlatScanner {
     return false;
   }
   void SkipSpace() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
       ++i_;
     }
   }
@@ -464,8 +465,8 @@ bool FlatQuorum(const FlatRequest& req, std::string_view name, QuorumSpec* out) 
   const FlatValue* v = req.Find(name);
   if (v == nullptr) return true;
   if (IsInt(v)) {
-    int64_t n = v->negative ? -static_cast<int64_t>(v->magnitude)
-                            : static_cast<int64_t>(v->magnitude);
+    int64_t n =
+        v->negative ? -static_cast<int64_t>(v->magnitude) : static_cast<int64_t>(v->magnitude);
     n = std::clamp<int64_t>(n, INT32_MIN, INT32_MAX);
     *out = {QuorumSpec::Kind::kNumber, static_cast<int>(n)};
     return true;
@@ -545,8 +546,8 @@ bool ParseFlatRequest(std::string_view line, const Limits& limits, Request* out)
     if (!FlatKey(req, limits, &r)) return false;
     const FlatValue* version = req.Find("version");
     if (version == nullptr || !IsString(version) ||
-        !Version::Parse(version->text, &r.record.version).ok() ||
-        r.record.version.node.empty() || r.record.version.node.size() > 255) {
+        !Version::Parse(version->text, &r.record.version).ok() || r.record.version.node.empty() ||
+        r.record.version.node.size() > 255) {
       return false;
     }
     if (const FlatValue* tomb = req.Find("tombstone")) {

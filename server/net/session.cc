@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <asio/buffer.hpp>
+#include <asio/dispatch.hpp>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
 #include <exception>
@@ -202,13 +203,17 @@ void Session::OnResponse(uint64_t seq, std::string response) {
     StoreResponse(seq, std::move(response));
     return;
   }
-  asio::post(socket_.get_executor(),
-             [self = shared_from_this(), seq, response = std::move(response)]() mutable {
-               self->StoreResponse(seq, std::move(response));
-               self->Flush();
-               self->DoRead();
-               self->MaybeFinish();
-             });
+  // dispatch, not post: on this session's own I/O thread with the strand
+  // idle (a group commit completing the writes of many sessions, see
+  // server/write_batcher.h) the response goes out at once instead of through
+  // one queued handler per response. From other threads it is queued.
+  asio::dispatch(socket_.get_executor(),
+                 [self = shared_from_this(), seq, response = std::move(response)]() mutable {
+                   self->StoreResponse(seq, std::move(response));
+                   self->Flush();
+                   self->DoRead();
+                   self->MaybeFinish();
+                 });
 }
 
 void Session::StoreResponse(uint64_t seq, std::string response) {

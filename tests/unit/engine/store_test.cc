@@ -430,8 +430,8 @@ TEST_F(StoreTest, WriteManyAppliesEveryWriteWithLastWriterWins) {
   OpenStore();
   Record a_new = Rec(20, "a-new"), a_old = Rec(10, "a-old"), b = Rec(5, "b"), c = Rec(7, "c");
   // Two writes of "a" in one batch, the newer first: the merge keeps it.
-  ASSERT_TRUE(store_->WriteMany({{1, "a", &a_new}, {1, "a", &a_old}, {2, "b", &b}, {7, "c", &c}})
-                  .ok());
+  ASSERT_TRUE(
+      store_->WriteMany({{1, "a", &a_new}, {1, "a", &a_old}, {2, "b", &b}, {7, "c", &c}}).ok());
   EXPECT_EQ(MustGet(1, "a").value, "a-new");
   EXPECT_EQ(MustGet(2, "b").value, "b");
   EXPECT_EQ(MustGet(7, "c").value, "c");
@@ -455,7 +455,8 @@ TEST_F(StoreTest, SmallWritesAcrossManyPartitionsDoNotFlush) {
   for (uint32_t p = 0; p < 64; ++p) all[p] = p;
   ASSERT_TRUE(store_->EnsurePartitions(all).ok());
   for (int i = 0; i < 6400; ++i) {
-    ASSERT_TRUE(store_->Write(i % 64, "k" + std::to_string(i), Rec(10, std::string(100, 'v'))).ok());
+    ASSERT_TRUE(
+        store_->Write(i % 64, "k" + std::to_string(i), Rec(10, std::string(100, 'v'))).ok());
   }
   store_.reset();  // waits for any flush that was scheduled
   int ssts = 0;

@@ -56,64 +56,66 @@ bool ExpectSameAnswer(const std::string& line) {
 }
 
 TEST(ProtocolFlatTest, TakesTheCommonRequests) {
-  for (const char* line : {
-           R"({"op":"put","key":"k1","value":"hello","id":7})",
-           R"({"op":"put","key":"k1","value":12,"ttl_ms":5000,"w":"quorum","timeout_ms":100})",
-           R"({"op":"put","key":"k1","value":true})",
-           R"({"op":"put","key":"k1","value":null,"w":2})",
-           R"(  { "op" : "get" , "key" : "k1" , "r" : "all" , "local" : false }  )",
-           R"({"op":"get","key":"k1","id":"abc"})",
-           R"({"op":"delete","key":"k1","w":-3})",
-           R"({"op":"ping"})",
-           R"({"op":"ping","id":-12,"extra":"ignored","n":null})",
-           R"({"op":"_read","key":"k"})",
-           R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1","tombstone":false,"expires_ms":0,"value":"v"})",
-           R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1","tombstone":true,"expires_ms":5})",
-       }) {
+  for (
+      const char* line : {
+          R"({"op":"put","key":"k1","value":"hello","id":7})",
+          R"({"op":"put","key":"k1","value":12,"ttl_ms":5000,"w":"quorum","timeout_ms":100})",
+          R"({"op":"put","key":"k1","value":true})",
+          R"({"op":"put","key":"k1","value":null,"w":2})",
+          R"(  { "op" : "get" , "key" : "k1" , "r" : "all" , "local" : false }  )",
+          R"({"op":"get","key":"k1","id":"abc"})",
+          R"({"op":"delete","key":"k1","w":-3})",
+          R"({"op":"ping"})",
+          R"({"op":"ping","id":-12,"extra":"ignored","n":null})",
+          R"({"op":"_read","key":"k"})",
+          R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1","tombstone":false,"expires_ms":0,"value":"v"})",
+          R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1","tombstone":true,"expires_ms":5})",
+      }) {
     EXPECT_TRUE(ExpectSameAnswer(line)) << "not taken: " << line;
   }
 }
 
 TEST(ProtocolFlatTest, LeavesEverythingElseToTheFullParser) {
-  for (const char* line : {
-           R"({"op":"put","key":"k","value":{"a":1}})",            // nested value
-           R"({"op":"put","key":"k","value":[1]})",                // array
-           R"({"op":"put","key":"k","value":1.5})",                // fraction
-           R"({"op":"put","key":"k","value":1e3})",                // exponent
-           R"({"op":"put","key":"k","value":-0})",                 // -0 dumps as 0
-           R"({"op":"put","key":"k","value":007})",                // invalid number
-           R"({"op":"put","key":"k","value":1234567890123456789})", // 19 digits
-           R"({"op":"put","key":"k\u0041","value":"v"})",          // escape in key
-           R"({"op":"put","key":"k","value":"a\"b"})",             // escape in value
-           "{\"op\":\"put\",\"key\":\"k\xc3\xa9\",\"value\":\"v\"}",  // non-ASCII
-           "{\"op\":\"put\",\"key\":\"k\xff\",\"value\":\"v\"}",      // invalid UTF-8
-           R"({"op":"put","key":"k","key":"j","value":"v"})",      // duplicate name
-           R"({"op":"put","key":"","value":"v"})",                 // empty key
-           R"({"op":"put","key":"0123456789abcdefg","value":"v"})",  // key over 16
-           R"({"op":"put","key":"k","value":"0123456789012345678901234567890123456789012345678901234567890123"})",
-           R"({"op":"put","key":"k"})",                            // no value
-           R"({"op":"put","key":"k","value":"v","ttl_ms":0})",
-           R"({"op":"put","key":"k","value":"v","ttl_ms":-5})",
-           R"({"op":"put","key":"k","value":"v","w":"most"})",
-           R"({"op":"put","key":"k","value":"v","w":true})",
-           R"({"op":"get","key":"k","local":"yes"})",
-           R"({"op":"get","key":5})",
-           R"({"op":"get","key":"k","timeout_ms":3600001})",
-           R"({"op":"get","key":"k","id":true})",
-           R"({"op":"get","key":"k"} x)",                          // trailing garbage
-           R"({"op":"get","key":"k",})",                           // trailing comma
-           R"({"op":"stats"})",                                    // rare op
-           R"({"op":"nope"})",
-           R"({"op":7})",
-           R"({})",
-           R"([])",
-           R"("op")",
-           "",
-           R"({"op":"_write","key":"k","version":"bad","value":"v"})",
-           R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1","tombstone":1,"value":"v"})",
-           R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1","expires_ms":-1,"value":"v"})",
-           R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1"})",
-       }) {
+  for (
+      const char* line : {
+          R"({"op":"put","key":"k","value":{"a":1}})",               // nested value
+          R"({"op":"put","key":"k","value":[1]})",                   // array
+          R"({"op":"put","key":"k","value":1.5})",                   // fraction
+          R"({"op":"put","key":"k","value":1e3})",                   // exponent
+          R"({"op":"put","key":"k","value":-0})",                    // -0 dumps as 0
+          R"({"op":"put","key":"k","value":007})",                   // invalid number
+          R"({"op":"put","key":"k","value":1234567890123456789})",   // 19 digits
+          R"({"op":"put","key":"k\u0041","value":"v"})",             // escape in key
+          R"({"op":"put","key":"k","value":"a\"b"})",                // escape in value
+          "{\"op\":\"put\",\"key\":\"k\xc3\xa9\",\"value\":\"v\"}",  // non-ASCII
+          "{\"op\":\"put\",\"key\":\"k\xff\",\"value\":\"v\"}",      // invalid UTF-8
+          R"({"op":"put","key":"k","key":"j","value":"v"})",         // duplicate name
+          R"({"op":"put","key":"","value":"v"})",                    // empty key
+          R"({"op":"put","key":"0123456789abcdefg","value":"v"})",   // key over 16
+          R"({"op":"put","key":"k","value":"0123456789012345678901234567890123456789012345678901234567890123"})",
+          R"({"op":"put","key":"k"})",  // no value
+          R"({"op":"put","key":"k","value":"v","ttl_ms":0})",
+          R"({"op":"put","key":"k","value":"v","ttl_ms":-5})",
+          R"({"op":"put","key":"k","value":"v","w":"most"})",
+          R"({"op":"put","key":"k","value":"v","w":true})",
+          R"({"op":"get","key":"k","local":"yes"})",
+          R"({"op":"get","key":5})",
+          R"({"op":"get","key":"k","timeout_ms":3600001})",
+          R"({"op":"get","key":"k","id":true})",
+          R"({"op":"get","key":"k"} x)",  // trailing garbage
+          R"({"op":"get","key":"k",})",   // trailing comma
+          R"({"op":"stats"})",            // rare op
+          R"({"op":"nope"})",
+          R"({"op":7})",
+          R"({})",
+          R"([])",
+          R"("op")",
+          "",
+          R"({"op":"_write","key":"k","version":"bad","value":"v"})",
+          R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1","tombstone":1,"value":"v"})",
+          R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1","expires_ms":-1,"value":"v"})",
+          R"({"op":"_write","key":"k","version":"0000018bcfe56800.n1"})",
+      }) {
     EXPECT_FALSE(ExpectSameAnswer(line)) << "taken: " << line;
   }
 }
@@ -137,9 +139,15 @@ TEST(ProtocolFlatTest, MutatedLinesGetTheSameAnswer) {
       size_t at = rng() % line.size();
       char c = alphabet[rng() % alphabet.size()];
       switch (rng() % 3) {
-        case 0: line[at] = c; break;
-        case 1: line.insert(line.begin() + static_cast<long>(at), c); break;
-        default: line.erase(at, 1); break;
+        case 0:
+          line[at] = c;
+          break;
+        case 1:
+          line.insert(line.begin() + static_cast<long>(at), c);
+          break;
+        default:
+          line.erase(at, 1);
+          break;
       }
     }
     ++total;
