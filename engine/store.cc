@@ -146,8 +146,11 @@ rocksdb::ColumnFamilyOptions Store::Impl::PartitionOptions() const {
   // compactions. Small blocks make the charge follow the data.
   cf.arena_block_size = kArenaBlockBytes;
   if (opts_.compression) {
+    // LZ4 at every level: with more keys than the caches hold, reads land on
+    // the bottom level, and a ZSTD block costs several times LZ4's to
+    // decompress (10M keys, workload C: see docs/benchmarks.md).
     cf.compression = rocksdb::kLZ4Compression;
-    cf.bottommost_compression = rocksdb::kZSTD;
+    cf.bottommost_compression = rocksdb::kLZ4Compression;
   } else {
     cf.compression = rocksdb::kNoCompression;
     cf.bottommost_compression = rocksdb::kNoCompression;

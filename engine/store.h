@@ -53,7 +53,7 @@ struct StoreOptions {
   bool sync_writes = false;
   // With !sync_writes, fsync the WAL this often; 0 disables it. Default: 1000.
   uint64_t wal_sync_interval_ms = 1000;
-  // LZ4 on upper levels and ZSTD at the bottom when true, none when false. Default: true.
+  // LZ4 on every level when true, none when false. Default: true.
   bool compression = true;
 };
 

@@ -119,6 +119,10 @@ void Cluster(Writer& w, const MetricsInput& in) {
 void Storage(Writer& w, const MetricsInput& in) {
   Gauge(w, "ringkv_keys_estimate", "RocksDB's estimate of keys stored (tombstones included).",
         in.keys_estimate);
+  Counter(w, "ringkv_write_batches_total",
+          "Group commits of local writes (one RocksDB write each).", in.write_batches);
+  Counter(w, "ringkv_batched_writes_total", "Local writes committed in those group commits.",
+          in.batched_writes);
   Counter(w, "ringkv_cache_hits_total", "Record cache hits.", in.cache_hits);
   Counter(w, "ringkv_cache_misses_total", "Record cache misses.", in.cache_misses);
   Gauge(w, "ringkv_cache_bytes", "Bytes charged to the record cache.", in.cache_bytes);

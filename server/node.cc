@@ -362,6 +362,8 @@ MetricsInput Node::Impl::GatherMetrics() {
   in.cache_misses = cache_.misses();
   in.cache_bytes = cache_.bytes();
   in.cache_capacity_bytes = cache_.capacity_bytes();
+  in.write_batches = batcher_->commits();
+  in.batched_writes = batcher_->writes();
   if (handoff_) in.hints_pending = handoff_->pending_per_target();
   in.members = membership_.Snapshot();
   return in;

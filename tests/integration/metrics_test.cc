@@ -440,6 +440,10 @@ TEST_F(MetricsTest, MetricsIsAStrictPrometheusExposition) {
   EXPECT_EQ(e.types["ringkv_requests_total"], "counter");
   EXPECT_EQ(e.types["ringkv_request_duration_seconds"], "histogram");
   EXPECT_EQ(e.Value("ringkv_node_info", {{"node", "n1"}}), 1);
+  // Five puts one after another on one connection: five group commits of one.
+  EXPECT_EQ(e.Value("ringkv_batched_writes_total", {}), kPuts);
+  EXPECT_EQ(e.Value("ringkv_write_batches_total", {}), kPuts);
+  EXPECT_EQ(e.types["ringkv_write_batches_total"], "counter");
 
   // The put latency histogram: its buckets are checked by the parser; here,
   // that it is there and counted every put.
