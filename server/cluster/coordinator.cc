@@ -154,6 +154,21 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
                                     std::to_string(live.size()) + " are up"),
                 std::nullopt);
   }
+  if (live.size() == 1 && r == 1) {
+    // One replica (N = 1): nothing to compare or repair, so no round state;
+    // the reply is the answer.
+    // Same answers as a round of one (OnReadReply).
+    return transport_->Read(
+        live[0], key, timeout_ms, [this, done = std::move(done)](Status s, Record record) {
+          if (s.IsNotFound()) return done(Status::OK(), std::nullopt);
+          if (!s.ok()) {
+            return done(Status::Timeout("read got 0 or fewer of the 1 replies it needs"),
+                        std::nullopt);
+          }
+          clock_->Observe(record.version.hlc);
+          done(Status::OK(), std::move(record));
+        });
+  }
   auto round = std::make_shared<ReadRound>();
   round->key = key;
   round->r = r;

@@ -71,6 +71,8 @@ TEST(RecordTest, VersionStringRoundTripAndOrder) {
   ASSERT_TRUE(Version::Parse(s, &parsed).ok());
   EXPECT_EQ(parsed, v);
   EXPECT_LT((Version{1, "a"}.ToString()), (Version{0x10, "a"}.ToString()));
+  EXPECT_EQ((Version{0x0123456789abcdefULL, "n1"}.ToString()), "0123456789abcdef.n1");
+  EXPECT_EQ((Version{0xffffffffffffffffULL, ""}.ToString()), "ffffffffffffffff.");
   EXPECT_FALSE(Version::Parse("nothex0000000000.n1", &parsed).ok());
   EXPECT_FALSE(Version::Parse("0000", &parsed).ok());
 }

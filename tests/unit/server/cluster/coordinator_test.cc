@@ -249,6 +249,33 @@ TEST_F(CoordinatorTest, ReadTimeoutWhenQuorumUnreachable) {
   EXPECT_TRUE(r1->status.ok());
 }
 
+// With one live replica and R = 1 the coordinator skips the round state; the
+// answers must be those of a round of one.
+TEST_F(CoordinatorTest, ReadOfOneLiveReplicaAnswersLikeARound) {
+  MarkDown("n2");
+  MarkDown("n3");
+  Record ahead;
+  ahead.value = "\"v\"";
+  ahead.version = {MakeHlc(1'700'000'000'000ULL + 5'000, 0), "n9"};
+  fake_.Apply("n1", "k", ahead);
+  auto found = Get("k", 1);
+  ASSERT_TRUE(found->done);
+  ASSERT_TRUE(found->status.ok());
+  ASSERT_TRUE(found->record.has_value());
+  EXPECT_EQ(found->record->value, "\"v\"");
+  EXPECT_GT(hlc_.Now(), ahead.version.hlc);  // the clock observed the version read
+  auto missing = Get("nothing", 1);
+  ASSERT_TRUE(missing->done);
+  EXPECT_TRUE(missing->status.ok());
+  EXPECT_FALSE(missing->record.has_value());
+  fake_.SetMode("n1", Mode::kUnreachable);
+  auto failed = Get("k", 1);
+  ASSERT_TRUE(failed->done);
+  EXPECT_EQ(failed->status.code(), Status::Code::kTimeout);
+  EXPECT_EQ(failed->status.message(), "read got 0 or fewer of the 1 replies it needs");
+  EXPECT_EQ(fake_.writes("n1"), 0);  // nothing repaired
+}
+
 TEST_F(CoordinatorTest, MissingEverywhereIsFoundFalseWithoutRepairs) {
   auto r = Get("nothing", 3);
   ASSERT_TRUE(r->done);
