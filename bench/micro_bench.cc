@@ -104,35 +104,23 @@ void BM_StoreGet(benchmark::State& state) {
 }
 BENCHMARK(BM_StoreGet)->MinTime(1.0);
 
-void BM_ParsePut(benchmark::State& state) {
-  const std::string line =
-      R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') + R"(","id":17})";
+// A 100-byte put through ParseRequest (the flat-request scanner takes it)
+// and through the full JSON parser alone (what every request paid before).
+void BM_ParsePut(benchmark::State& state,
+                 Status (*parse)(std::string_view, const Limits&, Request*)) {
+  const std::string line = R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') +
+                           R"(","id":17})";
   Limits limits;
   for (auto _ : state) {
     Request req;
-    Status s = ParseRequest(line, limits, &req);
+    Status s = parse(line, limits, &req);
     benchmark::DoNotOptimize(req);
     if (!s.ok()) state.SkipWithError(s.ToString().c_str());
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_ParsePut);
-
-// The same line through the full JSON parser only (what every request paid
-// before the flat-request scanner).
-void BM_ParsePutFullParser(benchmark::State& state) {
-  const std::string line =
-      R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') + R"(","id":17})";
-  Limits limits;
-  for (auto _ : state) {
-    Request req;
-    Status s = protocol_internal::ParseRequestFull(line, limits, &req);
-    benchmark::DoNotOptimize(req);
-    if (!s.ok()) state.SkipWithError(s.ToString().c_str());
-  }
-  state.SetItemsProcessed(state.iterations());
-}
-BENCHMARK(BM_ParsePutFullParser);
+BENCHMARK_CAPTURE(BM_ParsePut, scanner, &ParseRequest);
+BENCHMARK_CAPTURE(BM_ParsePut, full_parser, &protocol_internal::ParseRequestFull);
 
 }  // namespace
 }  // namespace ringkv
