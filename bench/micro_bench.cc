@@ -108,8 +108,8 @@ BENCHMARK(BM_StoreGet)->MinTime(1.0);
 // and through the full JSON parser alone (what every request paid before).
 void BM_ParsePut(benchmark::State& state,
                  Status (*parse)(std::string_view, const Limits&, Request*)) {
-  const std::string line = R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') +
-                           R"(","id":17})";
+  const std::string line =
+      R"({"op":"put","key":"key-12345","value":")" + std::string(98, 'v') + R"(","id":17})";
   Limits limits;
   for (auto _ : state) {
     Request req;

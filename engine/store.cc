@@ -3,11 +3,11 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/utilities/backup_engine.h>
-#include <rocksdb/memtablerep.h>
-#include <rocksdb/slice_transform.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
@@ -80,7 +80,6 @@ class Store::Impl {
 
   Status Open();
   void Close();
-  Status Write(uint32_t partition, std::string_view key, const Record& record);
   Status WriteMany(const std::vector<PartitionWrite>& writes);
   Status EnsurePartitions(const std::vector<uint32_t>& partitions);
   Status Get(uint32_t partition, std::string_view key, Record* out);
@@ -345,15 +344,6 @@ Status Store::Impl::EnsurePartitions(const std::vector<uint32_t>& partitions) {
     partitions_[missing[i]].store(handles[i], std::memory_order_release);
   }
   return FromRocks(s, "cannot create partition families");
-}
-
-Status Store::Impl::Write(uint32_t partition, std::string_view key, const Record& record) {
-  rocksdb::ColumnFamilyHandle* cf = nullptr;
-  RINGKV_RETURN_IF_ERROR(PartitionFamily(partition, /*create=*/true, &cf));
-  std::string encoded;
-  EncodeRecord(record, &encoded);
-  return FromRocks(db_->Merge(write_options_, cf, rocksdb::Slice(key.data(), key.size()), encoded),
-                   "write failed");
 }
 
 Status Store::Impl::WriteMany(const std::vector<PartitionWrite>& writes) {
@@ -642,7 +632,7 @@ Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
 Status Store::Write(uint32_t partition, std::string_view key, const Record& record) {
-  return impl_->Write(partition, key, record);
+  return impl_->WriteMany({{partition, key, &record}});
 }
 Status Store::WriteMany(const std::vector<PartitionWrite>& writes) {
   return impl_->WriteMany(writes);

@@ -27,7 +27,7 @@ struct MetricsInput {
   uint64_t keys_estimate = 0;
   uint64_t cache_hits = 0, cache_misses = 0, cache_bytes = 0, cache_capacity_bytes = 0;
   uint64_t write_batches = 0, batched_writes = 0;  // group commits and the writes they held
-  std::map<std::string, uint64_t> hints_pending;  // per target
+  std::map<std::string, uint64_t> hints_pending;   // per target
   std::vector<cluster::MemberStatus> members;
 };
 

@@ -27,22 +27,16 @@ namespace {
 // The calling thread's batch. One per thread, not per batcher: a thread
 // serves one node (tests with several nodes in one process still work: a
 // batcher commits another's batch before starting its own).
-thread_local WriteBatcher::Batch* t_batch = nullptr;
-
-WriteBatcher::Batch& ThisThreadBatch() {
-  thread_local WriteBatcher::Batch batch;
-  t_batch = &batch;
-  return batch;
-}
+thread_local WriteBatcher::Batch t_batch;
 }  // namespace
 
 WriteBatcher::WriteBatcher(Store* store, RecordCache* cache, WriteBatcherOptions options)
     : store_(store), cache_(cache), options_(options) {}
 
 WriteBatcher::~WriteBatcher() {
-  if (t_batch != nullptr && t_batch->owner == this) {
-    Commit(t_batch);
-    t_batch->owner = nullptr;
+  if (t_batch.owner == this) {
+    Commit(&t_batch);
+    t_batch.owner = nullptr;
   }
 }
 
@@ -56,7 +50,7 @@ void WriteBatcher::Write(uint32_t partition, std::string_view key, const Record&
     writes_.fetch_add(1, std::memory_order_relaxed);
     return done(std::move(s));
   }
-  Batch& batch = ThisThreadBatch();
+  Batch& batch = t_batch;
   if (batch.owner != this) {
     if (batch.owner != nullptr && !batch.entries.empty()) batch.owner->Commit(&batch);
     batch.owner = this;
@@ -69,7 +63,7 @@ void WriteBatcher::Write(uint32_t partition, std::string_view key, const Record&
   if (!batch.scheduled) {
     batch.scheduled = true;
     deferrer->Defer([] {
-      Batch& b = ThisThreadBatch();
+      Batch& b = t_batch;
       b.scheduled = false;
       if (b.owner != nullptr && !b.entries.empty()) b.owner->Commit(&b);
     });
@@ -77,10 +71,9 @@ void WriteBatcher::Write(uint32_t partition, std::string_view key, const Record&
 }
 
 void WriteBatcher::CommitIfPending(std::string_view key) {
-  Batch* batch = t_batch;
-  if (batch == nullptr || batch->owner != this) return;
-  for (const Batch::Entry& e : batch->entries) {
-    if (e.key == key) return Commit(batch);
+  if (t_batch.owner != this) return;
+  for (const Batch::Entry& e : t_batch.entries) {
+    if (e.key == key) return Commit(&t_batch);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "engine/status.h"
 
@@ -29,5 +30,24 @@ Status ResolveHost(asio::io_context& io, const std::string& host, uint16_t port,
 // on, so that it costs one callback rather than the thread and every
 // connection on it.
 void RunIoContext(asio::io_context& io, std::string_view tag);
+
+// Opens `acceptor` on `endpoint` (SO_REUSEADDR), binds and listens, and sets
+// *port to the bound port (the kernel's choice for port 0). On failure the
+// acceptor is closed again and the error returned.
+template <typename Acceptor>
+std::error_code OpenAcceptor(Acceptor& acceptor, const asio::ip::tcp::endpoint& endpoint,
+                             uint16_t* port) {
+  std::error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) *port = acceptor.local_endpoint(ec).port();
+  if (ec) {
+    std::error_code ignored;
+    acceptor.close(ignored);
+  }
+  return ec;
+}
 
 }  // namespace ringkv::net

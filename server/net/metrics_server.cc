@@ -334,15 +334,7 @@ Status MetricsServer::Start() {
   asio::ip::tcp::endpoint endpoint;
   RINGKV_RETURN_IF_ERROR(ResolveHost(io_, host_, port, "metrics", &endpoint));
 
-  std::error_code ec;
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (!ec) port_ = acceptor_.local_endpoint(ec).port();
-  if (ec) {
-    std::error_code ignored;
-    acceptor_.close(ignored);
+  if (std::error_code ec = OpenAcceptor(acceptor_, endpoint, &port_)) {
     return Status::Internal("cannot listen for metrics on " + options_.listen + ": " +
                             ec.message());
   }

@@ -53,15 +53,7 @@ Status Server::Listen() {
   asio::ip::tcp::endpoint endpoint;
   RINGKV_RETURN_IF_ERROR(ResolveHost(*ios_[0], host_, port, "listen", &endpoint));
 
-  std::error_code ec;
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (!ec) port_ = acceptor_.local_endpoint(ec).port();
-  if (ec) {
-    std::error_code ignored;
-    acceptor_.close(ignored);
+  if (std::error_code ec = OpenAcceptor(acceptor_, endpoint, &port_)) {
     return Status::Internal("cannot listen on " + options_.listen + ": " + ec.message());
   }
   listening_ = true;
