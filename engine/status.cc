@@ -14,8 +14,20 @@ std::string_view Status::CodeName(Code code) {
     case Code::kUnavailable: return "unavailable";
     case Code::kTimeout: return "timeout";
     case Code::kInternal: return "internal";
+    case Code::kOverloaded: return "overloaded";
+    case Code::kStale: return "stale";
   }
   return "internal";
+}
+
+bool Status::CodeFromName(std::string_view name, Code* code) {
+  for (int c = 0; c <= static_cast<int>(Code::kStale); ++c) {
+    if (CodeName(static_cast<Code>(c)) == name) {
+      *code = static_cast<Code>(c);
+      return true;
+    }
+  }
+  return false;
 }
 
 std::string Status::ToString() const {

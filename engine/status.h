@@ -29,6 +29,11 @@ class [[nodiscard]] Status {
     kUnavailable,
     kTimeout,
     kInternal,
+    kOverloaded,
+    // Not a client error: a replica's answer to a write whose version is not
+    // newer than the one it holds; message() is the held version's string
+    // (Version::ToString). The coordinator re-stamps above it (PROTOCOL §8).
+    kStale,
   };
 
   Status() = default;  // OK
@@ -43,9 +48,16 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string_view msg) { return {Code::kUnavailable, msg}; }
   static Status Timeout(std::string_view msg) { return {Code::kTimeout, msg}; }
   static Status Internal(std::string_view msg) { return {Code::kInternal, msg}; }
+  static Status Overloaded(std::string_view msg) { return {Code::kOverloaded, msg}; }
+  static Status Stale(std::string_view held_version) { return {Code::kStale, held_version}; }
+  // A status of `code` (any code but kOk) with `msg`.
+  static Status FromCode(Code code, std::string_view msg) {
+    return code == Code::kOk ? Status() : Status(code, msg);
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
+  bool IsStale() const { return code_ == Code::kStale; }
   Code code() const { return code_; }
   const std::string& message() const { return msg_; }
 
@@ -53,6 +65,8 @@ class [[nodiscard]] Status {
   // "not_found" for the two non-error codes.
   std::string_view CodeName() const { return CodeName(code_); }
   static std::string_view CodeName(Code code);
+  // The code named `name` (a CodeName), or false if no code has that name.
+  static bool CodeFromName(std::string_view name, Code* code);
 
   // "code: message", for logs and tests.
   std::string ToString() const;

@@ -33,7 +33,8 @@ enum class Op {
   kCount
 };
 constexpr int kOpCount = static_cast<int>(Op::kCount);
-constexpr int kCodeCount = static_cast<int>(Status::Code::kInternal) + 1;
+// Error codes counted in stats (kStale is an internal answer between peers).
+constexpr int kCodeCount = static_cast<int>(Status::Code::kOverloaded) + 1;
 
 class Stats {
  public:
@@ -46,6 +47,7 @@ class Stats {
   }
   // One error answered; requests that never named a valid op count here only.
   void RecordError(Status::Code code) {
+    if (static_cast<int>(code) >= kCodeCount) return;  // not a client error
     errors_[static_cast<int>(code)].fetch_add(1, std::memory_order_relaxed);
   }
 
