@@ -125,6 +125,11 @@ std::shared_ptr<const Record> RecordCache::Lookup(std::string_view key) {
   return rec;
 }
 
+std::shared_ptr<const Record> RecordCache::Peek(std::string_view key) {
+  uint64_t h;
+  return capacity_ == 0 ? nullptr : ShardFor(key, &h).Lookup(key);
+}
+
 uint64_t RecordCache::BeginFill(std::string_view key) {
   uint64_t h;
   return ShardFor(key, &h).Epoch();

@@ -38,6 +38,9 @@ class RecordCache {
 
   // The cached record of `key`, or nullptr (counted as a miss).
   std::shared_ptr<const Record> Lookup(std::string_view key);
+  // Lookup() for a writer that checks the held version: not counted in
+  // hits() and misses(), which describe reads.
+  std::shared_ptr<const Record> Peek(std::string_view key);
 
   // Call before reading `key` from the store after a miss; pass the result to Fill().
   uint64_t BeginFill(std::string_view key);

@@ -4,18 +4,30 @@ namespace ringkv {
 
 std::string_view Status::CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "ok";
-    case Code::kNotFound: return "not_found";
-    case Code::kBadRequest: return "bad_request";
-    case Code::kUnknownOp: return "unknown_op";
-    case Code::kKeyTooLarge: return "key_too_large";
-    case Code::kValueTooLarge: return "value_too_large";
-    case Code::kRequestTooLarge: return "request_too_large";
-    case Code::kUnavailable: return "unavailable";
-    case Code::kTimeout: return "timeout";
-    case Code::kInternal: return "internal";
-    case Code::kOverloaded: return "overloaded";
-    case Code::kStale: return "stale";
+    case Code::kOk:
+      return "ok";
+    case Code::kNotFound:
+      return "not_found";
+    case Code::kBadRequest:
+      return "bad_request";
+    case Code::kUnknownOp:
+      return "unknown_op";
+    case Code::kKeyTooLarge:
+      return "key_too_large";
+    case Code::kValueTooLarge:
+      return "value_too_large";
+    case Code::kRequestTooLarge:
+      return "request_too_large";
+    case Code::kUnavailable:
+      return "unavailable";
+    case Code::kTimeout:
+      return "timeout";
+    case Code::kInternal:
+      return "internal";
+    case Code::kOverloaded:
+      return "overloaded";
+    case Code::kStale:
+      return "stale";
   }
   return "internal";
 }

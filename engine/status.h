@@ -85,7 +85,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(Status s) : v_(std::move(s)) {}  // NOLINT: implicit by design
+  StatusOr(Status s) : v_(std::move(s)) {}     // NOLINT: implicit by design
   StatusOr(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -102,10 +102,10 @@ class [[nodiscard]] StatusOr {
 };
 
 // Returns from the enclosing function if `expr` is not OK.
-#define RINGKV_RETURN_IF_ERROR(expr)  \
-  do {                                \
-    ::ringkv::Status _st = (expr);    \
-    if (!_st.ok()) return _st;        \
+#define RINGKV_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::ringkv::Status _st = (expr);   \
+    if (!_st.ok()) return _st;       \
   } while (0)
 
 }  // namespace ringkv

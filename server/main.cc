@@ -365,6 +365,7 @@ void StartClusterLayer(const NodeOptions& options, Node* node,
   });
   *peers = std::make_unique<net::PeerClient>(net::PeerClientOptions{}, membership, options.node_id,
                                              node->cluster_fingerprint());
+  (*peers)->SetHybridClock(node->hybrid_clock());
   node->SetPeerTransport(peers->get());
   (*peers)->Start();
   net::FailureDetector::Tick tick;

@@ -12,6 +12,7 @@
 #include "engine/record_cache.h"
 #include "engine/store.h"
 #include "engine/version.h"
+#include "server/background.h"
 #include "server/cluster/coordinator.h"
 #include "server/cluster/counters.h"
 #include "server/cluster/handoff.h"
@@ -36,6 +37,7 @@ class Node::Impl final : public cluster::LocalReplica {
   void SetPeerTransport(cluster::ReplicaTransport* peers) { router_->SetRemote(peers); }
   cluster::Membership* membership() { return &membership_; }
   cluster::HintedHandoff* handoff() { return handoff_.get(); }
+  HybridClock* hybrid_clock() { return &hlc_; }
   const std::string& fingerprint() const { return fingerprint_; }
   void Shutdown();
 
@@ -103,6 +105,11 @@ class Node::Impl final : public cluster::LocalReplica {
   std::atomic<uint64_t> last_slow_log_ms_{0};
   std::atomic<uint64_t> slow_suppressed_{0};
   std::atomic<uint64_t> last_mismatch_log_ms_{0};
+
+  // Round deadlines and the work kept off I/O and peer threads (hint
+  // delivery, local repairs). Declared last, so destroyed first: its threads
+  // are joined while everything they use still exists.
+  std::unique_ptr<Background> background_;
 };
 
 namespace {
@@ -147,19 +154,24 @@ Status Node::Impl::Open() {
   }
   RINGKV_RETURN_IF_ERROR(store_->EnsurePartitions(replicated));
   batcher_ = std::make_unique<WriteBatcher>(store_.get(), &cache_);
+  background_ = std::make_unique<Background>();
 
   router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, this);
   if (opts_.hinted_handoff) {
     cluster::HandoffOptions ho;
     ho.max_age_ms = opts_.hint_window_s * 1000;
     ho.timeout_ms = opts_.request_timeout_ms;
+    ho.background = background_.get();
     handoff_ = std::make_unique<cluster::HintedHandoff>(ho, store_.get(), router_.get(),
                                                         &membership_, opts_.clock, &counters_);
     RINGKV_RETURN_IF_ERROR(handoff_->Init());
   }
-  coordinator_ = std::make_unique<cluster::Coordinator>(cluster::CoordinatorOptions{opts_.node_id},
-                                                        &ring_, &membership_, router_.get(), &hlc_,
-                                                        handoff_.get(), &counters_);
+  cluster::CoordinatorOptions co;
+  co.node_id = opts_.node_id;
+  co.timer = background_.get();
+  co.background = background_.get();
+  coordinator_ = std::make_unique<cluster::Coordinator>(co, &ring_, &membership_, router_.get(),
+                                                        &hlc_, handoff_.get(), &counters_);
   return Status::OK();
 }
 
@@ -211,9 +223,28 @@ std::string Node::Impl::RequestTooLarge() {
                                           std::to_string(opts_.max_request_bytes) + " bytes"));
 }
 
+// A write that is not newer than what this replica holds is not written: it
+// is answered Stale with the held version (equal: OK, the replica has it), so
+// that the coordinator can re-stamp above it (coordinator.h). The lookup is
+// the cache, then the store; a write of the same key pending in this
+// thread's batch is committed first so that it is seen.
 void Node::Impl::WriteLocal(const std::string& key, const Record& record,
                             cluster::ReplicaTransport::WriteDone done) {
-  batcher_->Write(ring_.PartitionOf(key), key, record, std::move(done));
+  const uint32_t partition = ring_.PartitionOf(key);
+  batcher_->CommitIfPending(key);
+  Record held;
+  Status s;
+  if (auto cached = cache_.Peek(key)) {
+    held.version = cached->version;
+  } else {
+    s = store_->Get(partition, key, &held);
+  }
+  if (s.ok() && !(held.version < record.version)) {
+    if (held.version == record.version) return done(Status::OK());
+    return done(Status::Stale(held.version.ToString()));
+  }
+  if (!s.ok() && !s.IsNotFound()) return done(s);
+  batcher_->Write(partition, key, record, std::move(done));
 }
 
 Status Node::Impl::ReadLocal(const std::string& key, Record* out) {
@@ -346,6 +377,9 @@ std::string Node::Impl::StatsJson() {
       {"hints_dropped", counters_.hints_dropped.load()},
       {"read_repairs", counters_.read_repairs.load()},
       {"clock_skew_rejections", counters_.clock_skew_rejections.load()},
+      {"hints_failed", counters_.hints_failed.load()},
+      {"write_restamps", counters_.write_restamps.load()},
+      {"round_deadlines", counters_.round_deadlines.load()},
       {"errors", errors},
   };
   return stats.dump();
@@ -452,6 +486,10 @@ void Node::Impl::PeerWrite(const Request& req, Done done) {
   }
   hlc_.Observe(req.record.version.hlc);
   WriteLocal(req.key, req.record, [this, id = req.id_json, done = std::move(done)](Status s) {
+    if (s.IsStale()) {
+      Version held;
+      if (Version::Parse(s.message(), &held).ok()) return done(RenderStale(id, held));
+    }
     if (!s.ok()) return done(Fail(id, s));
     done(ResponseBuilder(id).Finish());
   });
@@ -479,6 +517,12 @@ void Node::Impl::PeerHello(const Request& req, Done done) {
         Fail(req.id_json, Status::BadRequest("cluster mismatch: this node has '" + fingerprint_ +
                                              "', the caller '" + req.fingerprint + "'")));
   }
+  // Keep this clock past the caller's (PROTOCOL.md §8, clock skew), unless
+  // the caller's runs further ahead than this node accepts versions from.
+  if (req.hlc != 0) {
+    uint64_t ahead = HlcPhysicalMs(req.hlc);
+    if (ahead <= opts_.clock->NowMs() + opts_.max_clock_skew_ms) hlc_.Observe(req.hlc);
+  }
   // The caller is not marked up here: membership follows this node's own
   // pings, so "up" means this node's transport has reached the peer (a peer
   // that can reach us may not yet be reachable from us).
@@ -491,6 +535,7 @@ void Node::Impl::SetAdvertisedAddress(std::string address) {
 }
 
 void Node::Impl::Shutdown() {
+  if (background_) background_->Stop();
   std::vector<Job> jobs;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -517,6 +562,7 @@ void Node::SetAdvertisedAddress(std::string address) {
 void Node::SetPeerTransport(cluster::ReplicaTransport* peers) { impl_->SetPeerTransport(peers); }
 cluster::Membership* Node::membership() { return impl_->membership(); }
 cluster::HintedHandoff* Node::handoff() { return impl_->handoff(); }
+HybridClock* Node::hybrid_clock() { return impl_->hybrid_clock(); }
 const std::string& Node::cluster_fingerprint() const { return impl_->fingerprint(); }
 void Node::Shutdown() { impl_->Shutdown(); }
 std::string Node::MetricsText() { return impl_->MetricsText(); }

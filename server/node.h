@@ -16,6 +16,7 @@
 #include "server/request_handler.h"
 
 namespace ringkv {
+class HybridClock;
 namespace cluster {
 class HintedHandoff;
 class Membership;
@@ -51,6 +52,8 @@ class Node final : public RequestHandler {
   cluster::Membership* membership();
   // Null when hinted handoff is off. Tick() it periodically.
   cluster::HintedHandoff* handoff();
+  // The node's hybrid logical clock (its versions' source).
+  HybridClock* hybrid_clock();
   // What this node sends in _hello, for peers to compare with their own.
   const std::string& cluster_fingerprint() const;
 

@@ -188,6 +188,13 @@ Status ParsePeerHello(const json& req, const Limits&, Request* out) {
   }
   out->from = from->get<std::string>();
   out->fingerprint = cluster->get<std::string>();
+  // The sender's hybrid clock (absent from older peers): the receiver
+  // observes it, so that every node's clock keeps up with the fastest one.
+  auto hlc = req.find("hlc");
+  if (hlc != req.end()) {
+    if (!hlc->is_number_unsigned()) return Status::BadRequest("'hlc' must be an unsigned integer");
+    out->hlc = hlc->get<uint64_t>();
+  }
   return Status::OK();
 }
 
@@ -669,22 +676,39 @@ void AppendRecordFields(const Record& r, std::string* out) {
 }
 
 // Parses a response line; returns the peer's error, or OK with *out set.
+// Never throws: a reply of the wrong shape is Internal ("malformed peer
+// reply"), whatever its fields hold.
 Status ParseReply(std::string_view line, json* out) {
   *out = json::parse(line, nullptr, false);
   if (out->is_discarded() || !out->is_object()) return Status::Internal("malformed peer reply");
   auto ok = out->find("ok");
   if (ok == out->end() || !ok->is_boolean()) return Status::Internal("malformed peer reply");
   if (ok->get<bool>()) return Status::OK();
-  const json& err = (*out)["error"];
-  std::string code = err.is_object() ? err.value("code", "internal") : "internal";
-  std::string message = err.is_object() ? err.value("message", "") : "";
-  if (code == "bad_request") return Status::BadRequest(message);
-  if (code == "unavailable") return Status::Unavailable(message);
-  if (code == "timeout") return Status::Timeout(message);
-  if (code == "value_too_large") return Status::ValueTooLarge(message);
-  if (code == "key_too_large") return Status::KeyTooLarge(message);
-  if (code == "unknown_op") return Status::UnknownOp(message);
-  return Status::Internal(message.empty() ? code : message);
+  auto err = out->find("error");
+  if (err == out->end() || !err->is_object()) return Status::Internal("malformed peer reply");
+  auto code_field = err->find("code");
+  auto message_field = err->find("message");
+  if (code_field == err->end() || !code_field->is_string()) {
+    return Status::Internal("malformed peer reply: error without a code");
+  }
+  std::string message;
+  if (message_field != err->end() && message_field->is_string()) {
+    message = message_field->get<std::string>();
+  }
+  const std::string& code_name = code_field->get_ref<const std::string&>();
+  Status::Code code;
+  if (!Status::CodeFromName(code_name, &code) || code == Status::Code::kOk) {
+    return Status::Internal(message.empty() ? code_name : code_name + ": " + message);
+  }
+  if (code == Status::Code::kStale) {
+    // The version the replica holds travels in its own field.
+    auto version = out->find("version");
+    if (version == out->end() || !version->is_string()) {
+      return Status::Internal("malformed peer reply: stale without a version");
+    }
+    return Status::Stale(version->get<std::string>());
+  }
+  return Status::FromCode(code, message);
 }
 
 }  // namespace
@@ -701,9 +725,18 @@ std::string EncodePeerRead(std::string_view key) {
   return "{\"op\":\"_read\",\"key\":" + JsonQuote(key) + "}";
 }
 
-std::string EncodePeerHello(std::string_view from, std::string_view fingerprint) {
+std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc) {
   return "{\"op\":\"_hello\",\"from\":" + JsonQuote(from) +
-         ",\"cluster\":" + JsonQuote(fingerprint) + "}";
+         ",\"cluster\":" + JsonQuote(fingerprint) + ",\"hlc\":" + std::to_string(hlc) + "}";
+}
+
+std::string RenderStale(const std::string& id_json, const Version& held) {
+  std::string out = RenderError(id_json, Status::Stale("the replica holds a version as new"));
+  out.pop_back();  // reopen the object to add the held version
+  out += ",\"version\":\"";
+  out += held.ToString();
+  out += "\"}";
+  return out;
 }
 
 std::string RenderPeerRecord(const std::string& id_json, const Record* record) {

@@ -53,6 +53,7 @@ struct Request {
   Record record;            // _write: the replica record (version, tombstone, expiry, value)
   std::string from;         // _hello: the asking node
   std::string fingerprint;  // _hello: the asking node's cluster fingerprint
+  uint64_t hlc = 0;         // _hello: the asking node's hybrid clock (0 = not sent)
 };
 
 // Parses and validates one request line. On failure returns the error to
@@ -104,19 +105,26 @@ std::string JsonQuote(std::string_view s);
 // _read  {"op":"_read","key":K}
 //        -> {"ok":true,"found":false} | {"ok":true,"found":true,"version":V,
 //           "tombstone":B,"expires_ms":E,"value":X}
-// _hello {"op":"_hello","from":ID,"cluster":FINGERPRINT} -> {"ok":true,"node":ID},
+// _hello {"op":"_hello","from":ID,"cluster":FINGERPRINT,"hlc":H} -> {"ok":true,"node":ID},
 //        or bad_request when the fingerprints differ. Doubles as the failure
-//        detector's ping.
+//        detector's ping; the receiver observes H (its hybrid clock moves past
+//        the sender's, within --max-clock-skew-ms).
+// A _write whose version is not newer than the replica's is answered
+//        {"ok":false,"error":{"code":"stale",...},"version":HELD}, and not
+//        written (an equal version means the replica already has it).
 
 std::string EncodePeerWrite(std::string_view key, const Record& record);
 std::string EncodePeerRead(std::string_view key);
-std::string EncodePeerHello(std::string_view from, std::string_view fingerprint);
+std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc);
+// The answer to a _write that is not newer than `held`.
+std::string RenderStale(const std::string& id_json, const Version& held);
 
 // The response line of a _read that found `record` (or not, when null).
 std::string RenderPeerRecord(const std::string& id_json, const Record* record);
 
-// Replies: OK, or the error the peer answered with (its code and message).
-// Internal if the line is not a response at all.
+// Replies: OK, or the error the peer answered with (its code and message;
+// Stale with the held version as its message). Internal if the line is not a
+// response of that shape. They never throw.
 Status ParsePeerWriteReply(std::string_view line);
 // NotFound when the peer has no record of the key.
 Status ParsePeerReadReply(std::string_view line, Record* out);

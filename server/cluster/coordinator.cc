@@ -33,34 +33,101 @@ bool Older(const std::optional<Record>& a, const Record& b) {
   return !a.has_value() || a->version < b.version;
 }
 
+// The answer for a round that can no longer reach its quorum: a storage
+// failure of a replica (Internal: a full disk, an I/O error) says more than
+// "timeout" and is passed on; anything else is a timeout.
+Status QuorumFailure(bool internal, const std::string& what) {
+  return internal ? Status::Internal(what) : Status::Timeout(what);
+}
+
 }  // namespace
 
-struct Coordinator::WriteRound {
+struct Coordinator::WriteRound final : Expirable {
+  Counters* counters = nullptr;
   std::string key;
-  Record record;
   int w = 0;
-  int live = 0;
+  uint64_t timeout_ms = 0;
+  std::vector<std::string> live, down;
   WriteDone done;
   // mu protects the following.
   std::mutex mu;
+  std::shared_ptr<const Record> record;  // the current stamp
+  int attempt = 0;                       // replies of earlier attempts are ignored
   int acks = 0;
   int fails = 0;
+  bool internal = false;  // a replica failed with Internal in this attempt
   bool answered = false;
   std::string last_error;
+  // The round itself until it is answered: replies that never come (their
+  // callbacks dropped) must not free a round that its deadline will answer.
+  // The timer holds rounds only weakly, so an answered round is freed at once.
+  std::shared_ptr<WriteRound> keep_alive;
+
+  // The deadline passed: answer Timeout unless answered already.
+  void Expire() override {
+    Version version;
+    int got = 0;
+    std::string error;
+    std::shared_ptr<WriteRound> self;  // the caller holds the round too
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (answered) return;
+      answered = true;
+      self = std::move(keep_alive);
+      version = record->version;
+      counters->round_deadlines.fetch_add(1, std::memory_order_relaxed);
+      got = acks;
+      error = last_error;
+    }
+    done(Status::Timeout("write reached " + std::to_string(got) + " of the " + std::to_string(w) +
+                         " replicas it needs within " + std::to_string(timeout_ms) + " ms" +
+                         (error.empty() ? "" : " (" + error + ")")),
+         version);
+  }
 };
 
-struct Coordinator::ReadRound {
+struct Coordinator::ReadRound final : Expirable {
+  Counters* counters = nullptr;
   std::string key;
   int r = 0;
   int live = 0;
   uint64_t timeout_ms = 0;
   ReadDone done;
+  std::atomic<bool> finished{false};  // done has been called (or is being)
   // mu protects the following.
   std::mutex mu;
   std::vector<std::pair<std::string, std::optional<Record>>> answers;  // in arrival order
   int fails = 0;
-  bool answered = false;
-  std::optional<Record> newest;  // what was (or is being) answered
+  bool internal = false;
+  bool answered = false;                  // the quorum decided (done may wait for repairs)
+  std::optional<Record> newest;           // what was (or is being) answered
+  std::shared_ptr<ReadRound> keep_alive;  // until finished, as in WriteRound
+
+  // Calls done once, whoever gets here first: the quorum, or the deadline.
+  // REQUIRES: the caller holds a reference to the round.
+  void Finish(Status s, std::optional<Record> rec) {
+    if (finished.exchange(true)) return;
+    std::shared_ptr<ReadRound> self;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      self = std::move(keep_alive);
+    }
+    done(std::move(s), std::move(rec));
+  }
+  void Expire() override {
+    int got = 0;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      got = static_cast<int>(answers.size());
+      answered = true;
+    }
+    if (finished.load()) return;
+    counters->round_deadlines.fetch_add(1, std::memory_order_relaxed);
+    Finish(Status::Timeout("read got " + std::to_string(std::min(got, r)) + " of the " +
+                           std::to_string(r) + " replies it needs within " +
+                           std::to_string(timeout_ms) + " ms"),
+           std::nullopt);
+  }
 };
 
 Coordinator::Coordinator(CoordinatorOptions options, const Ring* ring, const Membership* membership,
@@ -91,59 +158,140 @@ size_t Coordinator::Replicas(const std::string& key, std::vector<std::string>* l
   return pref.size();
 }
 
-void Coordinator::Write(const std::string& key, Record record, int w, uint64_t timeout_ms,
-                        WriteDone done) {
-  std::vector<std::string> live, down;
-  size_t n = Replicas(key, &live, &down);
-  if (static_cast<int>(live.size()) < w) {
-    return done(
-        Status::Unavailable("write needs " + std::to_string(w) + " replicas; " +
-                            std::to_string(live.size()) + " of " + std::to_string(n) + " are up"),
-        Version());
-  }
-  record.version = {clock_->Now(), options_.node_id};
-  auto round = std::make_shared<WriteRound>();
-  round->key = key;
-  round->record = std::move(record);
-  round->w = w;
-  round->live = static_cast<int>(live.size());
-  round->done = std::move(done);
-  // Down replicas get their hint at once: they are not waited for.
-  if (handoff_ != nullptr) {
-    for (const std::string& node : down) handoff_->AddHint(node, key, round->record).IgnoreError();
-  }
-  for (const std::string& node : live) {
-    transport_->Write(node, key, round->record, timeout_ms,
-                      [this, round, node](Status s) { OnWriteReply(round, node, std::move(s)); });
+void Coordinator::InBackground(std::function<void()> fn) {
+  if (options_.background == nullptr) return fn();
+  options_.background->Run(std::move(fn));
+}
+
+void Coordinator::Hint(const std::string& node, const std::string& key, const Record& record) {
+  if (handoff_ == nullptr || node == options_.node_id) return;
+  Status s = handoff_->AddHint(node, key, record);
+  if (s.ok()) return;
+  counters_->hints_failed.fetch_add(1, std::memory_order_relaxed);
+  // At most one line a second: a full disk fails every hint.
+  auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  auto last = last_hint_error_log_.load(std::memory_order_relaxed);
+  constexpr int64_t kInterval =
+      std::chrono::steady_clock::duration(std::chrono::seconds(1)).count();
+  if (now - last >= kInterval && last_hint_error_log_.compare_exchange_strong(last, now)) {
+    spdlog::error("[coordinator] cannot store hint for {}: {} (hints_failed={})", node,
+                  s.ToString(), counters_->hints_failed.load(std::memory_order_relaxed));
   }
 }
 
-void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, const std::string& node,
-                               Status s) {
-  bool answer = false;
+void Coordinator::Write(const std::string& key, Record record, int w, uint64_t timeout_ms,
+                        WriteDone done) {
+  auto round = std::make_shared<WriteRound>();
+  size_t n = Replicas(key, &round->live, &round->down);
+  if (static_cast<int>(round->live.size()) < w) {
+    return done(Status::Unavailable("write needs " + std::to_string(w) + " replicas; " +
+                                    std::to_string(round->live.size()) + " of " +
+                                    std::to_string(n) + " are up"),
+                Version());
+  }
+  record.version = {clock_->Now(), options_.node_id};
+  auto stamped = std::make_shared<const Record>(std::move(record));
+  round->counters = counters_;
+  round->key = key;
+  round->record = stamped;
+  round->w = w;
+  round->timeout_ms = timeout_ms;
+  round->done = std::move(done);
+  // Down replicas get their hint at once: they are not waited for.
+  for (const std::string& node : round->down) Hint(node, key, *stamped);
+  if (options_.timer != nullptr) {
+    round->keep_alive = round;
+    options_.timer->ExpireAfter(timeout_ms, round);
+  }
+  SendWrites(round, 0, stamped);
+}
+
+void Coordinator::SendWrites(const std::shared_ptr<WriteRound>& round, int attempt,
+                             const std::shared_ptr<const Record>& record) {
+  for (const std::string& node : round->live) {
+    transport_->Write(node, round->key, *record, round->timeout_ms,
+                      [this, round, attempt, node](Status s) {
+                        OnWriteReply(round, attempt, node, std::move(s));
+                      });
+  }
+}
+
+void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int attempt,
+                               const std::string& node, Status s) {
+  bool answer = false, restamp = false, hint = false;
   Status result;
+  Version version;
+  std::shared_ptr<const Record> record;
+  std::shared_ptr<WriteRound> release;  // dropped after the lock, the caller holds `round`
   {
     std::lock_guard<std::mutex> l(round->mu);
-    if (s.ok()) {
+    // A reply to an earlier stamp: the replica also has the current one on
+    // its way, whose reply counts (and hints) instead.
+    if (attempt != round->attempt) return;
+    record = round->record;
+    if (s.IsStale()) {
+      Version held;
+      if (!Version::Parse(s.message(), &held).ok() || held.hlc == 0) {
+        s = Status::Internal("malformed stale reply from " + node + ": '" + s.message() + "'");
+      } else if (held == record->version) {
+        s = Status::OK();  // the replica holds this very write already
+      } else if (round->answered) {
+        return;  // answered already; the replica holds a newer write: no hint
+      } else {
+        // The replica holds a version at least as new as this stamp: stamp
+        // above it and write again, unless newer writes keep winning.
+        clock_->Observe(held.hlc);
+        if (round->attempt < kMaxRestamps) {
+          Record next = *record;
+          next.version = {clock_->Now(), options_.node_id};
+          record = std::make_shared<const Record>(std::move(next));
+          round->record = record;
+          ++round->attempt;
+          round->acks = round->fails = 0;
+          round->internal = false;
+          round->last_error.clear();
+          restamp = true;
+        } else {
+          round->answered = answer = true;
+          result = Status::Timeout("write lost to newer concurrent writes " +
+                                   std::to_string(kMaxRestamps) + " times (" + node + " holds " +
+                                   held.ToString() + ")");
+        }
+      }
+    }
+    if (restamp || answer) {
+      // handled above
+    } else if (s.ok()) {
       ++round->acks;
     } else {
       ++round->fails;
+      round->internal = round->internal || s.code() == Status::Code::kInternal;
       round->last_error = node + ": " + s.ToString();
+      hint = Hintable(s);
     }
-    if (!round->answered && round->acks >= round->w) {
+    if (!restamp && !round->answered && round->acks >= round->w) {
       round->answered = answer = true;
-    } else if (!round->answered && round->live - round->fails < round->w) {
+    } else if (!restamp && !round->answered &&
+               static_cast<int>(round->live.size()) - round->fails < round->w) {
       round->answered = answer = true;
-      result = Status::Timeout("write reached " + std::to_string(round->acks) + " of the " +
-                               std::to_string(round->w) + " replicas it needs (" +
-                               round->last_error + ")");
+      result = QuorumFailure(round->internal, "write reached " + std::to_string(round->acks) +
+                                                  " of the " + std::to_string(round->w) +
+                                                  " replicas it needs (" + round->last_error + ")");
     }
+    version = record->version;
+    if (answer) release = std::move(round->keep_alive);
   }
-  if (!s.ok() && handoff_ != nullptr && Hintable(s)) {
-    Status hs = handoff_->AddHint(node, round->key, round->record);
-    if (!hs.ok()) spdlog::error("[coordinator] cannot store hint for {}: {}", node, hs.ToString());
+  if (restamp) {
+    counters_->write_restamps.fetch_add(1, std::memory_order_relaxed);
+    if (!round->down.empty()) {
+      InBackground([this, round, record] {
+        for (const std::string& n : round->down) Hint(n, round->key, *record);
+      });
+    }
+    return SendWrites(round, attempt + 1, record);
   }
-  if (answer) round->done(result, round->record.version);
+  if (hint) InBackground([this, node, round, record] { Hint(node, round->key, *record); });
+  if (answer) round->done(result, version);
 }
 
 void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadDone done) {
@@ -154,15 +302,17 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
                                     std::to_string(live.size()) + " are up"),
                 std::nullopt);
   }
-  if (live.size() == 1 && r == 1) {
-    // One replica (N = 1): nothing to compare or repair, so no round state;
-    // the reply is the answer.
-    // Same answers as a round of one (OnReadReply).
+  if (live.size() == 1 && r == 1 && live[0] == options_.node_id) {
+    // This node's replica is the only one (N = 1): nothing to compare or
+    // repair and no remote reply to wait for, so no round state; the reply is
+    // the answer. Same answers as a round of one (OnReadReply).
     return transport_->Read(
         live[0], key, timeout_ms, [this, done = std::move(done)](Status s, Record record) {
           if (s.IsNotFound()) return done(Status::OK(), std::nullopt);
           if (!s.ok()) {
-            return done(Status::Timeout("read got 0 or fewer of the 1 replies it needs"),
+            return done(QuorumFailure(s.code() == Status::Code::kInternal,
+                                      "read got 0 of the 1 replies it needs (" + options_.node_id +
+                                          ": " + s.ToString() + ")"),
                         std::nullopt);
           }
           clock_->Observe(record.version.hlc);
@@ -170,11 +320,16 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
         });
   }
   auto round = std::make_shared<ReadRound>();
+  round->counters = counters_;
   round->key = key;
   round->r = r;
   round->live = static_cast<int>(live.size());
   round->timeout_ms = timeout_ms;
   round->done = std::move(done);
+  if (options_.timer != nullptr) {
+    round->keep_alive = round;
+    options_.timer->ExpireAfter(timeout_ms, round);
+  }
   for (const std::string& node : live) {
     transport_->Read(node, key, timeout_ms, [this, round, node](Status s, Record record) {
       OnReadReply(round, node, std::move(s), std::move(record));
@@ -195,6 +350,7 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
     std::lock_guard<std::mutex> l(round->mu);
     if (!s.ok() && !s.IsNotFound()) {
       ++round->fails;
+      round->internal = round->internal || s.code() == Status::Code::kInternal;
       if (!round->answered && round->live - round->fails < round->r) {
         round->answered = failed = true;
       }
@@ -230,9 +386,10 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
     }
   }
   if (failed) {
-    return round->done(
-        Status::Timeout("read got " + std::to_string(round->r - 1) + " or fewer of the " +
-                        std::to_string(round->r) + " replies it needs"),
+    return round->Finish(
+        QuorumFailure(round->internal, "read got " + std::to_string(round->r - 1) +
+                                           " or fewer of the " + std::to_string(round->r) +
+                                           " replies it needs"),
         std::nullopt);
   }
   if (newest) clock_->Observe(newest->version.hlc);
@@ -240,12 +397,12 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
     for (const std::string& n : stale) Repair(round->key, n, *newest, round->timeout_ms, [] {});
     return;
   }
-  if (stale.empty()) return round->done(Status::OK(), std::move(newest));
+  if (stale.empty()) return round->Finish(Status::OK(), std::move(newest));
   // Answer once every stale replica of the quorum has the newest version (or
   // failed to take it), so that no later quorum read can see an older one.
   auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(stale.size()));
   auto then = [round, newest, remaining] {
-    if (remaining->fetch_sub(1) == 1) round->done(Status::OK(), newest);
+    if (remaining->fetch_sub(1) == 1) round->Finish(Status::OK(), newest);
   };
   for (const std::string& n : stale) Repair(round->key, n, *newest, round->timeout_ms, then);
 }
@@ -270,16 +427,24 @@ void Coordinator::LogRepair(const std::string& key, const std::string& node) {
 
 void Coordinator::Repair(const std::string& key, const std::string& node, const Record& newest,
                          uint64_t timeout_ms, std::function<void()> then) {
-  transport_->Write(node, key, newest, timeout_ms,
-                    [this, key, node, newest, then = std::move(then)](Status s) {
-                      if (s.ok()) {
-                        counters_->read_repairs.fetch_add(1, std::memory_order_relaxed);
-                        LogRepair(key, node);
-                      } else if (handoff_ != nullptr && Hintable(s)) {
-                        handoff_->AddHint(node, key, newest).IgnoreError();
-                      }
-                      then();
-                    });
+  auto write = [this, key, node, newest, timeout_ms, then = std::move(then)]() mutable {
+    transport_->Write(node, key, newest, timeout_ms,
+                      [this, key, node, newest, then = std::move(then)](Status s) {
+                        if (s.ok()) {
+                          counters_->read_repairs.fetch_add(1, std::memory_order_relaxed);
+                          LogRepair(key, node);
+                        } else if (s.IsStale()) {
+                          // The replica has caught up (or moved past) by itself.
+                        } else if (Hintable(s)) {
+                          InBackground([this, key, node, newest] { Hint(node, key, newest); });
+                        }
+                        then();
+                      });
+  };
+  // This node's own replica is written on the background executor: the
+  // caller may be the peer client's I/O thread, which must not block.
+  if (node == options_.node_id) return InBackground(std::move(write));
+  write();
 }
 
 }  // namespace ringkv::cluster

@@ -14,8 +14,32 @@
 // cannot return an older value (monotonic quorum reads); stale replicas that
 // answer after that are repaired in the background.
 //
+// Writes are ordered across coordinators (PROTOCOL.md §8, clock skew): a
+// replica answers a write whose version is not newer than the one it holds
+// with Stale and that version. The coordinator then observes it, re-stamps the
+// record above it and sends it again to every live replica, and only W acks of
+// one stamp count. With W > N/2 the acks of a write that starts after another
+// was acknowledged include a replica that holds that other write, so an
+// acknowledged write is newer than every write acknowledged before it began,
+// whatever the coordinators' clocks say. A round re-stamps at most
+// kMaxRestamps times (more means newer concurrent writes keep winning) and
+// then answers Timeout.
+//
+// Deadlines: every round arms its own deadline (timeout_ms, through the Timer
+// seam) and answers Timeout when it passes, so a replica reply that never
+// comes cannot hang the request.
+//
+// Failures: a round that can no longer reach W (or R) answers Internal if a
+// replica failed with Internal (a storage failure such as a full disk, whose
+// message it carries), else Timeout.
+//
+// Off the caller's thread: hints stored after a replica failed and repairs of
+// this node's own replica run on the background Executor, never inline on a
+// transport callback (which may be the peer client's only I/O thread).
+//
 // Each round is a small state machine shared by its callbacks; no lock is held
-// while calling the transport or a caller's callback.
+// while calling the transport or a caller's callback. `done` runs exactly
+// once, on a transport callback's thread, the timer's, or the caller's.
 //
 // Thread-safety: Write() and Read() may be called concurrently from any thread.
 #pragma once
@@ -32,6 +56,7 @@
 #include "server/cluster/counters.h"
 #include "server/cluster/membership.h"
 #include "server/cluster/ring.h"
+#include "server/cluster/timer.h"
 #include "server/cluster/transport.h"
 
 namespace ringkv::cluster {
@@ -41,7 +66,15 @@ class HintedHandoff;
 struct CoordinatorOptions {
   // This node's id, stamped into versions. Required.
   std::string node_id;
+  // Arms each round's deadline. nullptr: rounds rely on the transport's own
+  // timeouts (tests that drive every reply themselves).
+  Timer* timer = nullptr;
+  // Runs hint writes and local repairs off the callback thread. nullptr: inline.
+  Executor* background = nullptr;
 };
+
+// Re-stamps per write round before it gives up (see the header comment).
+constexpr int kMaxRestamps = 8;
 
 class Coordinator {
  public:
@@ -73,12 +106,21 @@ class Coordinator {
 
   struct WriteRound;
   struct ReadRound;
-  void OnWriteReply(const std::shared_ptr<WriteRound>& round, const std::string& node, Status s);
+  // Sends the round's current stamp (attempt `attempt`) to every live replica.
+  void SendWrites(const std::shared_ptr<WriteRound>& round, int attempt,
+                  const std::shared_ptr<const Record>& record);
+  void OnWriteReply(const std::shared_ptr<WriteRound>& round, int attempt, const std::string& node,
+                    Status s);
   void OnReadReply(const std::shared_ptr<ReadRound>& round, const std::string& node, Status s,
                    Record record);
   void Repair(const std::string& key, const std::string& node, const Record& newest,
               uint64_t timeout_ms, std::function<void()> then);
   void LogRepair(const std::string& key, const std::string& node);
+  // Stores a hint for `node` (never for this node itself); a failure is
+  // logged and counted, never silently dropped.
+  void Hint(const std::string& node, const std::string& key, const Record& record);
+  // Runs `fn` on the background executor (inline without one).
+  void InBackground(std::function<void()> fn);
 
   const CoordinatorOptions options_;
   const Ring* ring_;
@@ -89,6 +131,7 @@ class Coordinator {
   Counters* counters_;
   std::atomic<int64_t> last_repair_log_{0};  // steady_clock ticks
   std::atomic<uint64_t> repairs_unlogged_{0};
+  std::atomic<int64_t> last_hint_error_log_{0};  // steady_clock ticks
 };
 
 }  // namespace ringkv::cluster

@@ -14,6 +14,9 @@ struct Counters {
   std::atomic<uint64_t> hints_delivered{0};  // hints acknowledged by their target and removed
   std::atomic<uint64_t> hints_dropped{0};    // hints older than the window, removed undelivered
   std::atomic<uint64_t> clock_skew_rejections{0};  // replica writes refused as too far ahead
+  std::atomic<uint64_t> hints_failed{0};    // hints that could not be stored (disk full, I/O error)
+  std::atomic<uint64_t> write_restamps{0};  // writes re-stamped above a newer replica version
+  std::atomic<uint64_t> round_deadlines{0};  // rounds answered by their own deadline
 };
 
 }  // namespace ringkv::cluster

@@ -52,8 +52,13 @@ void HintedHandoff::Tick() {
       if (in_flight_[target] || pending_[target] == 0) continue;
       in_flight_[target] = true;
     }
-    DeliverBatch(target);
+    InBackground([this, target] { DeliverBatch(target); });
   }
+}
+
+void HintedHandoff::InBackground(std::function<void()> fn) {
+  if (options_.background == nullptr) return fn();
+  options_.background->Run(std::move(fn));
 }
 
 // One batch: list up to `batch` hints after the target's cursor, drop the
@@ -111,15 +116,17 @@ void HintedHandoff::DeliverBatch(const std::string& target) {
     auto h = std::make_shared<Hint>(std::move(hint));
     transport_->Write(
         target, h->key, h->record, options_.timeout_ms, [this, h, batch, finish_one](Status ws) {
-          if (ws.ok()) {
-            Remove(*h, &counters_->hints_delivered);
-          } else if (Permanent(ws)) {
-            spdlog::warn("[handoff] {} refused a hint, dropped: {}", h->target, ws.ToString());
-            Remove(*h, &counters_->hints_dropped);
-          } else {
-            batch->all_ok = false;
-          }
-          finish_one();
+          InBackground([this, h, batch, finish_one, ws = std::move(ws)] {
+            if (ws.ok() || ws.IsStale()) {
+              Remove(*h, &counters_->hints_delivered);
+            } else if (Permanent(ws)) {
+              spdlog::warn("[handoff] {} refused a hint, dropped: {}", h->target, ws.ToString());
+              Remove(*h, &counters_->hints_dropped);
+            } else {
+              batch->all_ok = false;
+            }
+            finish_one();
+          });
         });
   }
 }

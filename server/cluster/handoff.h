@@ -11,6 +11,13 @@
 // the same key arrived meanwhile. Hints older than max_age_ms (by their
 // version's time) are dropped undelivered and counted.
 //
+// Threads: every store access of delivery (listing, deleting) runs on the
+// background Executor, never on the thread of a transport callback (the peer
+// client's only I/O thread) or of Tick() (the failure detector's).
+//
+// A target that answers Stale already holds the hinted version or a newer
+// one: the hint is done and deleted like a delivered one.
+//
 // pending() is an estimate: it counts hints added and not yet delivered, and
 // is reset to the exact value 0 whenever a target's hints are found exhausted.
 //
@@ -27,6 +34,7 @@
 #include "engine/store.h"
 #include "server/cluster/counters.h"
 #include "server/cluster/membership.h"
+#include "server/cluster/timer.h"
 #include "server/cluster/transport.h"
 
 namespace ringkv::cluster {
@@ -38,6 +46,8 @@ struct HandoffOptions {
   uint64_t max_age_ms = 3ULL * 3600 * 1000;
   // How long a target has to acknowledge one hint. Default: 2000.
   uint64_t timeout_ms = 2000;
+  // Runs delivery's store work. nullptr: inline (tests).
+  Executor* background = nullptr;
 };
 
 class HintedHandoff {
@@ -60,6 +70,7 @@ class HintedHandoff {
 
  private:
   void DeliverBatch(const std::string& target);
+  void InBackground(std::function<void()> fn);
   void FinishBatch(const std::string& target, bool ok, const std::string& next_cursor,
                    bool end_of_pass);
   // Deletes a hint that needs no more delivery; counts it in `counter`.

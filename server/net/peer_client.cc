@@ -185,7 +185,7 @@ void PeerClient::Read(const std::string& node, const std::string& key, uint64_t 
 }
 
 void PeerClient::Hello(const std::string& node, uint64_t timeout_ms, HelloDone done) {
-  Submit(node, EncodePeerHello(self_, fingerprint_), timeout_ms,
+  Submit(node, EncodePeerHello(self_, fingerprint_, hlc_ != nullptr ? hlc_->Now() : 0), timeout_ms,
          [done = std::move(done)](Status s, bool refused, std::string_view line) {
            if (!s.ok()) return done(std::move(s), refused);
            done(ParsePeerHelloReply(line), false);

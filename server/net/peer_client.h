@@ -66,6 +66,7 @@
 
 #include "engine/record.h"
 #include "engine/status.h"
+#include "engine/version.h"
 #include "server/cluster/membership.h"
 #include "server/cluster/transport.h"
 
@@ -112,6 +113,11 @@ class PeerClient final : public cluster::ReplicaTransport {
 
   PeerClient(const PeerClient&) = delete;
   PeerClient& operator=(const PeerClient&) = delete;
+
+  // The hybrid clock whose timestamps Hello() carries, so that peers keep
+  // their clocks past this node's. REQUIRES: set before Start(); outlives
+  // the client. Without one, Hello() carries none.
+  void SetHybridClock(HybridClock* hlc) { hlc_ = hlc; }
 
   // Starts the client's I/O thread. Idempotent; no-op after Stop().
   void Start();
@@ -168,6 +174,7 @@ class PeerClient final : public cluster::ReplicaTransport {
   const PeerClientOptions options_;
   const std::string self_;
   const std::string fingerprint_;
+  HybridClock* hlc_ = nullptr;
 
   // Declared first among the asio members so that it is destroyed last.
   asio::io_context io_;

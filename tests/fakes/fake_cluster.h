@@ -20,7 +20,9 @@ namespace ringkv::testing {
 
 class FakeCluster final : public cluster::ReplicaTransport {
  public:
-  enum class Mode { kServe, kUnreachable, kTimeout, kHold };
+  // kInternal fails like a replica whose disk is full; kSilent never answers
+  // (a lost reply: only the coordinator's own deadline ends the round).
+  enum class Mode { kServe, kUnreachable, kTimeout, kHold, kInternal, kSilent };
 
   void SetMode(const std::string& node, Mode mode) { nodes_[node].mode = mode; }
 
@@ -31,6 +33,13 @@ class FakeCluster final : public cluster::ReplicaTransport {
     Run(
         n,
         [this, node, key, record, done] {
+          // As a real replica (server/node.cc WriteLocal): a write that is
+          // not newer than the held version is answered Stale with it.
+          auto held = Get(node, key);
+          if (held && !(held->version < record.version)) {
+            return done(held->version == record.version ? Status::OK()
+                                                        : Status::Stale(held->version.ToString()));
+          }
           Apply(node, key, record);
           done(Status::OK());
         },
@@ -105,6 +114,10 @@ class FakeCluster final : public cluster::ReplicaTransport {
         return fail(Status::Timeout("fake timeout"));
       case Mode::kHold:
         n.held.push_back({std::move(serve), std::move(fail)});
+        return;
+      case Mode::kInternal:
+        return fail(Status::Internal("fake: no space left on device"));
+      case Mode::kSilent:
         return;
     }
   }

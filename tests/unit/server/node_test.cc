@@ -213,11 +213,16 @@ TEST_F(NodeTest, PeerWriteAndReadCarryWholeRecords) {
   Record back;
   ASSERT_TRUE(ParsePeerReadReply(CallRaw(EncodePeerRead("pk")), &back).ok());
   EXPECT_EQ(back, rec);
-  // An older record loses; a tombstone with a newer version wins.
+  // An older record is not written and is answered stale with the version
+  // the replica holds (the coordinator re-stamps above it); the same version
+  // again is OK (the replica has it); a tombstone with a newer version wins.
   Record older = rec;
   older.version.hlc -= 1;
   older.value = "1";
-  ASSERT_TRUE(ParsePeerWriteReply(CallRaw(EncodePeerWrite("pk", older))).ok());
+  Status stale = ParsePeerWriteReply(CallRaw(EncodePeerWrite("pk", older)));
+  ASSERT_TRUE(stale.IsStale()) << stale.ToString();
+  EXPECT_EQ(stale.message(), v.ToString());
+  EXPECT_TRUE(ParsePeerWriteReply(CallRaw(EncodePeerWrite("pk", rec))).ok());
   ASSERT_TRUE(ParsePeerReadReply(CallRaw(EncodePeerRead("pk")), &back).ok());
   EXPECT_EQ(back.value, rec.value);
   Record tomb;
@@ -249,10 +254,28 @@ TEST_F(NodeTest, FarFutureVersionsAreRefusedAndCounted) {
 
 TEST_F(NodeTest, HelloChecksTheClusterFingerprint) {
   EXPECT_TRUE(
-      ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", node_->cluster_fingerprint()))).ok());
-  Status s = ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", "Q=32;N=1;n1@x:1,")));
+      ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", node_->cluster_fingerprint(), 0))).ok());
+  Status s = ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", "Q=32;N=1;n1@x:1,", 0)));
   EXPECT_EQ(s.code(), Status::Code::kBadRequest);
   EXPECT_NE(s.message().find("cluster mismatch"), std::string::npos);
+}
+
+// A peer's ping carries its hybrid clock: this node's next version is stamped
+// past it (a peer whose clock runs ahead cannot make this node's later writes
+// lose), unless the peer is further ahead than --max-clock-skew-ms allows.
+TEST_F(NodeTest, HelloCarriesTheCallersClockWithinTheSkewBound) {
+  const std::string fp = node_->cluster_fingerprint();
+  uint64_t ahead = MakeHlc(clock_.NowMs() + 2000, 5);
+  ASSERT_TRUE(ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", fp, ahead))).ok());
+  json put = Call({{"op", "put"}, {"key", "h"}, {"value", 1}});
+  Version v;
+  ASSERT_TRUE(Version::Parse(put["version"].get<std::string>(), &v).ok());
+  EXPECT_GT(v.hlc, ahead);
+  uint64_t too_far = MakeHlc(clock_.NowMs() + 3'600'000, 0);
+  ASSERT_TRUE(ParsePeerHelloReply(CallRaw(EncodePeerHello("n2", fp, too_far))).ok());
+  put = Call({{"op", "put"}, {"key", "h"}, {"value", 2}});
+  ASSERT_TRUE(Version::Parse(put["version"].get<std::string>(), &v).ok());
+  EXPECT_LT(v.hlc, too_far);
 }
 
 TEST_F(NodeTest, MalformedPeerMessagesAreBadRequests) {

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/version.h"
+
 namespace ringkv {
 namespace {
 
@@ -164,6 +166,57 @@ TEST(ProtocolTest, Rendering) {
   EXPECT_EQ(j["error"]["code"], "timeout");
   EXPECT_EQ(j["error"]["message"], "too \"slow\"\n");
   EXPECT_EQ(JsonQuote(std::string("\xff", 1)).front(), '"');  // invalid UTF-8 never throws
+}
+
+// A peer's reply of any shape is parsed into a Status and never throws
+// (a throw there once swallowed the coordinator's callback and hung the
+// client's connection).
+TEST(PeerReplyTest, MalformedRepliesAreInternalAndNeverThrow) {
+  const char* bad[] = {
+      "",
+      "nope",
+      "[]",
+      "{}",
+      R"({"ok":1})",
+      R"({"ok":false})",
+      R"({"ok":false,"error":"x"})",
+      R"({"ok":false,"error":{}})",
+      R"({"ok":false,"error":{"code":5}})",
+      R"({"ok":false,"error":{"code":null,"message":"m"}})",
+      R"({"ok":false,"error":{"code":"stale"}})",
+      R"({"ok":false,"error":{"code":"stale"},"version":7})",
+      R"({"ok":false,"error":{"code":"ok"}})",
+  };
+  for (const char* line : bad) {
+    Status s;
+    ASSERT_NO_THROW(s = ParsePeerWriteReply(line)) << line;
+    EXPECT_EQ(s.code(), Status::Code::kInternal) << line << " -> " << s.ToString();
+    Record r;
+    ASSERT_NO_THROW(s = ParsePeerReadReply(line, &r)) << line;
+    EXPECT_EQ(s.code(), Status::Code::kInternal) << line;
+    ASSERT_NO_THROW(s = ParsePeerHelloReply(line)) << line;
+    EXPECT_EQ(s.code(), Status::Code::kInternal) << line;
+  }
+  // A message of the wrong type is dropped, the code kept.
+  Status s = ParsePeerWriteReply(R"({"ok":false,"error":{"code":"timeout","message":[1]}})");
+  EXPECT_EQ(s.code(), Status::Code::kTimeout);
+  // Every wire code comes back as itself.
+  EXPECT_EQ(ParsePeerWriteReply(RenderError("", Status::Overloaded("busy"))).code(),
+            Status::Code::kOverloaded);
+  s = ParsePeerWriteReply(RenderError("", Status::RequestTooLarge("big")));
+  EXPECT_EQ(s.code(), Status::Code::kRequestTooLarge);
+  EXPECT_EQ(s.message(), "big");
+  // An unknown code is internal and says which.
+  s = ParsePeerWriteReply(R"({"ok":false,"error":{"code":"martian","message":"m"}})");
+  EXPECT_EQ(s.code(), Status::Code::kInternal);
+  EXPECT_EQ(s.message(), "martian: m");
+}
+
+TEST(PeerReplyTest, StaleCarriesTheHeldVersion) {
+  Version held{MakeHlc(1'700'000'000'123ULL, 4), "n3"};
+  Status s = ParsePeerWriteReply(RenderStale("7", held));
+  ASSERT_TRUE(s.IsStale()) << s.ToString();
+  EXPECT_EQ(s.message(), held.ToString());
 }
 
 }  // namespace
