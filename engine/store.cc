@@ -82,7 +82,7 @@ class Store::Impl {
   void Close();
   Status WriteMany(const std::vector<PartitionWrite>& writes);
   Status EnsurePartitions(const std::vector<uint32_t>& partitions);
-  Status Get(uint32_t partition, std::string_view key, Record* out);
+  Status Get(uint32_t partition, std::string_view key, Record* out, bool meta_only = false);
   Status Backup(const std::string& dir, BackupResult* out);
   uint64_t KeysEstimate();
   StoreProperties Properties();
@@ -365,7 +365,7 @@ Status Store::Impl::WriteMany(const std::vector<PartitionWrite>& writes) {
   return s;
 }
 
-Status Store::Impl::Get(uint32_t partition, std::string_view key, Record* out) {
+Status Store::Impl::Get(uint32_t partition, std::string_view key, Record* out, bool meta_only) {
   rocksdb::ColumnFamilyHandle* cf = nullptr;
   RINGKV_RETURN_IF_ERROR(PartitionFamily(partition, /*create=*/false, &cf));
   rocksdb::PinnableSlice value;
@@ -373,6 +373,7 @@ Status Store::Impl::Get(uint32_t partition, std::string_view key, Record* out) {
       db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
   if (s.IsNotFound()) return Status::NotFound();
   if (!s.ok()) return FromRocks(s, "read failed");
+  if (meta_only) return DecodeRecordMeta({value.data(), value.size()}, out);
   return DecodeRecord({value.data(), value.size()}, out);
 }
 
@@ -642,6 +643,9 @@ Status Store::EnsurePartitions(const std::vector<uint32_t>& partitions) {
 }
 Status Store::Get(uint32_t partition, std::string_view key, Record* out) {
   return impl_->Get(partition, key, out);
+}
+Status Store::GetMeta(uint32_t partition, std::string_view key, Record* out) {
+  return impl_->Get(partition, key, out, /*meta_only=*/true);
 }
 Status Store::Backup(const std::string& dir, BackupResult* out) { return impl_->Backup(dir, out); }
 uint64_t Store::KeysEstimate() { return impl_->KeysEstimate(); }

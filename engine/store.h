@@ -126,6 +126,9 @@ class Store {
   // Reads the record of `key`, tombstones and expired records included.
   // Returns NotFound if the key has no record at all.
   Status Get(uint32_t partition, std::string_view key, Record* out);
+  // As Get(), but leaves out->value untouched: the version, flags and expiry
+  // without copying the value (a replica's "what do I hold" check).
+  Status GetMeta(uint32_t partition, std::string_view key, Record* out);
 
   // Takes an online, consistent backup of the whole database into the RocksDB
   // BackupEngine directory `dir` (created if absent; incremental when it

@@ -237,7 +237,7 @@ void Node::Impl::WriteLocal(const std::string& key, const Record& record,
   if (auto cached = cache_.Peek(key)) {
     held.version = cached->version;
   } else {
-    s = store_->Get(partition, key, &held);
+    s = store_->GetMeta(partition, key, &held);
   }
   if (s.ok() && !(held.version < record.version)) {
     if (held.version == record.version) return done(Status::OK());

@@ -76,6 +76,21 @@ TEST_F(StoreTest, WriteThenGet) {
   EXPECT_TRUE(store_->Get(5, "k", &r).IsNotFound());  // partition never written
 }
 
+TEST_F(StoreTest, GetMetaReadsTheVersionWithoutTheValue) {
+  OpenStore();
+  Record r = Rec(clock_.NowMs(), "\"a value\"");
+  r.expires_at_ms = clock_.NowMs() + 5;
+  ASSERT_TRUE(store_->Write(3, "k", r).ok());
+  Record meta;
+  meta.value = "untouched";
+  ASSERT_TRUE(store_->GetMeta(3, "k", &meta).ok());
+  EXPECT_EQ(meta.version, r.version);
+  EXPECT_EQ(meta.expires_at_ms, r.expires_at_ms);
+  EXPECT_FALSE(meta.tombstone);
+  EXPECT_EQ(meta.value, "untouched");
+  EXPECT_TRUE(store_->GetMeta(3, "missing", &meta).IsNotFound());
+}
+
 TEST_F(StoreTest, EnsurePartitionsCreatesFamiliesUpFront) {
   OpenStore();
   ASSERT_TRUE(store_->EnsurePartitions({1, 3, 5}).ok());
