@@ -6,7 +6,9 @@
 // within one delay deadlines come due in the order they were armed, so arming
 // is a push_back and expiring a pop_front, where a heap would cost a log-n
 // sift per request and hold every entry until it came due in order anyway.
-// Entries hold their target weakly: a round answered on time is freed at
+// The timer thread wakes at most every 5 ms while deadlines are armed, and
+// expires everything due then (a deadline may pass up to 5 ms late), rather
+// than once per request. Entries hold their target weakly: a round answered on time is freed at
 // once, and its entry is dropped without a call when it comes due.
 //
 // Executor: functions run in order on one worker thread, which may block on
