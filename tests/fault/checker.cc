@@ -20,8 +20,8 @@ bool ParseVersion(const std::string& text, Version* out) {
 std::string Describe(const Op& op) {
   std::ostringstream s;
   s << (op.type == OpType::kWrite ? "put" : "get") << " by client " << op.client << " via "
-    << (op.node.empty() ? "?" : op.node) << " [" << op.invoke_us << ".." << op.complete_us
-    << " us] ";
+    << (op.node.empty() ? "?" : op.node) << " [" << op.invoke_ns << ".." << op.complete_ns
+    << " ns] ";
   if (op.type == OpType::kWrite) {
     s << "value " << op.value;
   } else {
@@ -94,7 +94,7 @@ class KeyChecker {
       } else if (final_version < versions_[i]) {
         why = "the final value " + final_state.value + " has the lower version " +
               final_state.version;
-      } else if (f->complete_us < w.invoke_us) {
+      } else if (f->complete_ns < w.invoke_ns) {
         why = "the final value comes from " + Describe(*f) + ", which completed before it began";
       }
       if (!why.empty()) Report(&result_->lost, "lost " + Describe(w) + ": " + why);
@@ -113,16 +113,16 @@ class KeyChecker {
       if (writes_[i]->outcome == Outcome::kOk) acked.push_back(i);
     }
     std::sort(acked.begin(), acked.end(), [&](size_t a, size_t b) {
-      return writes_[a]->complete_us < writes_[b]->complete_us;
+      return writes_[a]->complete_ns < writes_[b]->complete_ns;
     });
     for (size_t k = 0; k < acked.size(); ++k) {
       size_t i = acked[k];
-      index_.complete.push_back(writes_[i]->complete_us);
+      index_.complete.push_back(writes_[i]->complete_ns);
       size_t best_v = i, best_inv = i;
       if (k > 0) {
         size_t pv = index_.max_version.back(), pi = index_.max_invoke.back();
         if (versions_[pv] > versions_[i]) best_v = pv;
-        if (writes_[pi]->invoke_us > writes_[i]->invoke_us) best_inv = pi;
+        if (writes_[pi]->invoke_ns > writes_[i]->invoke_ns) best_inv = pi;
       }
       index_.max_version.push_back(best_v);
       index_.max_invoke.push_back(best_inv);
@@ -151,7 +151,7 @@ class KeyChecker {
   }
 
   void CheckStale(const Op& r, const Version& version) {
-    size_t n = AckedBefore(r.invoke_us);
+    size_t n = AckedBefore(r.invoke_ns);
     if (n == 0) return;
     const Op& newest = *writes_[index_.max_version[n - 1]];
     if (version < versions_[index_.max_version[n - 1]]) {
@@ -164,7 +164,7 @@ class KeyChecker {
     if (it == by_value_.end()) return;
     const Op& x = *writes_[it->second];
     const Op& latest = *writes_[index_.max_invoke[n - 1]];
-    if (x.complete_us < latest.invoke_us) {
+    if (x.complete_ns < latest.invoke_ns) {
       Report(&result_->stale, "stale " + Describe(r) + ": its write completed before " +
                                   Describe(latest) + " began, which completed before the read");
     }
@@ -174,11 +174,11 @@ class KeyChecker {
     std::vector<size_t> order(reads_.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(),
-              [&](size_t a, size_t b) { return reads_[a]->complete_us < reads_[b]->complete_us; });
+              [&](size_t a, size_t b) { return reads_[a]->complete_ns < reads_[b]->complete_ns; });
     std::vector<int64_t> complete;
     std::vector<size_t> max_version;  // index into reads_
     for (size_t k = 0; k < order.size(); ++k) {
-      complete.push_back(reads_[order[k]]->complete_us);
+      complete.push_back(reads_[order[k]]->complete_ns);
       size_t best = order[k];
       if (k > 0 && read_versions[max_version.back()] > read_versions[best]) {
         best = max_version.back();
@@ -187,7 +187,7 @@ class KeyChecker {
     }
     for (size_t i = 0; i < reads_.size(); ++i) {
       size_t n = static_cast<size_t>(
-          std::lower_bound(complete.begin(), complete.end(), reads_[i]->invoke_us) -
+          std::lower_bound(complete.begin(), complete.end(), reads_[i]->invoke_ns) -
           complete.begin());
       if (n == 0) continue;
       size_t prior = max_version[n - 1];

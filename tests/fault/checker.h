@@ -51,8 +51,11 @@ struct Op {
   OpType type = OpType::kWrite;
   int client = 0;
   std::string key;
-  int64_t invoke_us = 0;    // when the request was sent
-  int64_t complete_us = 0;  // when the answer arrived (or the client gave up)
+  // When the request was sent and when its answer arrived (or the client gave
+  // up), in nanoseconds of a steady clock: fine enough that a client's next
+  // request is always invoked strictly after its previous one completed.
+  int64_t invoke_ns = 0;
+  int64_t complete_ns = 0;
   Outcome outcome = Outcome::kUnknown;
   std::string code;  // the error code when not ok ("transport" for no answer)
   // A write: the value written. A read that found one: the value read.

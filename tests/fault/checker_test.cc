@@ -19,8 +19,8 @@ Op Put(const std::string& value, int64_t invoke, int64_t complete, const std::st
   op.type = OpType::kWrite;
   op.client = client;
   op.key = "k";
-  op.invoke_us = invoke;
-  op.complete_us = complete;
+  op.invoke_ns = invoke;
+  op.complete_ns = complete;
   op.outcome = outcome;
   op.code = outcome == Outcome::kOk ? "" : (outcome == Outcome::kFail ? "unavailable" : "timeout");
   op.value = value;
@@ -35,8 +35,8 @@ Op Get(const std::string& value, int64_t invoke, int64_t complete, const std::st
   op.type = OpType::kRead;
   op.client = client;
   op.key = "k";
-  op.invoke_us = invoke;
-  op.complete_us = complete;
+  op.invoke_ns = invoke;
+  op.complete_ns = complete;
   op.outcome = Outcome::kOk;
   op.found = !value.empty();
   op.value = value;
