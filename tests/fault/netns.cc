@@ -262,6 +262,22 @@ void Topology::DeleteAll() {
   return ::testing::AssertionSuccess();
 }
 
+::testing::AssertionResult Topology::DropSilently(int from, int to) {
+  if (!silent_.insert({from, to}).second) return ::testing::AssertionSuccess();
+  // A locally administered unicast MAC that no interface has.
+  return RunIp({"-n", node_ns(from), "neigh", "replace", node_ip(to), "lladdr",
+                "02:00:00:00:0f:" + std::to_string(10 + to), "nud", "permanent", "dev", "eth0"});
+}
+
+::testing::AssertionResult Topology::DropPeersToNode(int i) {
+  for (int j = 0; j < nodes_; ++j) {
+    if (j == i) continue;
+    ::testing::AssertionResult r = DropSilently(j, i);
+    if (!r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 ::testing::AssertionResult Topology::LinkDown(int i) {
   if (!links_down_.insert(i).second) return ::testing::AssertionSuccess();
   return RunIp({"-n", node_ns(i), "link", "set", "eth0", "down"});
@@ -275,6 +291,12 @@ void Topology::DeleteAll() {
     if (!r) result = r;
   }
   blackholes_.clear();
+  for (const auto& [from, to] : silent_) {
+    ::testing::AssertionResult r =
+        RunIp({"-n", node_ns(from), "neigh", "del", node_ip(to), "dev", "eth0"});
+    if (!r) result = r;
+  }
+  silent_.clear();
   for (int i : links_down_) {
     ::testing::AssertionResult r = RunIp({"-n", node_ns(i), "link", "set", "eth0", "up"});
     if (!r) result = r;

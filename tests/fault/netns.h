@@ -14,6 +14,10 @@
 //   - Blackhole(from, to): packets from node `from` to node `to` are dropped
 //     (a blackhole route in `from`'s namespace: local sends fail at once).
 //     Two of them make a symmetric cut; one alone cuts one direction.
+//   - DropSilently(from, to): packets from node `from` to node `to` vanish
+//     on the wire (a permanent neighbour entry in `from`'s namespace maps
+//     `to`'s address to a MAC address nobody has): sends succeed, answers
+//     never come, the sender sees timeouts. One direction only.
 //   - LinkDown(i): node i's interface goes down: it reaches nothing and
 //     nothing reaches it (clients' packets vanish; they see timeouts).
 //   - Heal(): every blackhole removed and every link up.
@@ -102,8 +106,12 @@ class Topology {
   // Every other node's packets to node i are dropped; node i's packets still
   // reach them (so i's requests arrive, but their answers do not).
   ::testing::AssertionResult CutPeersToNode(int i);
+  ::testing::AssertionResult DropSilently(int from, int to);
+  // Every other node's packets to node i vanish (DropSilently); node i's
+  // packets still reach them.
+  ::testing::AssertionResult DropPeersToNode(int i);
   ::testing::AssertionResult LinkDown(int i);
-  // Removes every blackhole and brings every link up.
+  // Removes every blackhole and bogus neighbour entry; brings every link up.
   ::testing::AssertionResult Heal();
 
  private:
@@ -118,6 +126,7 @@ class Topology {
   std::string subnet_;
   std::vector<std::string> created_;          // namespaces, in creation order
   std::set<std::pair<int, int>> blackholes_;  // (from, to)
+  std::set<std::pair<int, int>> silent_;      // (from, to)
   std::set<int> links_down_;
 };
 
