@@ -94,6 +94,21 @@ long OwnerPid(const std::string& name) {
   return pid;
 }
 
+// True if process `pid` exists and has not exited (a zombie has exited: its
+// parent just has not reaped it yet).
+bool ProcessAlive(long pid) {
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) return false;
+  char buf[512];
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // "PID (COMM) STATE ...": COMM may contain spaces and parentheses.
+  const char* close = std::strrchr(buf, ')');
+  return close == nullptr || close[1] == '\0' || close[2] != 'Z';
+}
+
 }  // namespace
 
 const std::string& IpPath() {
@@ -136,7 +151,7 @@ int SweepStaleNamespaces() {
     std::string name = entry.path().filename().string();
     long pid = OwnerPid(name);
     if (pid <= 0 || pid == ::getpid()) continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    if (ProcessAlive(pid)) continue;
     if (RunIp({"netns", "del", name})) {
       ++swept;
       std::fprintf(stderr, "[netns] removed %s, left by dead process %ld\n", name.c_str(), pid);

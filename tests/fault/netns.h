@@ -54,7 +54,8 @@ const std::string& IpPath();
 // Runs `ip args...`; fails with its stderr.
 ::testing::AssertionResult RunIp(const std::vector<std::string>& args);
 
-// Deletes namespaces named rkvf<pid>-* whose process no longer exists.
+// Deletes namespaces named rkvf<pid>-* whose process no longer exists (or is
+// a zombie).
 // Returns how many were deleted.
 int SweepStaleNamespaces();
 
