@@ -299,12 +299,8 @@ std::string Newest(const std::vector<std::string>& versions) {
   return best;
 }
 
-class PartitionTest : public ::testing::TestWithParam<Mode> {};
-
-TEST_P(PartitionTest, NoHangsNoLostWritesAndConvergence) {
-  std::string skip = FaultTestsUnsupportedReason(/*need_faketime=*/false);
-  if (!skip.empty()) GTEST_SKIP() << skip;
-  const Mode mode = GetParam();
+// The whole test for one mode (see the file comment).
+void RunPartition(Mode mode) {
   const auto began = SteadyClock::now();
 
   FaultClusterOptions options;
@@ -491,12 +487,29 @@ TEST_P(PartitionTest, NoHangsNoLostWritesAndConvergence) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, PartitionTest,
-                         ::testing::Values(Mode::kPeers, Mode::kAll, Mode::kOneWay,
-                                           Mode::kOneWaySilent),
-                         [](const ::testing::TestParamInfo<Mode>& param) {
-                           return ModeName(param.param);
-                         });
+TEST(PartitionTest, IsolatedFromPeers) {
+  std::string skip = FaultTestsUnsupportedReason(/*need_faketime=*/false);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  RunPartition(Mode::kPeers);
+}
+
+TEST(PartitionTest, IsolatedFromEverything) {
+  std::string skip = FaultTestsUnsupportedReason(/*need_faketime=*/false);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  RunPartition(Mode::kAll);
+}
+
+TEST(PartitionTest, PeersCannotReachIt) {
+  std::string skip = FaultTestsUnsupportedReason(/*need_faketime=*/false);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  RunPartition(Mode::kOneWay);
+}
+
+TEST(PartitionTest, PeersPacketsVanish) {
+  std::string skip = FaultTestsUnsupportedReason(/*need_faketime=*/false);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  RunPartition(Mode::kOneWaySilent);
+}
 
 }  // namespace
 }  // namespace ringkv::fault
