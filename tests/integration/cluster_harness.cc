@@ -69,15 +69,22 @@ std::vector<std::string> ClusterProcess::NodeArgs() const {
 ::testing::AssertionResult ClusterProcess::StartOnce(bool* address_in_use) {
   *address_in_use = false;
   nodes_.clear();
-  std::vector<int> ports = DistinctUnusedPorts(options_.nodes);
-  if (ports.empty()) return ::testing::AssertionFailure() << "cannot find free ports";
-  addresses_.clear();
-  for (int port : ports) addresses_.push_back("127.0.0.1:" + std::to_string(port));
+  if (!options_.addresses.empty()) {
+    addresses_ = options_.addresses;
+  } else {
+    std::vector<int> ports = DistinctUnusedPorts(options_.nodes);
+    if (ports.empty()) return ::testing::AssertionFailure() << "cannot find free ports";
+    addresses_.clear();
+    for (int port : ports) addresses_.push_back("127.0.0.1:" + std::to_string(port));
+  }
   std::vector<std::string> args = NodeArgs();
   stopped_.assign(ids_.size(), false);
   for (size_t i = 0; i < ids_.size(); ++i) {
     nodes_.push_back(std::make_unique<KvdProcess>(args, ids_[i]));
     nodes_.back()->set_listen(addresses_[i]);
+    if (i < options_.command_prefixes.size()) {
+      nodes_.back()->set_command_prefix(options_.command_prefixes[i]);
+    }
   }
   for (size_t i = 0; i < ids_.size(); ++i) {
     ::testing::AssertionResult started = nodes_[i]->Start();

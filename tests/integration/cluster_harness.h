@@ -46,6 +46,11 @@ struct ClusterOptions {
   bool hinted_handoff = true;
   // More flags for every node.
   std::vector<std::string> extra_args;
+  // Fixed "HOST:PORT" of each member (e.g. addresses inside network
+  // namespaces); empty: free ports on 127.0.0.1 picked at Start().
+  std::vector<std::string> addresses;
+  // Per member (empty: none): what kvd runs under (KvdProcess::set_command_prefix).
+  std::vector<std::vector<std::string>> command_prefixes;
 };
 
 class ClusterProcess {

@@ -278,7 +278,14 @@ KvdProcess::~KvdProcess() {
   banner += " ====\n";
   ssize_t ignored = ::write(log_fd, banner.data(), banner.size());
   (void)ignored;
-  pid_ = Spawn(KvdPath(), args, null_fd, log_fd, log_fd);
+  if (prefix_.empty()) {
+    pid_ = Spawn(KvdPath(), args, null_fd, log_fd, log_fd);
+  } else {
+    std::vector<std::string> argv(prefix_.begin() + 1, prefix_.end());
+    argv.push_back(KvdPath());
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = Spawn(prefix_[0], argv, null_fd, log_fd, log_fd);
+  }
   ::close(log_fd);
   ::close(null_fd);
   if (pid_ < 0) return Failure("fork failed");

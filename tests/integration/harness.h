@@ -124,6 +124,10 @@ class KvdProcess {
   // Makes every later Start()/Restart() listen on this fixed "HOST:PORT"
   // (cluster members need fixed addresses) instead of a kernel-chosen port.
   void set_listen(std::string host_port) { listen_ = std::move(host_port); }
+  // Runs kvd as `prefix... kvd flags...` on later starts (e.g. {"ip", "netns",
+  // "exec", NS, "env", "FAKETIME=+2s"}). Each word of the prefix must exec the
+  // next (no fork), so that pid() stays kvd's. prefix[0] is an absolute path.
+  void set_command_prefix(std::vector<std::string> prefix) { prefix_ = std::move(prefix); }
   // The last `max_bytes` of the log.
   std::string LogTail(size_t max_bytes) const;
 
@@ -144,6 +148,7 @@ class KvdProcess {
   std::vector<std::string> extra_args_;
   std::string node_id_;
   std::string listen_ = "127.0.0.1:0";
+  std::vector<std::string> prefix_;
   std::string dir_;
   std::string address_;
   pid_t pid_ = -1;
