@@ -10,10 +10,11 @@
 //   (libfaketime). Rounds cycle through A=n5 B=n1 (the fast node first: B's
 //   version would be ~2 s older), A=n1 B=n5, and A=n2 B=n1 (two normal
 //   clocks; n2's HLC may have been pulled ahead by n5's versions).
-//   The keys are ones whose replicas exclude n1, so that n1's HLC is never
-//   pulled ahead by the fast node's versions through replica writes (with
-//   busy traffic every node's HLC follows the fastest clock and the loss
-//   shows only now and then); the promise holds for every key.
+//   The keys are ones whose replicas exclude n1, so that n1's HLC is not
+//   pulled ahead by the fast node's versions through replica writes, only by
+//   the HLC in n5's pings, which lags by up to a ping interval: without the
+//   coordinator's re-stamping every fast-then-n1 round lost (100 of 100
+//   before the fix); the promise holds for every key.
 //
 //   TiesWithoutSkew: 5 nodes, real clocks, the same rounds as fast as
 //   possible through every ordered pair of coordinators: two writes in the
@@ -176,7 +177,11 @@ TEST(ClockSkewTest, WriteAfterAnAcknowledgedWriteWinsDespiteAFastClock) {
               static_cast<long long>(fast_ahead), cluster.id(slow).c_str(),
               static_cast<long long>(slow_ahead));
   ASSERT_NEAR(fast_ahead, kSkewMs, 500) << Dump(fast_put);
-  ASSERT_NEAR(slow_ahead, 0, 500) << Dump(slow_put);
+  // n1's wall clock is right, but its hybrid clock follows n5's through the
+  // HLC that every _hello carries (architecture.md, "Clock skew"): it stamps
+  // up to one ping interval behind n5, never ahead of it. That lag is what
+  // the re-stamping below must make harmless.
+  ASSERT_LE(slow_ahead, fast_ahead + 50) << Dump(slow_put);
 
   // Rounds: (A, B, C).
   const int pattern[3][3] = {{fast, slow, 2}, {slow, fast, 3}, {normal, slow, 2}};
@@ -202,6 +207,8 @@ TEST(ClockSkewTest, WriteAfterAnAcknowledgedWriteWinsDespiteAFastClock) {
       "clock_skew_rejections=%lld\n",
       kRounds, lost, failed, elapsed, check.Summary().c_str(),
       static_cast<long long>(cluster.SumStat("clock_skew_rejections")));
+  std::printf("[clock skew] write_restamps=%lld (writes re-stamped above a replica's newer version)\n",
+              static_cast<long long>(cluster.SumStat("write_restamps")));
   std::fflush(stdout);
   EXPECT_EQ(failed, 0);
   EXPECT_EQ(lost, 0) << "acknowledged writes lost to a coordinator whose clock was behind";
