@@ -1,5 +1,6 @@
 #include "engine/store.h"
 
+#include <fcntl.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -12,12 +13,16 @@
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_buffer_manager.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -40,6 +45,8 @@ constexpr char kFormatVersion[] = "1";
 constexpr size_t kArenaBlockBytes = 64ULL << 10;
 // A thread's reusable write batch is replaced after a commit bigger than this.
 constexpr size_t kKeepBatchBytes = 1ULL << 20;
+// RocksDB's info log is started afresh (the old one kept) past this size.
+constexpr size_t kInfoLogBytes = 8ULL << 20;
 
 // After a failed Resume() on a disk that is still full, the next attempt waits
 // this long at most (the wait doubles from resume_interval_ms)...
@@ -90,6 +97,62 @@ const char* ReasonName(rocksdb::BackgroundErrorReason r) {
   }
   return "background work";
 }
+
+// RocksDB's info log, "LOG" in the data dir (the previous one kept as
+// "LOG.old"), written with plain write(2)s whose failures are ignored: on a
+// full disk log lines are lost, nothing else. RocksDB's own file logger
+// appends through a WritableFileWriter, and in 7.8 the first log line after a
+// failed append aborts the process (AssertFalseAndGetStatusForPrevError).
+class InfoLog : public rocksdb::Logger {
+ public:
+  InfoLog(std::string dir, size_t max_bytes)
+      : path_(std::move(dir) + "/LOG"), max_bytes_(max_bytes) {
+    Open(/*truncate=*/false);
+  }
+  ~InfoLog() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[8192];
+    struct timeval now;
+    ::gettimeofday(&now, nullptr);
+    struct tm t;
+    ::localtime_r(&now.tv_sec, &t);
+    int n = std::snprintf(line, sizeof(line), "%04d/%02d/%02d-%02d:%02d:%02d.%06ld ",
+                          t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                          static_cast<long>(now.tv_usec));
+    int m = std::vsnprintf(line + n, sizeof(line) - n - 1, format, ap);
+    size_t len = std::min(sizeof(line) - 2, static_cast<size_t>(n + std::max(m, 0)));
+    if (len == 0 || line[len - 1] != '\n') line[len++] = '\n';
+    std::lock_guard<std::mutex> l(mu_);
+    if (size_ >= max_bytes_) Roll();
+    if (fd_ < 0) return;
+    ssize_t w = ::write(fd_, line, len);
+    if (w > 0) size_ += static_cast<size_t>(w);
+  }
+  size_t GetLogFileSize() const override { return size_; }
+
+ private:
+  void Open(bool truncate) {
+    fd_ = ::open(path_.c_str(),
+                 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0644);
+    struct stat st;
+    size_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+  }
+  void Roll() {
+    if (fd_ >= 0) ::close(fd_);
+    ::rename(path_.c_str(), (path_ + ".old").c_str());
+    Open(/*truncate=*/true);
+  }
+
+  const std::string path_;
+  const size_t max_bytes_;
+  std::mutex mu_;
+  int fd_ = -1;
+  std::atomic<size_t> size_{0};
+};
 
 uint64_t SteadyMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -303,8 +366,7 @@ Status Store::Impl::Open() {
   db_opts.create_missing_column_families = true;
   db_opts.write_buffer_manager = write_buffers_;
   db_opts.max_background_jobs = 2;
-  db_opts.max_log_file_size = 8ULL << 20;
-  db_opts.keep_log_file_num = 4;
+  db_opts.info_log = std::make_shared<InfoLog>(opts_.path, kInfoLogBytes);
   db_opts.avoid_unnecessary_blocking_io = true;
   // A writer that finds another thread's write in progress would spin and
   // sched_yield for up to 100 us before sleeping: on a box where the I/O
