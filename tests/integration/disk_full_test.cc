@@ -8,11 +8,14 @@
 // reads of acknowledged keys work while the disk is full; once the ballast is
 // deleted writes succeed again by themselves, without a restart; after a
 // SIGKILL and a restart on the same dir every acknowledged write reads back
-// with its value.
+// with its value. Then the disk is filled again and kvd SIGKILLed while it
+// refuses writes: a restart on the full disk may be refused (one clear line),
+// and once space is freed it starts with every acknowledged write.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -146,45 +149,73 @@ TEST(DiskFullTest, FullDiskRefusesWritesKeepsReadsAndResumesWithNothingLost) {
   ASSERT_FALSE(ec) << ec.message();
   ASSERT_TRUE(kvd.Start());
 
-  // Fill the disk.
   std::map<int, std::string> acked;  // key index -> value
   std::map<std::string, int> failures;
-  int first_failure = -1, in_a_row = 0, fail_to_ok = 0, i = 0;
-  bool in_error = false;
-  const auto fill_start = Clock::now();
-  for (; i < kMaxWrites && Clock::now() - fill_start < kFillDeadline; ++i) {
-    std::string value = Value(i);
-    Json r = kvd.Call({{"op", "put"}, {"key", Key(i)}, {"value", value}});
-    if (r.value("ok", false)) {
-      acked[i] = value;
-      if (in_a_row > 0) {
-        // Writing again after refusals: only if the store resumed (RocksDB may
-        // free space by itself, e.g. deleting files a compaction replaced).
-        ++fail_to_ok;
-        Json disk = DiskStats(&kvd);
-        EXPECT_GE(disk.value("resumes", 0), fail_to_ok)
-            << "write " << i << " acknowledged after refusals without a resume: " << disk.dump();
+  int i = 0;  // the next key
+
+  // Writes new keys until the store refuses writes for good (kFailuresInARow
+  // in a row with stats.disk.write_error set); checks every answer.
+  struct Fill {
+    int attempted = 0, first_failure = -1, fail_to_ok = 0;
+    bool in_error = false;
+    double seconds = 0;
+  };
+  auto fill = [&](Fill* f) {
+    int in_a_row = 0;
+    const int resumes_before = DiskStats(&kvd).value("resumes", 0);
+    const auto start = Clock::now();
+    for (int n = 0; n < kMaxWrites && Clock::now() - start < kFillDeadline; ++n, ++i) {
+      std::string value = Value(i);
+      Json r = kvd.Call({{"op", "put"}, {"key", Key(i)}, {"value", value}});
+      ++f->attempted;
+      if (r.value("ok", false)) {
+        acked[i] = value;
+        if (in_a_row > 0) {
+          // Writing again after refusals: only once the store resumed (RocksDB
+          // may free space by itself, e.g. deleting files a compaction replaced).
+          ++f->fail_to_ok;
+          Json disk = DiskStats(&kvd);
+          EXPECT_GE(disk.value("resumes", 0), resumes_before + f->fail_to_ok)
+              << "write " << i << " acknowledged after refusals without a resume: " << disk.dump();
+        }
+        in_a_row = 0;
+        f->in_error = false;
+        continue;
       }
-      in_a_row = 0;
-      in_error = false;
-      continue;
+      ++failures[CodeOf(r)];
+      ASSERT_NE(CodeOf(r), "harness_error")
+          << "kvd stopped answering at write " << i << ": " << r.dump();
+      EXPECT_TRUE(IsNoSpaceError(r)) << "write " << i << ": " << r.dump().substr(0, 300);
+      if (f->first_failure < 0) f->first_failure = i;
+      if (++in_a_row >= kFailuresInARow) {
+        if (!f->in_error) f->in_error = DiskStats(&kvd).value("write_error", false);
+        if (f->in_error) {
+          ++i;
+          break;
+        }
+      }
     }
-    ++failures[CodeOf(r)];
-    ASSERT_NE(CodeOf(r), "harness_error")
-        << "kvd stopped answering at write " << i << ": " << r.dump();
-    EXPECT_TRUE(IsNoSpaceError(r)) << "write " << i << ": " << r.dump().substr(0, 300);
-    if (first_failure < 0) first_failure = i;
-    ++in_a_row;
-    if (in_a_row >= kFailuresInARow) {
-      if (!in_error) in_error = DiskStats(&kvd).value("write_error", false);
-      if (in_error) break;
+    f->seconds = Seconds(Clock::now() - start);
+    ASSERT_GE(f->first_failure, 0) << "the disk never filled in " << f->attempted << " writes";
+    ASSERT_TRUE(f->in_error) << "no " << kFailuresInARow
+                             << " refusals in a row with write_error set";
+  };
+  // Every acknowledged write reads back with its value; returns how many did not.
+  auto count_lost = [&] {
+    int lost = 0;
+    for (const auto& [k, v] : acked) {
+      Json r = kvd.Call({{"op", "get"}, {"key", Key(k)}});
+      if (!IsOk(r) || r.value("found", false) != true || r["value"] != v) {
+        if (++lost <= 5) ADD_FAILURE() << "lost " << Key(k) << ": " << r.dump().substr(0, 200);
+      }
     }
-  }
-  const double fill_s = Seconds(Clock::now() - fill_start);
-  const int attempted = i + 1;
-  ++i;  // the next key
-  ASSERT_GE(first_failure, 0) << "the disk never filled in " << i << " writes";
-  ASSERT_TRUE(in_error) << "no " << kFailuresInARow << " refusals in a row with write_error set";
+    return lost;
+  };
+
+  // 1. Fill the disk.
+  Fill first;
+  fill(&first);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   ASSERT_TRUE(kvd.running()) << "kvd died when the disk filled";
 
   Json disk = DiskStats(&kvd);
@@ -230,7 +261,7 @@ TEST(DiskFullTest, FullDiskRefusesWritesKeepsReadsAndResumesWithNothingLost) {
   const double resume_s = Seconds(Clock::now() - freed_at);
   ASSERT_TRUE(resumed) << "writes did not resume within " << Seconds(kResumeDeadline)
                        << " s of freeing space: " << DiskStats(&kvd).dump();
-  for (int m = 0; m < 200; ++m, ++i) {
+  for (int m = 0; m < 200; ++m, ++i) {  // keys after the last one the fill tried
     std::string value = Value(i);
     Json r = kvd.Call({{"op", "put"}, {"key", Key(i)}, {"value", value}});
     ASSERT_TRUE(IsOk(r)) << "write " << i << " after resuming";
@@ -243,27 +274,48 @@ TEST(DiskFullTest, FullDiskRefusesWritesKeepsReadsAndResumesWithNothingLost) {
   EXPECT_NE(log.find("[store] writes refused"), std::string::npos);
   EXPECT_NE(log.find("[store] writes resumed"), std::string::npos);
 
-  // Nothing acknowledged is lost across a SIGKILL and a restart.
+  // 2. Nothing acknowledged is lost across a SIGKILL and a restart.
   kvd.Kill(SIGKILL);
   ASSERT_TRUE(kvd.Restart());
-  int lost = 0;
-  for (const auto& [k, v] : acked) {
-    Json r = kvd.Call({{"op", "get"}, {"key", Key(k)}});
-    if (!IsOk(r) || r.value("found", false) != true || r["value"] != v) {
-      if (++lost <= 5) ADD_FAILURE() << "lost " << Key(k) << ": " << r.dump().substr(0, 200);
-    }
-  }
+  const int lost = count_lost();
   EXPECT_EQ(lost, 0);
+
+  // 3. Full again, and SIGKILL while writes are refused. A restart on the full
+  // disk may be refused (RocksDB flushes the WAL when it opens), with one
+  // clear line; once space is freed it starts, and nothing acknowledged is lost.
+  struct statvfs vfs;
+  ASSERT_EQ(::statvfs(fs_dir.c_str(), &vfs), 0);
+  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  ASSERT_TRUE(WriteBallast(ballast, free_bytes > (2u << 20) ? free_bytes - (2u << 20) : 0));
+  Fill second;
+  fill(&second);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  kvd.Kill(SIGKILL);
+  ::testing::AssertionResult full_start = kvd.Start();
+  if (!full_start) {
+    EXPECT_NE(kvd.LogTail(4096).find("no space left on device"), std::string::npos)
+        << full_start.message();
+  } else {
+    kvd.Kill(SIGKILL);
+  }
+  ASSERT_TRUE(fs::remove(ballast, ec)) << ec.message();
+  ASSERT_TRUE(kvd.Start());
+  const int lost_after_kill_while_full = count_lost();
+  EXPECT_EQ(lost_after_kill_while_full, 0);
 
   std::string by_code;
   for (const auto& [code, count] : failures) by_code += " " + code + "=" + std::to_string(count);
   std::printf(
-      "disk full: %d writes filling it in %.1f s, %zu acknowledged (first refusal at write %d), "
-      "failures "
-      "by code:%s; %d reads while full; %d acknowledged after refusals (each after a resume); "
-      "time to resume after freeing 16 MiB: %.2f s (%d probes); resumes=%d; lost=%d\n",
-      attempted, fill_s, acked.size(), first_failure, by_code.c_str(), reads, fail_to_ok, resume_s,
-      probes, disk.value("resumes", 0), lost);
+      "disk full: %d writes filled it in %.2f s (first refusal at write %d); %d reads while "
+      "full; %d acknowledged after refusals (each after a resume); time to resume after "
+      "freeing 16 MiB: %.2f s (%d probes); resumes=%d; lost after SIGKILL=%d\n"
+      "full again: %d writes in %.2f s; restart while full %s; lost after SIGKILL while "
+      "full=%d\n"
+      "total: %zu acknowledged, failures by code:%s\n",
+      first.attempted, first.seconds, first.first_failure, reads, first.fail_to_ok, resume_s,
+      probes, disk.value("resumes", 0), lost, second.attempted, second.seconds,
+      full_start ? "started" : "refused", lost_after_kill_while_full, acked.size(),
+      by_code.c_str());
 }
 
 }  // namespace
