@@ -22,7 +22,9 @@
 // on. The background thread retries DB::Resume() every resume_interval_ms
 // (backing off while the disk stays full) and writes resume by themselves once
 // space is freed. The WAL is never synced while RocksDB holds a background
-// error (RocksDB 7.8 asserts on syncing a WAL whose last append failed).
+// error (RocksDB 7.8 asserts on syncing a WAL whose last append failed), and
+// RocksDB's info log ("LOG", the previous one "LOG.old") is written by the
+// store with its write errors ignored (7.8's own logger asserts likewise).
 //
 // Thread-safety: all public methods are safe to call concurrently.
 #pragma once

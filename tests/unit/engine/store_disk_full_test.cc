@@ -194,6 +194,7 @@ TEST_F(StoreDiskFullTest, WalAppendFailsThenWritesResumeByThemselves) {
     acked[i] = true;
   }
   EXPECT_FALSE(store_->Properties().write_error);
+  EXPECT_TRUE(fs::exists(dir_ + "/db/LOG"));  // RocksDB's info log, the store's logger
 
   fs_->set_full(true);
   for (int n = 0; n < 50; ++n, ++i) {
