@@ -1,19 +1,28 @@
 #include "engine/store.h"
 
+#include <fcntl.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_buffer_manager.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <condition_variable>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -36,15 +45,119 @@ constexpr char kFormatVersion[] = "1";
 constexpr size_t kArenaBlockBytes = 64ULL << 10;
 // A thread's reusable write batch is replaced after a commit bigger than this.
 constexpr size_t kKeepBatchBytes = 1ULL << 20;
+// RocksDB's info log is started afresh (the old one kept) past this size.
+constexpr size_t kInfoLogBytes = 8ULL << 20;
 
-// The one place a rocksdb::Status becomes ours.
+// After a failed Resume() on a disk that is still full, the next attempt waits
+// this long at most (the wait doubles from resume_interval_ms)...
+constexpr uint64_t kMaxResumeBackoffMs = 8000;
+// ...unless free space grew by this much since the failed attempt.
+constexpr uint64_t kFreedEnoughBytes = 1ULL << 20;
+// At most one "still cannot write" line per this many ms.
+constexpr uint64_t kResumeLogEveryMs = 30000;
+
+// True if `s` reports a full disk: RocksDB's NoSpace (PosixWritableFile turns
+// ENOSPC into it), or another status carrying its text, such as the stopped
+// DB's background error or a write stall's Incomplete after one.
+bool IsNoSpace(const rocksdb::Status& s) {
+  if (s.IsNoSpace()) return true;
+  std::string text = s.ToString();
+  return text.find("No space left on device") != std::string::npos ||
+         text.find("ENOSPC") != std::string::npos;
+}
+
+// The one place a rocksdb::Status becomes ours. A full disk is Internal with a
+// message that begins "no space left on device" (PROTOCOL §3).
 Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return Status::OK();
   if (s.IsNotFound()) return Status::NotFound();
-  std::string msg(what);
+  std::string msg = IsNoSpace(s) ? "no space left on device: " : "";
+  msg += what;
   msg += ": ";
   msg += s.ToString();
   return Status::Internal(msg);
+}
+
+const char* ReasonName(rocksdb::BackgroundErrorReason r) {
+  switch (r) {
+    case rocksdb::BackgroundErrorReason::kFlush:
+      return "flush";
+    case rocksdb::BackgroundErrorReason::kCompaction:
+      return "compaction";
+    case rocksdb::BackgroundErrorReason::kWriteCallback:
+      return "write";
+    case rocksdb::BackgroundErrorReason::kMemTable:
+      return "memtable switch";
+    case rocksdb::BackgroundErrorReason::kManifestWrite:
+      return "MANIFEST write";
+    case rocksdb::BackgroundErrorReason::kFlushNoWAL:
+      return "flush";
+    case rocksdb::BackgroundErrorReason::kManifestWriteNoWAL:
+      return "MANIFEST write";
+  }
+  return "background work";
+}
+
+// RocksDB's info log, "LOG" in the data dir (the previous one kept as
+// "LOG.old"), written with plain write(2)s whose failures are ignored: on a
+// full disk log lines are lost, nothing else. RocksDB's own file logger
+// appends through a WritableFileWriter, and in 7.8 the first log line after a
+// failed append aborts the process (AssertFalseAndGetStatusForPrevError).
+class InfoLog : public rocksdb::Logger {
+ public:
+  InfoLog(std::string dir, size_t max_bytes)
+      : path_(std::move(dir) + "/LOG"), max_bytes_(max_bytes) {
+    Open(/*truncate=*/false);
+  }
+  ~InfoLog() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[8192];
+    struct timeval now;
+    ::gettimeofday(&now, nullptr);
+    struct tm t;
+    ::localtime_r(&now.tv_sec, &t);
+    int n = std::snprintf(line, sizeof(line), "%04d/%02d/%02d-%02d:%02d:%02d.%06ld ",
+                          t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                          static_cast<long>(now.tv_usec));
+    int m = std::vsnprintf(line + n, sizeof(line) - n - 1, format, ap);
+    size_t len = std::min(sizeof(line) - 2, static_cast<size_t>(n + std::max(m, 0)));
+    if (len == 0 || line[len - 1] != '\n') line[len++] = '\n';
+    std::lock_guard<std::mutex> l(mu_);
+    if (size_ >= max_bytes_) Roll();
+    if (fd_ < 0) return;
+    ssize_t w = ::write(fd_, line, len);
+    if (w > 0) size_ += static_cast<size_t>(w);
+  }
+  size_t GetLogFileSize() const override { return size_; }
+
+ private:
+  void Open(bool truncate) {
+    fd_ = ::open(path_.c_str(),
+                 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0644);
+    struct stat st;
+    size_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+  }
+  void Roll() {
+    if (fd_ >= 0) ::close(fd_);
+    ::rename(path_.c_str(), (path_ + ".old").c_str());
+    Open(/*truncate=*/true);
+  }
+
+  const std::string path_;
+  const size_t max_bytes_;
+  std::mutex mu_;
+  int fd_ = -1;
+  std::atomic<size_t> size_{0};
+};
+
+uint64_t SteadyMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
 }
 
 std::string PartitionFamilyName(uint32_t p) {
@@ -96,13 +209,23 @@ class Store::Impl {
 
   const StoreOptions& opts() const { return opts_; }
 
+  // Called by the ErrorListener (RocksDB's threads, DB mutex not held).
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, const rocksdb::Status& s);
+  void OnRecovered();
+
  private:
   rocksdb::ColumnFamilyOptions PartitionOptions() const;
   rocksdb::ColumnFamilyOptions HintsOptions() const;
   Status CheckIdentity();
   Status PartitionFamily(uint32_t partition, bool create, rocksdb::ColumnFamilyHandle** out);
   std::vector<rocksdb::ColumnFamilyHandle*> LiveFamilies();
-  void WalSyncLoop();
+  void BackgroundLoop();
+  Status SyncWal();
+  void MaybeResume(std::unique_lock<std::mutex>* l);
+  void EnterWriteError(std::string message, uint64_t now);
+  void LeaveWriteError();
+  void NoteWriteFailure(const rocksdb::Status& s);
+  Status RefuseInWriteError(std::string_view what);
 
   const StoreOptions opts_;
   std::shared_ptr<rocksdb::Cache> block_cache_;
@@ -121,12 +244,62 @@ class Store::Impl {
   // became newer between the check and the delete is never lost.
   std::mutex hints_mu_;
 
-  // sync_mu_ protects the following.
-  std::mutex sync_mu_;
-  std::condition_variable sync_cv_;
+  rocksdb::Env* env_ = nullptr;
+  // The last sequence number the WAL was synced up to (background thread, and
+  // Close() after it stopped).
+  uint64_t synced_seq_ = 0;
+
+  // bg_mu_ protects the following: the background thread's stop flag and the
+  // write error state.
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;
   bool stopping_ = false;
-  std::thread sync_thread_;
+  bool write_error_ = false;
+  std::string write_error_message_;
+  uint64_t write_error_since_ms_ = 0;  // opts_.clock time
+  uint64_t write_error_since_steady_ = 0;
+  // Bumped by every error notification, so that a Resume() that succeeded
+  // does not clear an error that arrived while it ran.
+  uint64_t error_generation_ = 0;
+  bool recovered_ = false;  // RocksDB reported its error cleared; confirm at once
+  uint64_t write_errors_ = 0;
+  uint64_t resumes_ = 0;
+  uint64_t resume_attempts_ = 0;
+  uint64_t failed_attempts_in_row_ = 0;
+  uint64_t next_resume_steady_ = 0;
+  uint64_t free_at_failure_ = 0;
+  uint64_t last_resume_log_steady_ = 0;
+  uint64_t last_soft_log_steady_ = 0;
+  std::thread bg_thread_;
 };
+
+namespace {
+
+// Feeds RocksDB's background error notifications to the Store, and keeps
+// RocksDB's SstFileManager from recovering hard NoSpace errors itself: it
+// polls every 5 s, and while it is in charge DB::Resume() answers Busy.
+// Soft errors (a compaction out of space; writes go on) are left to it: a
+// manual Resume() cannot clear those in 7.8 (see BackgroundLoop()).
+class ErrorListener : public rocksdb::EventListener {
+ public:
+  explicit ErrorListener(Store::Impl* store) : store_(store) {}
+  const char* Name() const override { return "RingKvErrorListener"; }
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* s) override {
+    store_->OnBackgroundError(reason, *s);
+  }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status s,
+                            bool* auto_recovery) override {
+    if (s.severity() >= rocksdb::Status::Severity::kHardError) *auto_recovery = false;
+  }
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    if (info.new_bg_error.ok()) store_->OnRecovered();
+  }
+
+ private:
+  Store::Impl* const store_;
+};
+
+}  // namespace
 
 rocksdb::ColumnFamilyOptions Store::Impl::PartitionOptions() const {
   rocksdb::ColumnFamilyOptions cf;
@@ -193,8 +366,7 @@ Status Store::Impl::Open() {
   db_opts.create_missing_column_families = true;
   db_opts.write_buffer_manager = write_buffers_;
   db_opts.max_background_jobs = 2;
-  db_opts.max_log_file_size = 8ULL << 20;
-  db_opts.keep_log_file_num = 4;
+  db_opts.info_log = std::make_shared<InfoLog>(opts_.path, kInfoLogBytes);
   db_opts.avoid_unnecessary_blocking_io = true;
   // A writer that finds another thread's write in progress would spin and
   // sched_yield for up to 100 us before sleeping: on a box where the I/O
@@ -205,6 +377,9 @@ Status Store::Impl::Open() {
   // Only skip-list memtables can be written by several threads at once; the
   // partitions' hash memtables cannot (and batches make it rare anyway).
   db_opts.allow_concurrent_memtable_write = false;
+  env_ = opts_.env != nullptr ? opts_.env : rocksdb::Env::Default();
+  db_opts.env = env_;
+  db_opts.listeners.push_back(std::make_shared<ErrorListener>(this));
 
   std::vector<std::string> names;
   rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(db_opts, opts_.path, &names);
@@ -241,9 +416,8 @@ Status Store::Impl::Open() {
   }
   RINGKV_RETURN_IF_ERROR(CheckIdentity());
   write_options_.sync = opts_.sync_writes;
-  if (!opts_.sync_writes && opts_.wal_sync_interval_ms > 0) {
-    sync_thread_ = std::thread([this] { WalSyncLoop(); });
-  }
+  synced_seq_ = db_->GetLatestSequenceNumber();
+  bg_thread_ = std::thread([this] { BackgroundLoop(); });
   return Status::OK();
 }
 
@@ -277,14 +451,16 @@ Status Store::Impl::CheckIdentity() {
 }
 
 void Store::Impl::Close() {
+  bool write_error = false;
   {
-    std::lock_guard<std::mutex> l(sync_mu_);
+    std::lock_guard<std::mutex> l(bg_mu_);
     stopping_ = true;
+    write_error = write_error_;
   }
-  sync_cv_.notify_all();
-  if (sync_thread_.joinable()) sync_thread_.join();
+  bg_cv_.notify_all();
+  if (bg_thread_.joinable()) bg_thread_.join();
   if (!db_) return;
-  db_->SyncWAL().PermitUncheckedError();
+  if (!write_error) SyncWal().IgnoreError();
   for (rocksdb::ColumnFamilyHandle* h : owned_handles_) {
     db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   }
@@ -293,17 +469,182 @@ void Store::Impl::Close() {
   db_.reset();
 }
 
-void Store::Impl::WalSyncLoop() {
-  std::unique_lock<std::mutex> l(sync_mu_);
+// The background thread: fsyncs the WAL every wal_sync_interval_ms (unless
+// sync_writes), and while RocksDB refuses writes after a storage error, tries
+// DB::Resume() every resume_interval_ms with backoff (MaybeResume()).
+//
+// Why a manual Resume() and not RocksDB 7.8.3's own recovery (error_handler.cc):
+// a NoSpace error (the WAL append of a write, a flush, a MANIFEST write) is a
+// hard error that stops writes, and its only automatic recovery is the
+// SstFileManager's, which polls free space every 5 s. The retryable-IO-error
+// auto-resume (bgerror_resume_retry_interval) explicitly skips NoSpace. So the
+// listener turns the SstFileManager's recovery off for hard errors and this
+// thread resumes them: sooner, with a backoff we control, and with state we
+// can report. Soft errors (a compaction out of space) do not stop writes; a
+// manual Resume() is a no-op for them in 7.8 and the SstFileManager clears
+// them, so they are only logged.
+void Store::Impl::BackgroundLoop() {
+  const bool periodic_sync = !opts_.sync_writes && opts_.wal_sync_interval_ms > 0;
+  const auto sync_every =
+      std::chrono::milliseconds(std::max<uint64_t>(1, opts_.wal_sync_interval_ms));
+  const auto resume_every =
+      std::chrono::milliseconds(std::max<uint64_t>(1, opts_.resume_interval_ms));
+  auto next_sync = std::chrono::steady_clock::now() + sync_every;
+  std::unique_lock<std::mutex> l(bg_mu_);
   while (!stopping_) {
-    sync_cv_.wait_for(l, std::chrono::milliseconds(opts_.wal_sync_interval_ms));
+    auto wake = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    if (periodic_sync) wake = std::min(wake, next_sync);
+    if (write_error_) wake = std::min(wake, std::chrono::steady_clock::now() + resume_every);
+    bg_cv_.wait_until(l, wake);
     if (stopping_) break;
-    l.unlock();
-    // A failed sync is retried on the next tick; writes are already in the
-    // OS's page cache and survive a process crash either way.
-    db_->SyncWAL().PermitUncheckedError();
-    l.lock();
+    if (write_error_) {
+      MaybeResume(&l);
+    } else if (periodic_sync && std::chrono::steady_clock::now() >= next_sync) {
+      next_sync = std::chrono::steady_clock::now() + sync_every;
+      l.unlock();
+      // A failed sync is retried on the next tick; writes are already in the
+      // OS's page cache and survive a process crash either way.
+      SyncWal().IgnoreError();
+      l.lock();
+    }
   }
+}
+
+// Makes the WAL durable up to the last write. Not DB::SyncWAL(): that syncs
+// outside RocksDB's write thread, so a write whose WAL append fails meanwhile
+// leaves it syncing a file with a failed append, which 7.8 answers with an
+// assertion failure (WritableFileWriter::AssertFalseAndGetStatusForPrevError,
+// an abort with Debian's build). An empty write with sync=true goes through
+// the write thread instead: RocksDB refuses it while it holds a background
+// error, and after a failed append in its own group it does not sync at all.
+// The cost: writes queue behind the fsync, once per interval.
+Status Store::Impl::SyncWal() {
+  const uint64_t seq = db_->GetLatestSequenceNumber();
+  if (seq == synced_seq_) return Status::OK();  // nothing written since
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::WriteBatch empty;
+  RINGKV_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &empty), "WAL sync failed"));
+  synced_seq_ = seq;
+  return Status::OK();
+}
+
+// One step of the write error state, with bg_mu_ held (via *l): decides
+// whether to try DB::Resume() now and tries it (without the lock).
+void Store::Impl::MaybeResume(std::unique_lock<std::mutex>* l) {
+  const uint64_t now = SteadyMs();
+  uint64_t free = 0;
+  const bool known_free = env_->GetFreeSpace(opts_.path, &free).ok();
+  // A failed attempt on a full disk writes what it can of the memtables before
+  // failing: back off, unless space was freed since.
+  const bool freed =
+      failed_attempts_in_row_ > 0 && known_free && free >= free_at_failure_ + kFreedEnoughBytes;
+  if (now < next_resume_steady_ && !freed && !recovered_) return;
+  recovered_ = false;
+  const uint64_t generation = error_generation_;
+  l->unlock();
+  rocksdb::Status s = db_->Resume();
+  if (s.ok()) {
+    // Resume() also answers OK when RocksDB holds no error that stops writes:
+    // it recovered by itself, or (the first attempt waits an interval for
+    // this) the error being notified is not stored yet. An empty write is
+    // refused while RocksDB holds one.
+    rocksdb::WriteBatch empty;
+    s = db_->Write(rocksdb::WriteOptions(), &empty);
+  }
+  l->lock();
+  if (s.ok()) {
+    if (generation == error_generation_ && write_error_) LeaveWriteError();
+    return;
+  }
+  ++resume_attempts_;
+  if (s.IsBusy()) return;  // RocksDB's own recovery is running; it ends in OnRecovered()
+  ++failed_attempts_in_row_;
+  const uint64_t backoff = std::min<uint64_t>(
+      kMaxResumeBackoffMs, std::max<uint64_t>(1, opts_.resume_interval_ms)
+                               << std::min<uint64_t>(failed_attempts_in_row_, 10));
+  next_resume_steady_ = SteadyMs() + backoff;
+  free_at_failure_ = known_free ? free : 0;
+  if (last_resume_log_steady_ == 0 || now >= last_resume_log_steady_ + kResumeLogEveryMs) {
+    last_resume_log_steady_ = now;
+    spdlog::warn("[store] writes still refused after {} s ({} free bytes): resume failed: {}",
+                 (now - write_error_since_steady_) / 1000, known_free ? free : 0, s.ToString());
+  }
+}
+
+// With bg_mu_ held.
+void Store::Impl::LeaveWriteError() {
+  const uint64_t ms = SteadyMs() - write_error_since_steady_;
+  write_error_ = false;
+  write_error_message_.clear();
+  write_error_since_ms_ = 0;
+  failed_attempts_in_row_ = 0;
+  last_resume_log_steady_ = 0;
+  ++resumes_;
+  spdlog::info("[store] writes resumed after {} ms refused", ms);
+}
+
+void Store::Impl::OnBackgroundError(rocksdb::BackgroundErrorReason reason,
+                                    const rocksdb::Status& s) {
+  if (s.ok()) return;
+  std::lock_guard<std::mutex> l(bg_mu_);
+  ++error_generation_;
+  const uint64_t now = SteadyMs();
+  // A compaction's error does not stop writes unless RocksDB deems it fatal.
+  if (reason == rocksdb::BackgroundErrorReason::kCompaction &&
+      s.severity() < rocksdb::Status::Severity::kHardError) {
+    if (last_soft_log_steady_ == 0 || now >= last_soft_log_steady_ + kResumeLogEveryMs) {
+      last_soft_log_steady_ = now;
+      spdlog::warn("[store] compaction failed (writes go on): {}", s.ToString());
+    }
+    return;
+  }
+  if (write_error_) return;  // already in it; the first error is the one reported
+  EnterWriteError(FromRocks(s, std::string(ReasonName(reason)) + " failed").message(), now);
+}
+
+// With bg_mu_ held.
+void Store::Impl::EnterWriteError(std::string message, uint64_t now) {
+  write_error_ = true;
+  write_error_message_ = std::move(message);
+  write_error_since_ms_ = opts_.clock->NowMs();
+  write_error_since_steady_ = now;
+  ++write_errors_;
+  failed_attempts_in_row_ = 0;
+  next_resume_steady_ = now + opts_.resume_interval_ms;
+  recovered_ = false;
+  spdlog::error(
+      "[store] writes refused: {}; reads go on; writes resume by themselves once "
+      "space is freed",
+      write_error_message_);
+  bg_cv_.notify_all();
+}
+
+// RocksDB cleared its background error (in our Resume(), or by its own
+// recovery). It notifies with the DB mutex released, so an error may already
+// have followed: the background thread confirms with a Resume() of its own.
+void Store::Impl::OnRecovered() {
+  std::lock_guard<std::mutex> l(bg_mu_);
+  recovered_ = true;
+  bg_cv_.notify_all();
+}
+
+// A write failed in a way that only a stopped DB answers. Normally the
+// listener has already entered the write error state; this covers an error
+// that raced with a recovery's notification (the DB, stopped again, reports
+// no new one).
+void Store::Impl::NoteWriteFailure(const rocksdb::Status& s) {
+  if (!IsNoSpace(s) && !s.IsIOError()) return;
+  std::lock_guard<std::mutex> l(bg_mu_);
+  if (write_error_) return;
+  EnterWriteError(FromRocks(s, "write failed").message(), SteadyMs());
+}
+
+Status Store::Impl::RefuseInWriteError(std::string_view what) {
+  std::lock_guard<std::mutex> l(bg_mu_);
+  if (!write_error_) return Status::OK();
+  return Status::Internal(std::string(what) +
+                          " refused while writes are refused: " + write_error_message_);
 }
 
 Status Store::Impl::PartitionFamily(uint32_t partition, bool create,
@@ -318,6 +659,12 @@ Status Store::Impl::PartitionFamily(uint32_t partition, bool create,
   rocksdb::ColumnFamilyHandle* h = nullptr;
   rocksdb::Status s =
       db_->CreateColumnFamily(PartitionOptions(), PartitionFamilyName(partition), &h);
+  if (!s.ok() && h != nullptr) {
+    // Created, but a later step failed (the OPTIONS file on a full disk): keep
+    // the handle, or the next attempt finds the family already there.
+    owned_handles_.push_back(h);
+    partitions_[partition].store(h, std::memory_order_release);
+  }
   if (!s.ok()) return FromRocks(s, "cannot create partition family");
   owned_handles_.push_back(h);
   partitions_[partition].store(h, std::memory_order_release);
@@ -360,9 +707,10 @@ Status Store::Impl::WriteMany(const std::vector<PartitionWrite>& writes) {
     rocksdb::Status s = batch.Merge(cf, rocksdb::Slice(w.key.data(), w.key.size()), encoded);
     if (!s.ok()) return FromRocks(s, "write failed");
   }
-  Status s = FromRocks(db_->Write(write_options_, &batch), "write failed");
+  rocksdb::Status rs = db_->Write(write_options_, &batch);
+  if (!rs.ok()) NoteWriteFailure(rs);
   if (batch.GetDataSize() > kKeepBatchBytes) batch = rocksdb::WriteBatch();  // give back a big one
-  return s;
+  return FromRocks(rs, "write failed");
 }
 
 Status Store::Impl::Get(uint32_t partition, std::string_view key, Record* out, bool meta_only) {
@@ -379,6 +727,9 @@ Status Store::Impl::Get(uint32_t partition, std::string_view key, Record* out, b
 
 Status Store::Impl::Backup(const std::string& dir, BackupResult* out) {
   std::lock_guard<std::mutex> l(backup_mu_);
+  // Its flush would switch memtables onto a WAL whose append failed, which
+  // RocksDB 7.8 escalates to a fatal error that only a restart clears.
+  RINGKV_RETURN_IF_ERROR(RefuseInWriteError("backup"));
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::Internal("cannot create backup dir " + dir + ": " + ec.message());
@@ -441,6 +792,13 @@ StoreProperties Store::Impl::Properties() {
   if (db_->GetSortedWalFiles(wal_files).ok()) {
     for (const auto& f : wal_files) p.wal_bytes += f->SizeFileBytes();
   }
+  std::lock_guard<std::mutex> l(bg_mu_);
+  p.write_error = write_error_;
+  p.write_error_message = write_error_message_;
+  p.write_error_since_ms = write_error_since_ms_;
+  p.write_errors = write_errors_;
+  p.resumes = resumes_;
+  p.resume_attempts = resume_attempts_;
   return p;
 }
 
@@ -506,6 +864,7 @@ Status Store::Impl::CountHints(std::map<std::string, uint64_t>* per_target) {
 }
 
 Status Store::Impl::FlushAll() {
+  RINGKV_RETURN_IF_ERROR(RefuseInWriteError("flush"));
   for (rocksdb::ColumnFamilyHandle* h : LiveFamilies()) {
     RINGKV_RETURN_IF_ERROR(FromRocks(db_->Flush(rocksdb::FlushOptions(), h), "flush failed"));
   }

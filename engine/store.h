@@ -15,6 +15,17 @@
 // WAL is fsynced on every write; otherwise a background thread fsyncs it every
 // wal_sync_interval_ms, bounding what a machine crash can lose.
 //
+// A full disk (or another storage error while writing): the write that hit it,
+// and every write after it, fails with Internal whose message begins "no space
+// left on device" (for ENOSPC); nothing that failed was acknowledged. RocksDB
+// then refuses writes ("write error" state, see StoreProperties) while reads go
+// on. The background thread retries DB::Resume() every resume_interval_ms
+// (backing off while the disk stays full) and writes resume by themselves once
+// space is freed. The WAL is never synced while RocksDB holds a background
+// error (RocksDB 7.8 asserts on syncing a WAL whose last append failed), and
+// RocksDB's info log ("LOG", the previous one "LOG.old") is written by the
+// store with its write errors ignored (7.8's own logger asserts likewise).
+//
 // Thread-safety: all public methods are safe to call concurrently.
 #pragma once
 
@@ -28,6 +39,10 @@
 #include "engine/clock.h"
 #include "engine/record.h"
 #include "engine/status.h"
+
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
 
 namespace ringkv {
 
@@ -55,6 +70,14 @@ struct StoreOptions {
   uint64_t wal_sync_interval_ms = 1000;
   // LZ4 on every level when true, none when false. Default: true.
   bool compression = true;
+  // After a storage error that stops writes, DB::Resume() is tried this often
+  // (a failed attempt on a still-full disk doubles the wait, up to 8 s, unless
+  // free space grows meanwhile). Default: 500.
+  uint64_t resume_interval_ms = 500;
+  // RocksDB's Env (file system), a seam for tests that inject storage
+  // faults. Default: nullptr, rocksdb::Env::Default(). REQUIRES: outlives the
+  // Store.
+  rocksdb::Env* env = nullptr;
 };
 
 // A write kept for a replica that did not take it (hinted handoff).
@@ -87,6 +110,15 @@ struct StoreProperties {
   uint64_t block_cache_capacity_bytes = 0;
   uint64_t wal_bytes = 0;                       // write-ahead log files on disk
   std::map<uint32_t, uint64_t> partition_keys;  // estimate per partition this node holds
+  // Write error state (see the header comment): true while RocksDB refuses
+  // writes after a storage error, with that error's text ("no space left on
+  // device: ..." for a full disk) and when it began (ms since the epoch).
+  bool write_error = false;
+  std::string write_error_message;
+  uint64_t write_error_since_ms = 0;
+  uint64_t write_errors = 0;     // times the store entered the write error state
+  uint64_t resumes = 0;          // times it left it (writes resumed) without a restart
+  uint64_t resume_attempts = 0;  // DB::Resume() calls that did not (yet) succeed
 };
 
 // What Restore() restored.
@@ -133,7 +165,8 @@ class Store {
   // Takes an online, consistent backup of the whole database into the RocksDB
   // BackupEngine directory `dir` (created if absent; incremental when it
   // already holds backups). Safe while writes go on. Blocks: call it off the
-  // I/O threads.
+  // I/O threads. Refused (Internal) in the write error state: its flush would
+  // turn RocksDB's recoverable error into one that needs a restart.
   Status Backup(const std::string& dir, BackupResult* out);
 
   // Hints: at most one per (target, key), holding the newest record written
@@ -168,7 +201,8 @@ class Store {
   uint32_t partitions() const;
   const std::string& node_id() const;
 
-  // Test hooks: flush every memtable / compact every partition fully.
+  // Test hooks: flush every memtable (refused in the write error state, as
+  // Backup()) / compact every partition fully.
   Status TEST_FlushAll();
   Status TEST_CompactAll();
 

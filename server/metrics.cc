@@ -137,6 +137,13 @@ void Storage(Writer& w, const MetricsInput& in) {
   Gauge(w, "ringkv_rocksdb_block_cache_capacity_bytes", "Block cache capacity.",
         p.block_cache_capacity_bytes);
   Gauge(w, "ringkv_rocksdb_wal_bytes", "Write-ahead log bytes on disk.", p.wal_bytes);
+  Gauge(w, "ringkv_store_write_error",
+        "1 while the store refuses writes after a storage error (a full disk), else 0.",
+        uint64_t{p.write_error ? 1u : 0u});
+  Counter(w, "ringkv_store_write_errors_total", "Times the store began refusing writes.",
+          p.write_errors);
+  Counter(w, "ringkv_store_resumes_total",
+          "Times the store resumed writing by itself after refusing writes.", p.resumes);
   w.Family("ringkv_partition_keys_estimate", "gauge", "Estimated keys per partition held here.");
   for (const auto& [partition, n] : p.partition_keys) {
     w.Sample("ringkv_partition_keys_estimate", Label("partition", std::to_string(partition)), n);

@@ -444,6 +444,9 @@ TEST_F(MetricsTest, MetricsIsAStrictPrometheusExposition) {
   EXPECT_EQ(e.Value("ringkv_batched_writes_total", {}), kPuts);
   EXPECT_EQ(e.Value("ringkv_write_batches_total", {}), kPuts);
   EXPECT_EQ(e.types["ringkv_write_batches_total"], "counter");
+  EXPECT_EQ(e.Value("ringkv_store_write_error", {}), 0);
+  EXPECT_EQ(e.types["ringkv_store_write_error"], "gauge");
+  EXPECT_EQ(e.Value("ringkv_store_resumes_total", {}), 0);
 
   // The put latency histogram: its buckets are checked by the parser; here,
   // that it is there and counted every put.

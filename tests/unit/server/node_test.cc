@@ -349,6 +349,9 @@ TEST_F(NodeTest, StatsHaveOperatorFigures) {
   EXPECT_GT(s["rocksdb"]["memtable_bytes"].get<uint64_t>(), 0u);
   EXPECT_GT(s["rocksdb"]["wal_bytes"].get<uint64_t>(), 0u);
   EXPECT_TRUE(s["rocksdb"].contains("pending_compaction_bytes"));
+  EXPECT_EQ(s["disk"]["write_error"], false);
+  EXPECT_EQ(s["disk"]["write_error_message"], "");
+  EXPECT_EQ(s["disk"]["resumes"], 0);
   EXPECT_TRUE(s["rocksdb"].contains("block_cache_usage_bytes"));
   EXPECT_GE(s["disk_bytes"].get<uint64_t>(), s["rocksdb"]["wal_bytes"].get<uint64_t>());
   EXPECT_EQ(s["partition_keys"].size(), 64u);  // every replicated partition exists from start
