@@ -105,6 +105,8 @@ class Node::Impl final : public cluster::LocalReplica {
   std::atomic<uint64_t> last_slow_log_ms_{0};
   std::atomic<uint64_t> slow_suppressed_{0};
   std::atomic<uint64_t> last_mismatch_log_ms_{0};
+  std::atomic<uint64_t> last_internal_log_ms_{0};
+  std::atomic<uint64_t> internal_unlogged_{0};
 
   // Round deadlines and the work kept off I/O and peer threads (hint
   // delivery, local repairs). Declared last, so destroyed first: its threads
@@ -214,7 +216,17 @@ void Node::Impl::NoteSlow(Op op, const std::string& key, uint64_t us) {
 
 std::string Node::Impl::Fail(const std::string& id_json, const Status& s) {
   stats_.RecordError(s.code());
-  if (s.code() == Status::Code::kInternal) spdlog::error("[node] internal error: {}", s.message());
+  if (s.code() == Status::Code::kInternal) {
+    // At most one line a second: a full disk fails every write.
+    uint64_t now = opts_.clock->NowMs();
+    uint64_t last = last_internal_log_ms_.load(std::memory_order_relaxed);
+    if (now < last + 1000 || !last_internal_log_ms_.compare_exchange_strong(last, now)) {
+      internal_unlogged_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      spdlog::error("[node] internal error: {} ({} more since the last line)", s.message(),
+                    internal_unlogged_.exchange(0, std::memory_order_relaxed));
+    }
+  }
   return RenderError(id_json, s);
 }
 
