@@ -74,6 +74,7 @@ class Node::Impl final : public cluster::LocalReplica {
 
  public:
   std::string MetricsText() { return RenderPrometheus(GatherMetrics()); }
+  ConnectionStats* connection_stats() { return &connections_; }
 
  private:
   const NodeOptions opts_;
@@ -84,6 +85,7 @@ class Node::Impl final : public cluster::LocalReplica {
   std::unique_ptr<Store> store_;
   std::unique_ptr<WriteBatcher> batcher_;
   Stats stats_;
+  ConnectionStats connections_;
   cluster::Counters counters_;
   cluster::Membership membership_;
   std::string fingerprint_;
@@ -346,6 +348,8 @@ std::string Node::Impl::StatsJson() {
       {"hints_dropped", counters_.hints_dropped.load()},
       {"read_repairs", counters_.read_repairs.load()},
       {"clock_skew_rejections", counters_.clock_skew_rejections.load()},
+      {"connections", connections_.open.load()},
+      {"connections_refused", connections_.refused.load()},
       {"errors", errors},
   };
   return stats.dump();
@@ -366,6 +370,8 @@ MetricsInput Node::Impl::GatherMetrics() {
   in.batched_writes = batcher_->writes();
   if (handoff_) in.hints_pending = handoff_->pending_per_target();
   in.members = membership_.Snapshot();
+  in.connections = connections_.open.load();
+  in.connections_refused = connections_.refused.load();
   return in;
 }
 
@@ -520,5 +526,6 @@ cluster::HintedHandoff* Node::handoff() { return impl_->handoff(); }
 const std::string& Node::cluster_fingerprint() const { return impl_->fingerprint(); }
 void Node::Shutdown() { impl_->Shutdown(); }
 std::string Node::MetricsText() { return impl_->MetricsText(); }
+ConnectionStats* Node::connection_stats() { return impl_->connection_stats(); }
 
 }  // namespace ringkv
