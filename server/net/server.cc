@@ -36,6 +36,9 @@ constexpr auto kAbortWait = std::chrono::seconds(1);
 constexpr auto kRefusalLinger = std::chrono::seconds(1);
 constexpr size_t kMaxLingering = 1024;
 
+// Connections taken from the kernel's backlog per accept completion.
+constexpr int kAcceptBatch = 256;
+
 // Refusals are logged at most this often: a client that floods the node with
 // connections must not flood its log too.
 constexpr auto kRefusalLogInterval = std::chrono::seconds(1);
@@ -113,7 +116,13 @@ Status Server::Listen() {
   asio::ip::tcp::endpoint endpoint;
   RINGKV_RETURN_IF_ERROR(ResolveHost(*ios_[0], host_, port, "listen", &endpoint));
 
-  if (std::error_code ec = OpenAcceptor(acceptor_, endpoint, &port_)) {
+  std::error_code ec = OpenAcceptor(acceptor_, endpoint, &port_);
+  // Non-blocking, so that OnAccept can take what the backlog holds without
+  // waiting for more.
+  if (!ec) acceptor_.non_blocking(true, ec);
+  if (ec) {
+    std::error_code ignored;
+    acceptor_.close(ignored);
     return Status::Internal("cannot listen on " + options_.listen + ": " + ec.message());
   }
   listening_ = true;
@@ -180,13 +189,27 @@ void Server::OnAccept(const std::error_code& ec, Socket socket) {
     RetryAcceptLater();
     return;
   }
-  // Whatever happens to this connection, the listener keeps accepting.
+  ServeOrLog(std::move(socket));
+  // Take what else waits in the kernel's backlog now (up to a bound), instead
+  // of one connection per trip through a busy I/O thread's queue: under a
+  // flood of connections a new client would otherwise wait for all of those
+  // trips before being served.
+  for (int i = 1; i < kAcceptBatch && acceptor_.is_open(); ++i) {
+    std::error_code e;
+    Socket next = acceptor_.accept(asio::make_strand(*ios_[next_io_++ % ios_.size()]), e);
+    if (e) break;  // would_block, or an error the next async_accept reports
+    ServeOrLog(std::move(next));
+  }
+  DoAccept();
+}
+
+// Whatever happens to one connection, the listener keeps accepting.
+void Server::ServeOrLog(Socket socket) {
   try {
     Serve(std::move(socket));
   } catch (const std::exception& e) {
     spdlog::error("[server] cannot serve a new connection: {}", e.what());
   }
-  DoAccept();
 }
 
 // Registers and starts a session for `socket`, or refuses it when the server

@@ -111,6 +111,7 @@ class Server {
   void RunIoThread(asio::io_context* io);
   void DoAccept();
   void OnAccept(const std::error_code& ec, Socket socket);
+  void ServeOrLog(Socket socket);
   void Serve(Socket socket);
   void Refuse(Socket socket);
   void RetryAcceptLater();

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <asio/buffer.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/post.hpp>
@@ -18,6 +19,25 @@ constexpr size_t kReadBufferBytes = 32 * 1024;
 // A buffer that grew past this for one huge line or response is released
 // afterwards instead of being kept for the rest of the connection.
 constexpr size_t kKeepCapacityBytes = 256 * 1024;
+
+// Fairness between the connections of one I/O thread. A session serves its
+// input in turns: after a turn's lines it yields, posting the rest of its
+// work behind everything already queued on the thread, so that a deep
+// pipeline cannot delay every other client by the whole of a read. The
+// thread's event loop polls the sockets once per pass through its queue, so a
+// fresh request waits for about one pass: the turns are cut so that a pass
+// serves about kLinesPerPass lines however many connections are busy, and
+// no turn is longer than kMaxLinesPerTurn (connections that have not yielded
+// yet are not counted as busy). A lone pipeline thus gets long turns, and
+// large group commits.
+constexpr int kLinesPerPass = 256;
+constexpr int kMaxLinesPerTurn = 64;
+
+// Sessions of the calling I/O thread (each session stays on one) that have
+// yielded with input left and wait for their next turn.
+thread_local int t_waiting_turns = 0;
+
+int TurnBudget() { return std::clamp(kLinesPerPass / (1 + t_waiting_turns), 1, kMaxLinesPerTurn); }
 
 // After refusing an oversized request, how long the session keeps reading and
 // discarding the client's input before it closes (see LingerThenClose).
@@ -83,10 +103,16 @@ void Session::Abort() {
 void Session::Resume() {
   // Flushing moves answered requests out of their slots, which may end a
   // backlog on the count of requests: then serve on.
+  int budget = TurnBudget();
   do {
-    ServeBuffered();
+    ServeBuffered(&budget);
     Flush();
-  } while (!closed_ && HasUnserved() && !Backlogged());
+  } while (!closed_ && HasUnserved() && !Backlogged() && budget > 0);
+  if (!closed_ && HasUnserved() && !Backlogged()) {
+    // The turn is used up: let the thread's other connections have theirs.
+    Yield();
+    return;
+  }
   DoRead();
   MaybeFinish();
 }
@@ -98,6 +124,14 @@ void Session::PostResume() {
   resume_posted_ = true;
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
     self->resume_posted_ = false;
+    self->Resume();
+  });
+}
+
+void Session::Yield() {
+  ++t_waiting_turns;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    --t_waiting_turns;
     self->Resume();
   });
 }
@@ -147,14 +181,14 @@ void Session::OnRead(const std::error_code& ec, size_t n) {
 }
 
 // Splits the unserved input into lines and serves them, until the input is
-// used up or the session is backlogged. Complete lines are served straight
-// from the read buffer when possible; the unfinished tail goes to `partial_`,
-// which never grows past the limit (plus one byte for a "\r" that may precede
+// used up, the session is backlogged or *budget lines have been served. Complete lines are served
+// straight from the read buffer when possible; the unfinished tail goes to `partial_`, which never
+// grows past the limit (plus one byte for a "\r" that may precede
 // "\n"). At the end of the stream, once everything before it is served, a
 // last line without its "\n" is served too (think `printf ... | nc`).
-void Session::ServeBuffered() {
+void Session::ServeBuffered(int* budget) {
   const uint64_t max_partial = options_.max_request_bytes + 1;
-  while (read_begin_ < read_end_ && !read_closed_ && !Backlogged()) {
+  while (read_begin_ < read_end_ && !read_closed_ && !Backlogged() && *budget > 0) {
     const std::string_view data(read_buf_.data() + read_begin_, read_end_ - read_begin_);
     const size_t newline = data.find('\n');
     const std::string_view piece = data.substr(0, newline);
@@ -168,6 +202,7 @@ void Session::ServeBuffered() {
       break;
     }
     read_begin_ += newline + 1;
+    --*budget;
     if (partial_.empty()) {
       ServeLine(piece);
     } else {

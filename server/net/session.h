@@ -34,6 +34,12 @@
 // the check (asynchronously) is not known in size beforehand: the count bound
 // caps those.
 //
+// Fairness: a session serves its input in turns, then queues the rest of its
+// work behind the other connections' on its I/O thread; the more connections
+// are busy, the shorter the turns (see kLinesPerPass in session.cc). A fresh
+// client's request waits for about one short turn of each busy connection,
+// not for their whole pipelines.
+//
 // Threading: every member runs on the connection's strand (the executor of
 // the socket passed in). Start(), Stop() and Abort() are thread-safe: they post
 // to the strand. The handler's `done` may be called from any thread, before
@@ -119,13 +125,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   // Reading and framing.
-  void Resume();  // serves what is buffered, flushes, reads more, may close
+  void Resume();  // serves a turn of what is buffered, flushes, reads more, may close
   void PostResume();
+  void Yield();
   bool HasUnserved() const;
   void DoRead();  // reads more unless stopped, backlogged or input is left
   void ReadSome();
   void OnRead(const std::error_code& ec, size_t n);
-  void ServeBuffered();
+  void ServeBuffered(int* budget);
   void ServeLine(std::string_view line);
   void RefuseTooLarge();
   void StopReading();
