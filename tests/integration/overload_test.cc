@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -539,14 +540,33 @@ std::string ReadLine(RawConn& conn, std::chrono::milliseconds timeout) {
 TEST_F(OverloadTest, ConnectionsPastMaxConnectionsAreRefusedWithOneOverloadedLine) {
   const std::string dir = MakeTempDir("overload-metrics");
   const std::string metrics_port_file = dir + "/metrics.port";
+  // Started with a low soft limit on open files, which kvd raises itself.
+  rlimit limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  rlimit low = limit;
+  low.rlim_cur = std::min<rlim_t>(limit.rlim_max, 256);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
   StartNode({"--max-connections", "10", "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
              metrics_port_file});
+  ::setrlimit(RLIMIT_NOFILE, &limit);
   std::string metrics_address;
   {
     std::ifstream in(metrics_port_file);
     std::getline(in, metrics_address);
   }
   std::filesystem::remove_all(dir);
+  // kvd raised its soft limit on open files (256 here) to the hard limit.
+  {
+    std::ifstream in("/proc/" + std::to_string(node_->pid()) + "/limits");
+    std::string soft, hard;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("Max open files", 0) != 0) continue;
+      std::istringstream fields(line.substr(std::strlen("Max open files")));
+      fields >> soft >> hard;
+    }
+    EXPECT_FALSE(soft.empty());
+    EXPECT_EQ(soft, hard);
+  }
   const auto stats_of = [](RawConn& conn) {
     conn.out += "{\"op\":\"stats\"}\n";
     conn.TrySend();
