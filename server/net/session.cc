@@ -181,11 +181,12 @@ void Session::OnRead(const std::error_code& ec, size_t n) {
 }
 
 // Splits the unserved input into lines and serves them, until the input is
-// used up, the session is backlogged or *budget lines have been served. Complete lines are served
-// straight from the read buffer when possible; the unfinished tail goes to `partial_`, which never
-// grows past the limit (plus one byte for a "\r" that may precede
-// "\n"). At the end of the stream, once everything before it is served, a
-// last line without its "\n" is served too (think `printf ... | nc`).
+// used up, the session is backlogged or *budget lines have been served.
+// Complete lines are served straight from the read buffer when possible; the
+// unfinished tail goes to `partial_`, which never grows past the limit (plus
+// one byte for a "\r" that may precede "\n"). At the end of the stream, once
+// everything before it is served, a last line without its "\n" is served too
+// (think `printf ... | nc`).
 void Session::ServeBuffered(int* budget) {
   const uint64_t max_partial = options_.max_request_bytes + 1;
   while (read_begin_ < read_end_ && !read_closed_ && !Backlogged() && *budget > 0) {
