@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
@@ -121,6 +122,8 @@ std::vector<FlagSpec> FlagSpecs() {
       {"block-cache-mb", "RocksDB block cache in MiB", "M", mib(d.block_cache_bytes)},
       {"write-buffer-mb", "RocksDB memtable budget in MiB", "M", mib(d.write_buffer_bytes)},
       {"io-threads", "threads serving connections", "N", to_string(d.io_threads)},
+      {"max-connections", "client connections served at once; more are refused (overloaded)", "N",
+       to_string(d.max_connections)},
       {"request-timeout-ms", "how long a coordinator waits for replicas by default", "MS",
        to_string(d.request_timeout_ms)},
       {"max-clock-skew-ms", "refuse replica writes stamped further ahead of this clock", "MS",
@@ -226,6 +229,7 @@ bool MapNumbers(const cxxopts::ParseResult& r, NodeOptions* o) {
          SetMebibytes(r, "block-cache-mb", &o->block_cache_bytes) &&
          SetMebibytes(r, "write-buffer-mb", &o->write_buffer_bytes) &&
          SetNumber<int>(r, "io-threads", &o->io_threads, 1, 1024) &&
+         SetNumber<uint64_t>(r, "max-connections", &o->max_connections, 1, kMaxConnections) &&
          SetNumber<uint64_t>(r, "request-timeout-ms", &o->request_timeout_ms, 1, 3'600'000) &&
          SetNumber<uint64_t>(r, "max-clock-skew-ms", &o->max_clock_skew_ms, 1) &&
          SetNumber<uint64_t>(r, "hint-window-s", &o->hint_window_s, 1) &&
@@ -341,12 +345,35 @@ Status MakeDataDir(const std::string& dir) {
   return Status::OK();
 }
 
-net::ServerOptions ServerOptionsFor(const NodeOptions& node) {
+net::ServerOptions ServerOptionsFor(const NodeOptions& node, ConnectionStats* stats) {
   net::ServerOptions options;
   options.listen = node.listen;
   options.io_threads = node.io_threads;
   options.session.max_request_bytes = node.max_request_bytes;
+  options.max_connections = node.max_connections;
+  options.stats = stats;
   return options;
+}
+
+// Every connection is a file descriptor: raises the soft limit on open files
+// to the hard limit, so that --max-connections can be reached, and warns when
+// even that is too low.
+void RaiseFileLimit(uint64_t max_connections) {
+  // Descriptors beyond the clients': the store's files, listeners, peers, logs.
+  constexpr uint64_t kHeadroom = 1024;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < max_connections + kHeadroom) {
+    spdlog::warn(
+        "[server] the open-file limit is {}, too low for --max-connections {}; connections "
+        "beyond it fail to be accepted",
+        static_cast<uint64_t>(limit.rlim_cur), max_connections);
+  }
 }
 
 // Connects the node to its peers: the peer client as its transport, the
@@ -428,7 +455,8 @@ int Serve(const KvdFlags& flags) {
     StartClusterLayer(options, node.get(), &peers, &detector);
   }
 
-  auto server = std::make_unique<net::Server>(ServerOptionsFor(options), node.get());
+  auto server = std::make_unique<net::Server>(ServerOptionsFor(options, node->connection_stats()),
+                                              node.get());
   if (s.ok()) s = server->Listen();
   if (s.ok()) {
     node->SetAdvertisedAddress(server->BoundAddress());
@@ -478,6 +506,7 @@ int Main(int argc, char** argv) {
   if (auto* exit = std::get_if<ExitCode>(&parsed)) return exit->code;
   const KvdFlags& flags = std::get<KvdFlags>(parsed);
   SetUpLogging(flags.log_level);
+  RaiseFileLimit(flags.node.max_connections);
   std::signal(SIGPIPE, SIG_IGN);  // a vanished client is an error code, not a death
   return Serve(flags);
 }

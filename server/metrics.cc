@@ -161,6 +161,9 @@ std::string RenderPrometheus(const MetricsInput& in) {
   LatencyHistogram(w, *in.stats);
   Storage(w, in);
   Cluster(w, in);
+  Gauge(w, "ringkv_connections", "Client connections open now.", in.connections);
+  Counter(w, "ringkv_connections_refused_total",
+          "Connections refused (overloaded) at --max-connections.", in.connections_refused);
   return w.Take();
 }
 

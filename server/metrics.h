@@ -29,6 +29,7 @@ struct MetricsInput {
   uint64_t write_batches = 0, batched_writes = 0;  // group commits and the writes they held
   std::map<std::string, uint64_t> hints_pending;   // per target
   std::vector<cluster::MemberStatus> members;
+  uint64_t connections = 0, connections_refused = 0;  // client connections
 };
 
 std::string RenderPrometheus(const MetricsInput& in);

@@ -76,6 +76,7 @@ class Node::Impl final : public cluster::LocalReplica {
 
  public:
   std::string MetricsText() { return RenderPrometheus(GatherMetrics()); }
+  ConnectionStats* connection_stats() { return &connections_; }
 
  private:
   const NodeOptions opts_;
@@ -86,6 +87,7 @@ class Node::Impl final : public cluster::LocalReplica {
   std::unique_ptr<Store> store_;
   std::unique_ptr<WriteBatcher> batcher_;
   Stats stats_;
+  ConnectionStats connections_;
   cluster::Counters counters_;
   cluster::Membership membership_;
   std::string fingerprint_;
@@ -398,6 +400,8 @@ std::string Node::Impl::StatsJson() {
       {"hints_failed", counters_.hints_failed.load()},
       {"write_restamps", counters_.write_restamps.load()},
       {"round_deadlines", counters_.round_deadlines.load()},
+      {"connections", connections_.open.load()},
+      {"connections_refused", connections_.refused.load()},
       {"errors", errors},
   };
   return stats.dump();
@@ -418,6 +422,8 @@ MetricsInput Node::Impl::GatherMetrics() {
   in.batched_writes = batcher_->writes();
   if (handoff_) in.hints_pending = handoff_->pending_per_target();
   in.members = membership_.Snapshot();
+  in.connections = connections_.open.load();
+  in.connections_refused = connections_.refused.load();
   return in;
 }
 
@@ -584,5 +590,6 @@ HybridClock* Node::hybrid_clock() { return impl_->hybrid_clock(); }
 const std::string& Node::cluster_fingerprint() const { return impl_->fingerprint(); }
 void Node::Shutdown() { impl_->Shutdown(); }
 std::string Node::MetricsText() { return impl_->MetricsText(); }
+ConnectionStats* Node::connection_stats() { return impl_->connection_stats(); }
 
 }  // namespace ringkv

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "engine/status.h"
+#include "server/connection_stats.h"
 #include "server/node_options.h"
 #include "server/request_handler.h"
 
@@ -37,6 +38,9 @@ class Node final : public RequestHandler {
 
   // The node's metrics in the Prometheus text format (GET /metrics).
   std::string MetricsText();
+
+  // Connection counts, kept by the network layer, shown in stats and metrics.
+  ConnectionStats* connection_stats();
 
   // The address clients should use for this node, as reported by `cluster`.
   // Call once the listener is bound (with port 0 the kernel picks the port).

@@ -86,6 +86,9 @@ Status FinalizeNodeOptions(NodeOptions* o) {
     return Bad("limits must be positive (--max-request-bytes at least 64)");
   }
   if (o->io_threads < 1 || o->io_threads > 64) return Bad("--io-threads must be from 1 to 64");
+  if (o->max_connections < 1 || o->max_connections > kMaxConnections) {
+    return Bad("--max-connections must be from 1 to " + std::to_string(kMaxConnections));
+  }
   return Status::OK();
 }
 

@@ -65,9 +65,15 @@ struct NodeOptions {
   uint64_t slow_request_ms = 1000;
   // Threads running the I/O loop. Default: 2.
   int io_threads = 2;
+  // Client connections served at once; more are refused with `overloaded`
+  // (PROTOCOL.md §8). Default: 10000.
+  uint64_t max_connections = 10000;
   // Source of wall-clock time. REQUIRES: outlives the node. Default: system clock.
   const Clock* clock = SystemClock::Default();
 };
+
+// The largest --max-connections accepted.
+constexpr uint64_t kMaxConnections = 1'000'000;
 
 // True if `id` matches [A-Za-z0-9_-]{1,64}.
 bool IsValidNodeId(std::string_view id);

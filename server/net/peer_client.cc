@@ -8,6 +8,7 @@
 #include <asio/ip/address.hpp>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
+#include <atomic>
 #include <exception>
 #include <utility>
 
@@ -46,6 +47,20 @@ bool SplitHostPort(const std::string& address, std::string* host, std::string* p
          port->size() <= 5 && std::stoul(*port) <= 65535;
 }
 
+// Runs a reply parser. One that throws (a reply of an unexpected shape) is a
+// malformed reply, Internal, like one the parser rejects: the caller's `done`
+// is called either way.
+template <typename Parse>
+Status ParseSafely(Parse&& parse) {
+  try {
+    return parse();
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("malformed peer reply: ") + e.what());
+  } catch (...) {
+    return Status::Internal("malformed peer reply");
+  }
+}
+
 // The peer went away (its process is not running): the connection was
 // refused, reset or closed from its end.
 bool IsGone(const std::error_code& ec) {
@@ -61,7 +76,7 @@ bool IsGone(const std::error_code& ec) {
 struct PeerClient::Call {
   RawDone done;      // moved out when the call finishes
   std::string line;  // the wire bytes, "\n" included, until sent
-  size_t bytes = 0;  // counted in Peer::pending_bytes while in a FIFO
+  size_t bytes = 0;  // reserved in Peer::pending_bytes until it leaves its FIFO
   Clock::time_point start;
   Clock::time_point deadline;
   milliseconds timeout{0};
@@ -100,7 +115,11 @@ struct PeerClient::Peer {
   std::string id;
   std::string address;
   std::vector<std::unique_ptr<Conn>> conns;
-  size_t pending_bytes = 0;
+  // Bytes of the request lines accepted for this peer and not finished with:
+  // reserved by Submit() on any thread (so the bound holds before anything is
+  // queued), released on the I/O thread when a request leaves its FIFO or
+  // fails before reaching one.
+  std::atomic<size_t> pending_bytes{0};
   // After a failed connect, requests fail at once until retry_at.
   Clock::time_point retry_at{};
   milliseconds backoff{0};
@@ -168,7 +187,8 @@ void PeerClient::Write(const std::string& node, const std::string& key, const Re
                        uint64_t timeout_ms, WriteDone done) {
   Submit(node, EncodePeerWrite(key, record), timeout_ms,
          [done = std::move(done)](Status s, bool /*refused*/, std::string_view line) {
-           done(s.ok() ? ParsePeerWriteReply(line) : std::move(s));
+           if (s.ok()) s = ParseSafely([line] { return ParsePeerWriteReply(line); });
+           done(std::move(s));
          });
 }
 
@@ -178,7 +198,8 @@ void PeerClient::Read(const std::string& node, const std::string& key, uint64_t 
          [done = std::move(done)](Status s, bool /*refused*/, std::string_view line) {
            if (!s.ok()) return done(std::move(s), Record());
            Record record;
-           Status parsed = ParsePeerReadReply(line, &record);
+           Status parsed =
+               ParseSafely([line, &record] { return ParsePeerReadReply(line, &record); });
            if (!parsed.ok()) record = Record();
            done(std::move(parsed), std::move(record));
          });
@@ -188,40 +209,61 @@ void PeerClient::Hello(const std::string& node, uint64_t timeout_ms, HelloDone d
   Submit(node, EncodePeerHello(self_, fingerprint_, hlc_ != nullptr ? hlc_->Now() : 0), timeout_ms,
          [done = std::move(done)](Status s, bool refused, std::string_view line) {
            if (!s.ok()) return done(std::move(s), refused);
-           done(ParsePeerHelloReply(line), false);
+           done(ParseSafely([line] { return ParsePeerHelloReply(line); }), false);
          });
+}
+
+// Reserves `bytes` of the peer's bound; false (nothing reserved) if they do
+// not fit.
+bool PeerClient::Reserve(Peer* peer, size_t bytes) const {
+  size_t pending = peer->pending_bytes.load(std::memory_order_relaxed);
+  do {
+    if (bytes > options_.max_pending_bytes_per_peer ||
+        pending > options_.max_pending_bytes_per_peer - bytes) {
+      return false;
+    }
+  } while (!peer->pending_bytes.compare_exchange_weak(pending, pending + bytes,
+                                                      std::memory_order_relaxed));
+  return true;
 }
 
 void PeerClient::Submit(const std::string& node, std::string line, uint64_t timeout_ms,
                         RawDone done) {
   line += '\n';
+  // peers_ is never changed after construction: safe to look up anywhere.
+  const auto it = peers_.find(node);
+  if (it == peers_.end()) {
+    return Deliver(done, Status::Unavailable("unknown node '" + node + "'"), false, {});
+  }
+  Peer* peer = it->second.get();
+  const size_t bytes = line.size();
+  if (!Reserve(peer, bytes)) {
+    return Deliver(done, Status::Unavailable("too many requests pending for node " + node), false,
+                   {});
+  }
   {
     // Posting under the lock orders every accepted request before the
     // Shutdown() that Stop() posts, so none is left unanswered.
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopped_) {
       asio::post(
-          io_, [this, node, line = std::move(line), timeout_ms, done = std::move(done)]() mutable {
-            StartCall(node, std::move(line), timeout_ms, std::move(done));
+          io_, [this, peer, line = std::move(line), timeout_ms, done = std::move(done)]() mutable {
+            StartCall(peer, std::move(line), timeout_ms, std::move(done));
           });
       return;
     }
   }
-  done(Status::Unavailable("shutting down"), false, {});
+  peer->pending_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+  Deliver(done, Status::Unavailable("shutting down"), false, {});
 }
 
-void PeerClient::StartCall(const std::string& node, std::string line, uint64_t timeout_ms,
-                           RawDone done) {
-  if (shut_) return done(Status::Unavailable("shutting down"), false, {});
-  const auto it = peers_.find(node);
-  if (it == peers_.end()) {
-    return done(Status::Unavailable("unknown node '" + node + "'"), false, {});
-  }
-  Peer* peer = it->second.get();
+// `line`'s bytes are reserved in peer->pending_bytes.
+void PeerClient::StartCall(Peer* peer, std::string line, uint64_t timeout_ms, RawDone done) {
   const auto now = Clock::now();
-  if (now < peer->retry_at) return done(peer->backoff_status, peer->backoff_refused, {});
-  if (peer->pending_bytes + line.size() > options_.max_pending_bytes_per_peer) {
-    return done(Status::Unavailable("too many requests pending for node " + peer->id), false, {});
+  if (shut_ || now < peer->retry_at) {
+    peer->pending_bytes.fetch_sub(line.size(), std::memory_order_relaxed);
+    if (shut_) return Deliver(done, Status::Unavailable("shutting down"), false, {});
+    return Deliver(done, peer->backoff_status, peer->backoff_refused, {});
   }
 
   if (timeout_ms == 0) timeout_ms = options_.default_timeout_ms;
@@ -237,7 +279,6 @@ void PeerClient::StartCall(const std::string& node, std::string line, uint64_t t
   call->deadline = now + call->timeout;
   Conn* conn = PickConn(peer);
   call->conn = conn;
-  peer->pending_bytes += call->bytes;
   deadlines_.push({call->deadline, call});
   conn->unsent.push_back(std::move(call));
   ArmSweep();
@@ -267,6 +308,12 @@ void PeerClient::Finish(Call* call, Status status, bool refused, std::string_vie
   call->finished = true;
   RawDone done = std::move(call->done);
   call->done = nullptr;
+  Deliver(done, std::move(status), refused, line);
+}
+
+// Every callback is called through here: an exception it lets out is logged,
+// never thrown into the I/O loop or the caller of Write()/Read()/Hello().
+void PeerClient::Deliver(const RawDone& done, Status status, bool refused, std::string_view line) {
   try {
     done(std::move(status), refused, line);
   } catch (const std::exception& e) {
@@ -366,7 +413,7 @@ void PeerClient::Flush(Conn* conn) {
     std::shared_ptr<Call> call = std::move(conn->unsent.front());
     conn->unsent.pop_front();
     if (call->finished) {  // timed out before it could be sent
-      conn->peer->pending_bytes -= call->bytes;
+      conn->peer->pending_bytes.fetch_sub(call->bytes, std::memory_order_relaxed);
       continue;
     }
     if (buf->empty()) {
@@ -458,7 +505,7 @@ bool PeerClient::TakeResponse(Conn* conn, std::string_view line) {
   }
   std::shared_ptr<Call> call = std::move(conn->inflight.front());
   conn->inflight.pop_front();
-  peer->pending_bytes -= call->bytes;
+  peer->pending_bytes.fetch_sub(call->bytes, std::memory_order_relaxed);
   if (peer->stalled) {
     spdlog::info("[peer] {} answers again", peer->id);
     peer->stalled = false;
@@ -489,7 +536,7 @@ void PeerClient::CloseConn(Conn* conn, const Status& status, bool refused) {
   for (auto& call : conn->unsent) calls.push_back(std::move(call));
   conn->unsent.clear();
   for (const auto& call : calls) {
-    conn->peer->pending_bytes -= call->bytes;
+    conn->peer->pending_bytes.fetch_sub(call->bytes, std::memory_order_relaxed);
     Finish(call.get(), status, refused, {});
   }
 }

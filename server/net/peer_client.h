@@ -24,7 +24,12 @@
 // doubling up to `backoff_max`); during backoff requests to the peer fail at
 // once with Unavailable ("connection refused" after a refused connect) rather
 // than waiting. A peer with more than `max_pending_bytes_per_peer` of requests
-// outstanding fails new requests with Unavailable.
+// outstanding fails new requests with Unavailable, at once and inline: the
+// bound is reserved by the submitting thread before anything is queued, so
+// it also bounds requests not yet taken up by the client's thread.
+//
+// Replies: a reply that cannot be parsed (or whose parser throws) fails its
+// request with Internal; the connection goes on with the next reply.
 //
 // Threading: the client owns one io_context run by one thread of its own
 // (started by Start()), so peer I/O never waits behind client sessions.
@@ -32,8 +37,9 @@
 // Callbacks run on the client's thread without any lock held, or inline in
 // the calling thread when the client has been stopped. Each callback is called
 // exactly once, and never from inside the call that submitted it unless the
-// client is stopped (or the node is unknown). Callbacks must not block for
-// long: every peer's I/O waits for them.
+// client is stopped, the node is unknown or the peer's bound is full.
+// Exceptions thrown by a callback are logged and swallowed. Callbacks must
+// not block for long: every peer's I/O waits for them.
 //
 // Lifecycle:
 //   PeerClient peers(options, membership, self, fingerprint);
@@ -151,11 +157,15 @@ class PeerClient final : public cluster::ReplicaTransport {
   struct Conn;
   struct Peer;
 
-  // Any thread: posts the request to the I/O thread, or fails it inline.
+  // Any thread: reserves the request's bytes and posts it to the I/O thread,
+  // or fails it inline.
   void Submit(const std::string& node, std::string line, uint64_t timeout_ms, RawDone done);
+  bool Reserve(Peer* peer, size_t bytes) const;
+  // Calls `done`, logging (not propagating) what it throws. Any thread.
+  static void Deliver(const RawDone& done, Status status, bool refused, std::string_view line);
 
   // I/O thread only below.
-  void StartCall(const std::string& node, std::string line, uint64_t timeout_ms, RawDone done);
+  void StartCall(Peer* peer, std::string line, uint64_t timeout_ms, RawDone done);
   void Finish(Call* call, Status status, bool refused, std::string_view line);
   Conn* PickConn(Peer* peer);
   void Connect(Conn* conn);
@@ -181,8 +191,11 @@ class PeerClient final : public cluster::ReplicaTransport {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread thread_;
 
-  // I/O thread only (after construction).
+  // The map is fixed at construction (any thread may look up in it); the
+  // peers' state is the I/O thread's, but for Peer::pending_bytes.
   std::map<std::string, std::unique_ptr<Peer>> peers_;
+
+  // I/O thread only (after construction).
   asio::steady_timer sweep_timer_;
   bool sweep_armed_ = false;
   bool shut_ = false;  // Shutdown() ran: fail whatever still arrives

@@ -3,9 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
+#include <asio/buffer.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
+#include <asio/write.hpp>
 #include <charconv>
 #include <exception>
 #include <future>
@@ -14,6 +17,7 @@
 
 #include "server/deferrer.h"
 #include "server/net/address.h"
+#include "server/protocol.h"
 
 namespace ringkv::net {
 namespace {
@@ -27,6 +31,61 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 // long for their close handlers to run.
 constexpr auto kAbortWait = std::chrono::seconds(1);
 
+// A refused connection: how long it may linger, reading and discarding, before
+// it is closed regardless, and how many may linger at once.
+constexpr auto kRefusalLinger = std::chrono::seconds(1);
+constexpr size_t kMaxLingering = 1024;
+
+// Connections taken from the kernel's backlog per accept completion.
+constexpr int kAcceptBatch = 256;
+
+// Refusals are logged at most this often: a client that floods the node with
+// connections must not flood its log too.
+constexpr auto kRefusalLogInterval = std::chrono::seconds(1);
+
+// The lingering part of a refusal (see "Connection limit" in server.h): the
+// response has been sent and the sending side shut down; reads and discards
+// until the client closes or kRefusalLinger passes, then closes. Owned by its
+// pending operations; runs on the socket's strand.
+class Refusal : public std::enable_shared_from_this<Refusal> {
+ public:
+  Refusal(Socket socket, std::shared_ptr<std::atomic<size_t>> lingering)
+      : socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        lingering_(std::move(lingering)) {
+    lingering_->fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Refusal() { lingering_->fetch_sub(1, std::memory_order_relaxed); }
+
+  void Start() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->timer_.expires_after(kRefusalLinger);
+      self->timer_.async_wait([self](const std::error_code&) { self->Close(); });
+      self->Discard();
+    });
+  }
+
+ private:
+  void Discard() {
+    socket_.async_read_some(asio::buffer(buf_),
+                            [self = shared_from_this()](const std::error_code& ec, size_t) {
+                              if (ec) return self->Close();
+                              self->Discard();
+                            });
+  }
+
+  void Close() {
+    std::error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+  }
+
+  Socket socket_;
+  Timer timer_;
+  const std::shared_ptr<std::atomic<size_t>> lingering_;
+  std::array<char, 4096> buf_{};
+};
+
 std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(int threads) {
   std::vector<std::unique_ptr<asio::io_context>> out;
   for (int i = 0; i < std::max(1, threads); ++i)
@@ -39,6 +98,10 @@ std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(int threads) {
 Server::Server(ServerOptions options, RequestHandler* handler)
     : options_(std::move(options)),
       handler_(handler),
+      overloaded_line_(RenderError("", Status::Overloaded("too many connections (the limit is " +
+                                                          std::to_string(options_.max_connections) +
+                                                          "); retry later")) +
+                       "\n"),
       ios_(MakeIoContexts(options_.io_threads)),
       accept_strand_(asio::make_strand(*ios_[0])),
       acceptor_(accept_strand_),
@@ -53,7 +116,13 @@ Status Server::Listen() {
   asio::ip::tcp::endpoint endpoint;
   RINGKV_RETURN_IF_ERROR(ResolveHost(*ios_[0], host_, port, "listen", &endpoint));
 
-  if (std::error_code ec = OpenAcceptor(acceptor_, endpoint, &port_)) {
+  std::error_code ec = OpenAcceptor(acceptor_, endpoint, &port_);
+  // Non-blocking, so that OnAccept can take what the backlog holds without
+  // waiting for more.
+  if (!ec) acceptor_.non_blocking(true, ec);
+  if (ec) {
+    std::error_code ignored;
+    acceptor_.close(ignored);
     return Status::Internal("cannot listen on " + options_.listen + ": " + ec.message());
   }
   listening_ = true;
@@ -120,6 +189,40 @@ void Server::OnAccept(const std::error_code& ec, Socket socket) {
     RetryAcceptLater();
     return;
   }
+  ServeOrLog(std::move(socket));
+  // Take what else waits in the kernel's backlog now (up to a bound), instead
+  // of one connection per trip through a busy I/O thread's queue: under a
+  // flood of connections a new client would otherwise wait for all of those
+  // trips before being served.
+  for (int i = 1; i < kAcceptBatch && acceptor_.is_open(); ++i) {
+    std::error_code e;
+    Socket next = acceptor_.accept(asio::make_strand(*ios_[next_io_++ % ios_.size()]), e);
+    if (e) break;  // would_block, or an error the next async_accept reports
+    ServeOrLog(std::move(next));
+  }
+  DoAccept();
+}
+
+// Whatever happens to one connection, the listener keeps accepting.
+void Server::ServeOrLog(Socket socket) {
+  try {
+    Serve(std::move(socket));
+  } catch (const std::exception& e) {
+    spdlog::error("[server] cannot serve a new connection: {}", e.what());
+  }
+}
+
+// Registers and starts a session for `socket`, or refuses it when the server
+// is at its connection limit. Runs on accept_strand_.
+void Server::Serve(Socket socket) {
+  bool full = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;  // the socket closes with it
+    full = sessions_.size() >= options_.max_connections;
+  }
+  // Only this strand adds sessions, so the count cannot have grown meanwhile.
+  if (full) return Refuse(std::move(socket));
   std::error_code ignored;
   // Responses are small and latency matters more than packet count; the
   // session already batches everything that is ready into one write.
@@ -130,10 +233,32 @@ void Server::OnAccept(const std::error_code& ec, Socket socket) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;  // the session's socket closes with it
     sessions_.emplace(session.get(), session);
+    if (options_.stats) options_.stats->open.store(sessions_.size(), std::memory_order_relaxed);
   }
   spdlog::debug("[server] connection from {}", session->peer());
   session->Start();
-  DoAccept();
+}
+
+// Sends the one `overloaded` line at once (a fresh socket's send buffer takes
+// it whole), then lets the connection linger; see "Connection limit".
+void Server::Refuse(Socket socket) {
+  if (options_.stats) options_.stats->refused.fetch_add(1, std::memory_order_relaxed);
+  const auto now = std::chrono::steady_clock::now();
+  if (now >= next_refusal_log_) {
+    next_refusal_log_ = now + kRefusalLogInterval;
+    spdlog::warn("[server] at the connection limit ({}): refusing new connections",
+                 options_.max_connections);
+  }
+  std::error_code ec;
+  socket.non_blocking(true, ec);
+  if (!ec) asio::write(socket, asio::buffer(overloaded_line_), ec);
+  if (!ec) socket.shutdown(asio::socket_base::shutdown_send, ec);
+  if (ec || lingering_->load(std::memory_order_relaxed) >= kMaxLingering) {
+    std::error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  std::make_shared<Refusal>(std::move(socket), lingering_)->Start();
 }
 
 void Server::RetryAcceptLater() {
@@ -163,6 +288,7 @@ void Server::OnSessionClosed(Session* session) {
     if (it == sessions_.end()) return;
     released = std::move(it->second);
     sessions_.erase(it);
+    if (options_.stats) options_.stats->open.store(sessions_.size(), std::memory_order_relaxed);
   }
   sessions_changed_.notify_all();
 }

@@ -13,6 +13,16 @@
 // arrive between Listen() and Start() wait in the kernel's backlog, so a
 // caller can finish getting ready (e.g. learn its address) before serving.
 //
+// Connection limit (PROTOCOL.md §8 "Overload"): a connection accepted while
+// `max_connections` are open gets exactly one response line,
+// {"ok":false,"error":{"code":"overloaded",...}}, and is closed: the server
+// sends it, shuts down its sending side, discards whatever the client sends
+// until the client closes or kRefusalLinger passes, and then closes (closing
+// with unread input would make the kernel reset the connection, which can
+// destroy the line before the client reads it). At most kMaxLingering
+// refusals linger at once; beyond that the line is sent and the socket closed
+// at once.
+//
 // Thread-safety: Listen(), Start() and Stop() must be called from one thread
 // that is not an I/O thread of this server (Stop() joins them). port(),
 // BoundAddress() and SessionCount() are safe from any thread after Listen().
@@ -21,6 +31,7 @@
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -33,6 +44,7 @@
 #include <vector>
 
 #include "engine/status.h"
+#include "server/connection_stats.h"
 #include "server/net/session.h"
 #include "server/request_handler.h"
 
@@ -49,6 +61,12 @@ struct ServerOptions {
   // How long Stop() waits for connections to answer their in-flight requests
   // and flush before closing them regardless. Default: 5 s.
   std::chrono::milliseconds drain_timeout{5000};
+  // Connections served at once; more are refused with `overloaded`.
+  // Default: 10000.
+  size_t max_connections = 10000;
+  // Where the server keeps its connection counts; null for none.
+  // REQUIRES: outlives the server's I/O (until Stop() returns).
+  ConnectionStats* stats = nullptr;
 };
 
 class Server {
@@ -93,6 +111,9 @@ class Server {
   void RunIoThread(asio::io_context* io);
   void DoAccept();
   void OnAccept(const std::error_code& ec, Socket socket);
+  void ServeOrLog(Socket socket);
+  void Serve(Socket socket);
+  void Refuse(Socket socket);
   void RetryAcceptLater();
   void CloseAcceptor();
   void OnSessionClosed(Session* session);
@@ -101,6 +122,7 @@ class Server {
 
   const ServerOptions options_;
   RequestHandler* const handler_;
+  const std::string overloaded_line_;  // the refusal, "\n" included
 
   // One io_context per I/O thread (concurrency hint 1: no internal locking
   // for its own thread's work), each session pinned to one of them: a
@@ -115,6 +137,7 @@ class Server {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   size_t next_io_ = 0;  // round-robin over ios_; used on accept_strand_ only
+  std::chrono::steady_clock::time_point next_refusal_log_{};  // accept_strand_ only
 
   std::string host_;   // as given in options_.listen, brackets kept for IPv6
   uint16_t port_ = 0;  // bound port
@@ -128,6 +151,9 @@ class Server {
   // Owns every open session until it reports itself closed.
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
   bool stopping_ = false;  // no new sessions are registered
+
+  // Refused connections still lingering (see "Connection limit").
+  std::shared_ptr<std::atomic<size_t>> lingering_ = std::make_shared<std::atomic<size_t>>(0);
 };
 
 }  // namespace ringkv::net

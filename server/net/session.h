@@ -16,9 +16,29 @@
 // slot, and the contiguous prefix of filled slots goes out in one batched
 // write. Only one write is in flight at a time.
 //
-// Backpressure: the session stops reading while more than
-// `max_pending_requests` requests await their response or more than
-// `max_outbox_bytes` of responses await the socket, and resumes when drained.
+// Backpressure (PROTOCOL.md §8 "Overload"): the session stops serving lines,
+// and so stops reading, while it is backlogged:
+//   - more than `max_pending_requests` requests await their response or
+//     their turn to be written;
+//   - more than `max_unanswered_request_bytes` of request lines have been
+//     handed to the handler and not answered yet;
+//   - more than `max_outbox_bytes` of responses await the socket, counting
+//     those held in order behind an unanswered request, those gathered for
+//     the next write and the one being written.
+// The check comes before every line, so a pipeline packed into one read
+// stops at the bound: what is left of the read is kept and served once the
+// backlog drains (a response arrives or a write completes), and only then is
+// the socket read again. A client that never reads its responses therefore
+// costs at most the bounds plus one request and one response, and the kernel's
+// buffers then push back on it (TCP backpressure). A request answered after
+// the check (asynchronously) is not known in size beforehand: the count bound
+// caps those.
+//
+// Fairness: a session serves its input in turns, then queues the rest of its
+// work behind the other connections' on its I/O thread; the more connections
+// are busy, the shorter the turns (see kLinesPerPass in session.cc). A fresh
+// client's request waits for about one short turn of each busy connection,
+// not for their whole pipelines.
 //
 // Threading: every member runs on the connection's strand (the executor of
 // the socket passed in). Start(), Stop() and Abort() are thread-safe: they post
@@ -66,8 +86,11 @@ struct SessionOptions {
   // Stop reading while more requests than this await their response.
   // Default: 1024.
   size_t max_pending_requests = 1024;
-  // Stop reading while more response bytes than this await the socket.
-  // Default: 4 MiB.
+  // Stop reading while the request lines taken but not answered total more
+  // than this many bytes. Default: 4 MiB.
+  size_t max_unanswered_request_bytes = 4ULL << 20;
+  // Stop reading while more response bytes than this await the socket
+  // (answered but held in order, queued, or being written). Default: 4 MiB.
   size_t max_outbox_bytes = 4ULL << 20;
 };
 
@@ -102,16 +125,20 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   // Reading and framing.
-  void DoRead();  // reads more unless stopped or backlogged
+  void Resume();  // serves a turn of what is buffered, flushes, reads more, may close
+  void PostResume();
+  void Yield();
+  bool HasUnserved() const;
+  void DoRead();  // reads more unless stopped, backlogged or input is left
   void ReadSome();
   void OnRead(const std::error_code& ec, size_t n);
-  void ConsumeBytes(std::string_view data);
+  void ServeBuffered(int* budget);
   void ServeLine(std::string_view line);
   void RefuseTooLarge();
   void StopReading();
 
   // Responses.
-  uint64_t TakeSlot();
+  uint64_t TakeSlot(size_t request_bytes);
   void OnResponse(uint64_t seq, std::string response);  // any thread
   void StoreResponse(uint64_t seq, std::string response);
   void Flush();
@@ -134,18 +161,30 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // All of the following are touched only on the strand.
 
-  // Reads. read_buf_ is the fixed-size target of async_read_some; partial_
-  // holds the start of a line that has not ended yet (bounded by the limit).
+  // Reads. read_buf_ is the fixed-size target of async_read_some; bytes
+  // [read_begin_, read_end_) of it are read but not yet served (left by a
+  // backlog). partial_ holds the start of a line that has not ended yet
+  // (bounded by the limit).
   std::vector<char> read_buf_;
+  size_t read_begin_ = 0;
+  size_t read_end_ = 0;
   std::string partial_;
   bool read_pending_ = false;
-  bool read_closed_ = false;  // no further requests will be taken
-  bool too_large_ = false;    // the last response is request_too_large
+  bool read_eof_ = false;       // the stream ended; serve what is left, then stop
+  bool resume_posted_ = false;  // a Resume() is queued on the strand
+  bool read_closed_ = false;    // no further requests will be taken
+  bool too_large_ = false;      // the last response is request_too_large
 
-  // Responses. pending_[i] is the slot of request number base_seq_ + i; a slot
-  // is empty until its `done` has fired.
-  std::deque<std::optional<std::string>> pending_;
+  // Responses. pending_[i] is the slot of request number base_seq_ + i; its
+  // response is empty until its `done` has fired.
+  struct Slot {
+    std::optional<std::string> response;
+    size_t request_bytes = 0;  // the line's size, counted until answered
+  };
+  std::deque<Slot> pending_;
   uint64_t base_seq_ = 0;
+  size_t unanswered_bytes_ = 0;  // request_bytes of the slots not answered yet
+  size_t answered_bytes_ = 0;    // response bytes held in pending_
   // outbox_ gathers ready responses while write_buf_ is being written.
   std::string outbox_;
   std::string write_buf_;

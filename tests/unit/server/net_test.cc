@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -44,6 +45,7 @@ using std::chrono::milliseconds;
 constexpr auto kWait = std::chrono::seconds(5);
 
 constexpr std::string_view kTooLarge = "TOO_LARGE";
+constexpr size_t kBigResponseBytes = 64 * 1024;
 
 int64_t MillisSince(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
@@ -65,6 +67,7 @@ bool WaitFor(const std::function<bool()>& condition) {
 //               come from several threads and out of order;
 //   "hold..."   kept until the test takes it with TakeHeld();
 //   "throw..."  throws from Handle();
+//   "big <i>"   answered inline with "<i>" padded to kBigResponseBytes;
 //   otherwise   echoed before Handle() returns.
 // It records every line it is given.
 class FakeHandler : public RequestHandler {
@@ -91,6 +94,12 @@ class FakeHandler : public RequestHandler {
       held_.push_back({std::string(line), std::move(done)});
     } else if (line.starts_with("throw")) {
       throw std::runtime_error("fake handler failure");
+    } else if (line.starts_with("big ")) {
+      lock.unlock();
+      // "big <i>": answered inline with <i> padded to kBigResponseBytes.
+      std::string response(line.substr(4));
+      response.resize(kBigResponseBytes, '.');
+      done(std::move(response));
     } else {
       lock.unlock();
       done(std::string(line));
@@ -161,9 +170,14 @@ class Conn {
   // How a read loop ended.
   enum class End { kEof, kReset, kTimeout };
 
-  explicit Conn(uint16_t port) {
+  // `receive_buffer` > 0 sets SO_RCVBUF, so that the kernel holds little of
+  // what the server sends while the test does not read.
+  explicit Conn(uint16_t port, int receive_buffer = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return;
+    if (receive_buffer > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
     // Bounds each blocking send().
     timeval timeout{};
     timeout.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(kWait).count();
@@ -411,6 +425,120 @@ TEST_F(NetTest, BackpressureKeepsEveryResponseInOrder) {
   EXPECT_TRUE(sent.get());
   ASSERT_EQ(got.size(), expected.size());
   EXPECT_TRUE(got == expected);
+}
+
+// 1000 requests in one small write, each answered inline with 64 KiB, and a
+// client that does not read: the session stops serving in the middle of its
+// read buffer once its responses pass the bound, instead of serving all 1000
+// (62 MiB) into memory. Once the client reads, every response arrives, in
+// order.
+TEST_F(NetTest, UnreadResponsesStopServingInTheMiddleOfARead) {
+  ServerOptions options;
+  options.session.max_outbox_bytes = 256 * 1024;
+  StartServer(options);
+  constexpr int kRequests = 1000;
+  std::string bytes;
+  for (int i = 0; i < kRequests; ++i) bytes += "big " + std::to_string(i) + "\n";
+  ASSERT_LT(bytes.size(), 32u * 1024);  // one read of the session's buffer
+  Conn conn(port_, /*receive_buffer=*/64 * 1024);
+  ASSERT_TRUE(conn.connected());
+  ASSERT_TRUE(conn.Send(bytes));
+  ASSERT_TRUE(WaitFor([&] { return handler_.calls() > 0; }));
+  // What is served now fills the bound and the kernel's socket buffers (a few
+  // MiB on loopback), then stops: watch it for a while.
+  const auto until = Clock::now() + milliseconds(300);
+  while (Clock::now() < until) {
+    ASSERT_LT(handler_.calls(), static_cast<size_t>(kRequests / 2));
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  const size_t served_unread = handler_.calls();
+  std::string line;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(conn.ReadLine(&line)) << "response " << i;
+    ASSERT_EQ(line.size(), kBigResponseBytes);
+    ASSERT_TRUE(line.starts_with(std::to_string(i) + ".")) << "response " << i;
+  }
+  EXPECT_EQ(handler_.calls(), static_cast<size_t>(kRequests));
+  std::cout << "served while unread: " << served_unread << " of " << kRequests << "\n";
+}
+
+// Requests taken and not answered are bounded in bytes: with 10-byte lines
+// ("hold" + padding) held by the handler and a 50-byte bound, the session
+// hands over exactly five at a time, and serves the next five as soon as
+// those are answered. Every response still comes back in order.
+TEST_F(NetTest, UnansweredRequestBytesAreBounded) {
+  ServerOptions options;
+  options.session.max_unanswered_request_bytes = 50;
+  StartServer(options);
+  constexpr int kRequests = 40;
+  std::string bytes;
+  std::vector<std::string> expected;
+  for (int i = 0; i < kRequests; ++i) {
+    std::string line = "hold " + std::to_string(100 + i) + "x";  // 9 bytes, 10 with "\n"
+    line += std::string(10 - line.size(), 'y');                  // 10 bytes
+    bytes += line + "\n";
+    expected.push_back(line);
+  }
+  Conn conn(port_);
+  ASSERT_TRUE(conn.connected());
+  ASSERT_TRUE(conn.Send(bytes));
+  for (int answered = 0; answered < kRequests;) {
+    ASSERT_TRUE(WaitFor([&] { return handler_.calls() == static_cast<size_t>(answered + 5); }))
+        << handler_.calls() << " taken, " << answered << " answered";
+    std::vector<FakeHandler::Held> held = handler_.TakeHeld();
+    ASSERT_EQ(held.size(), 5u);
+    EXPECT_EQ(handler_.calls(), static_cast<size_t>(answered + 5));
+    for (auto& h : held) h.done(h.line);
+    answered += 5;
+  }
+  std::string line;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(conn.ReadLine(&line));
+    EXPECT_EQ(line, expected[i]);
+  }
+}
+
+// Past max_connections a connection gets exactly one `overloaded` line and
+// then end of stream (even when it has already sent a request); the counts
+// are kept; once a connection closes, a new one is served.
+TEST_F(NetTest, ConnectionsPastTheLimitGetOneOverloadedLineAndAreClosed) {
+  ConnectionStats stats;
+  ServerOptions options;
+  options.max_connections = 2;
+  options.stats = &stats;
+  StartServer(options);
+  auto first = std::make_unique<Conn>(port_);
+  Conn second(port_);
+  std::string line;
+  for (Conn* conn : {first.get(), &second}) {
+    ASSERT_TRUE(conn->connected());
+    ASSERT_TRUE(conn->Send("hello\n"));
+    ASSERT_TRUE(conn->ReadLine(&line));
+    EXPECT_EQ(line, "hello");
+  }
+  EXPECT_EQ(stats.open.load(), 2u);
+  for (int i = 0; i < 3; ++i) {
+    Conn refused(port_);
+    ASSERT_TRUE(refused.connected());
+    ASSERT_TRUE(refused.Send("ignored\n"));
+    std::vector<std::string> got;
+    EXPECT_EQ(refused.ReadUntilClosed(&got), Conn::End::kEof);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_TRUE(got[0].starts_with(R"({"ok":false,"error":{"code":"overloaded","message":")"))
+        << got[0];
+    EXPECT_TRUE(refused.leftover().empty());
+  }
+  EXPECT_EQ(stats.refused.load(), 3u);
+  EXPECT_EQ(handler_.lines(), (std::vector<std::string>{"hello", "hello"}));
+
+  first.reset();
+  ASSERT_TRUE(WaitFor([&] { return server_->SessionCount() == 1 && stats.open.load() == 1; }));
+  Conn later(port_);
+  ASSERT_TRUE(later.connected());
+  ASSERT_TRUE(later.Send("served\n"));
+  ASSERT_TRUE(later.ReadLine(&line));
+  EXPECT_EQ(line, "served");
+  EXPECT_EQ(stats.refused.load(), 3u);
 }
 
 TEST_F(NetTest, EmptyLinesGetNoResponseAndCarriageReturnIsStripped) {

@@ -71,6 +71,14 @@ TEST(NodeOptionsTest, EachBadFlagNamesItself) {
   o = NodeOptions();
   ASSERT_TRUE(ParseClusterSpec("n2=h:1", &o.cluster).ok());
   fails_with(o, "--cluster");
+  o = NodeOptions();
+  o.max_connections = 0;
+  fails_with(o, "--max-connections");
+  o.max_connections = kMaxConnections + 1;
+  fails_with(o, "--max-connections");
+  o.max_connections = kMaxConnections;
+  EXPECT_TRUE(FinalizeNodeOptions(&o).ok());
+  EXPECT_EQ(NodeOptions().max_connections, 10000u);
 }
 
 }  // namespace

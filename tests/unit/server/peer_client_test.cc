@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -562,6 +563,105 @@ TEST_F(PeerClientTest, PendingBytesAreBounded) {
   Write("srv", "fine", MakeRecord(1, "1"), 1000, &small);
   ASSERT_TRUE(small.Wait());
   EXPECT_TRUE(small.Get().ok()) << small.Get().ToString();
+}
+
+// The bound is reserved when a request is submitted, before it is queued for
+// the client's thread: with the thread not even started, requests past the
+// bound fail at once, inline, and the ones within it still complete.
+TEST_F(PeerClientTest, PendingBytesAreBoundedBeforeRequestsAreQueued) {
+  PeerClientOptions options;
+  options.max_pending_bytes_per_peer = 4096;
+  MakeClient(options, /*start=*/false);
+  const Record record = MakeRecord(1, "\"" + std::string(900, 'x') + "\"");
+  constexpr int kRequests = 10;
+  std::vector<Outcome> outs(kRequests);
+  int accepted = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    std::string key = "k";  // not "k" + ...: GCC 12 -O3 warns falsely (-Wrestrict)
+    key += std::to_string(i);
+    Write("srv", key, record, 2000, &outs[i]);
+    if (outs[i].Calls() == 0) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(outs[i].Get().code(), Status::Code::kUnavailable) << outs[i].Get().ToString();
+    }
+  }
+  EXPECT_GE(accepted, 3);
+  EXPECT_LE(accepted, 4);  // 4096 bytes of ~1 KiB requests
+  peers_->Start();
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(outs[i].Wait());
+    EXPECT_EQ(outs[i].Calls(), 1);
+  }
+  for (int i = 0; i < accepted; ++i) EXPECT_TRUE(outs[i].Get().ok()) << outs[i].Get().ToString();
+  // Everything was released: the whole bound is available again.
+  std::vector<Outcome> again(accepted);
+  for (int i = 0; i < accepted; ++i) Write("srv", "again", record, 2000, &again[i]);
+  for (int i = 0; i < accepted; ++i) {
+    ASSERT_TRUE(again[i].Wait());
+    EXPECT_TRUE(again[i].Get().ok()) << again[i].Get().ToString();
+  }
+}
+
+// A reply of an unexpected shape (error.code a number: the reply parser
+// throws on it) fails its request with Internal, exactly once, and the
+// connection carries on: the next request on it gets its own answer.
+TEST_F(PeerClientTest, MalformedReplyFailsItsRequestWithInternal) {
+  PeerClientOptions options;
+  options.connections_per_peer = 1;
+  MakeClient(options);
+  for (const std::string reply : {R"({"ok":false,"error":{"code":5}})",
+                                  R"({"ok":false,"error":{"code":"bad_request","message":7}})",
+                                  "not json at all", R"({"ok":"yes"})"}) {
+    SCOPED_TRACE(reply);
+    Outcome wrote;
+    Outcome read;
+    Write("srv", "hold-w", MakeRecord(1, "1"), 2000, &wrote);
+    Read("srv", "hold-r", 2000, &read);
+    ASSERT_TRUE(WaitFor([&] { return replica_.held() == 2; }));
+    replica_.ReleaseHeld(reply);
+    ASSERT_TRUE(wrote.Wait());
+    ASSERT_TRUE(read.Wait());
+    EXPECT_EQ(wrote.Get().code(), Status::Code::kInternal) << wrote.Get().ToString();
+    EXPECT_EQ(read.Get().code(), Status::Code::kInternal) << read.Get().ToString();
+    EXPECT_EQ(read.record, Record());
+
+    Outcome next;
+    Write("srv", "after", MakeRecord(2, "2"), 2000, &next);
+    ASSERT_TRUE(next.Wait());
+    EXPECT_TRUE(next.Get().ok()) << next.Get().ToString();
+    EXPECT_EQ(wrote.Calls(), 1);
+    EXPECT_EQ(read.Calls(), 1);
+  }
+  EXPECT_EQ(server_->SessionCount(), 1u);  // never reconnected
+}
+
+// Callbacks that throw, on every path that fails a request early (unknown
+// node, a peer in backoff, a full bound) and on an answered one: the
+// exception goes no further than the client, which keeps serving.
+TEST_F(PeerClientTest, CallbackThatThrowsIsContained) {
+  PeerClientOptions options;
+  options.max_pending_bytes_per_peer = 4096;
+  MakeClient(options);
+  std::atomic<int> thrown{0};
+  const auto throwing = [&thrown](Status) {
+    ++thrown;
+    throw std::runtime_error("callback failure");
+  };
+  EXPECT_NO_THROW(peers_->Write("nope", "k", MakeRecord(1, "1"), 1000, throwing));
+  EXPECT_NO_THROW(peers_->Write("srv", "k", MakeRecord(1, "\"" + std::string(5000, 'x') + "\""),
+                                1000, throwing));
+  EXPECT_EQ(thrown.load(), 2);  // both failed inline
+  Outcome first;
+  Write("dead", "k", MakeRecord(1, "1"), 1000, &first);  // puts "dead" in backoff
+  ASSERT_TRUE(first.Wait());
+  peers_->Write("dead", "k", MakeRecord(1, "1"), 1000, throwing);
+  peers_->Write("srv", "k", MakeRecord(1, "1"), 1000, throwing);
+  ASSERT_TRUE(WaitFor([&] { return thrown.load() == 4; }));
+  Outcome after;
+  Write("srv", "after", MakeRecord(2, "2"), 2000, &after);
+  ASSERT_TRUE(after.Wait());
+  EXPECT_TRUE(after.Get().ok()) << after.Get().ToString();
 }
 
 // ---- FailureDetector ----
