@@ -47,10 +47,24 @@ void Check(std::string_view line, const Limits& limits) {
     Fail("the flat scanner refused a line but left fields behind", line);
   }
   const Status status = ParseRequest(line, limits, &whole);
-  if (status.code() != full_status.code())
+  if (status.code() != full_status.code()) {
     Fail("ParseRequest's code is not the full parser's", line);
-  if (status.ok() && !SameRequest(whole, full))
+  }
+  if (status.ok() && !SameRequest(whole, full)) {
     Fail("ParseRequest's request is not the full parser's", line);
+  }
+  if (!status.ok() || whole.op != Op::kPeerWrite) return;
+  // A replica write that parses is stored (EncodeRecord) and forwarded
+  // (EncodePeerWrite): both must give back the same record.
+  Record stored;
+  if (!DecodeRecord(EncodeRecord(whole.record), &stored).ok() || !(stored == whole.record)) {
+    Fail("a parsed _write record does not survive EncodeRecord/DecodeRecord", line);
+  }
+  Request forwarded;
+  if (!ParseRequest(EncodePeerWrite(whole.key, whole.record), limits, &forwarded).ok() ||
+      forwarded.key != whole.key || !(forwarded.record == whole.record)) {
+    Fail("a parsed _write does not survive EncodePeerWrite and a second parse", line);
+  }
 }
 
 }  // namespace
