@@ -10,7 +10,6 @@
 #include <benchmark/benchmark.h>
 #include <stdlib.h>
 
-#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
@@ -19,6 +18,7 @@
 #include "engine/store.h"
 #include "engine/version.h"
 #include "server/protocol.h"
+#include "tests/util/temp_dir.h"
 
 namespace ringkv {
 namespace {
@@ -29,11 +29,8 @@ constexpr int kKeys = 100'000;
 class TempStore {
  public:
   TempStore() {
-    char tmpl[] = "/tmp/ringkv-micro-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) abort();
-    dir_ = tmpl;
     StoreOptions o;
-    o.path = dir_ + "/db";
+    o.path = dir_.path() + "/db";
     o.node_id = "n1";
     o.partitions = kPartitions;
     o.wal_sync_interval_ms = 0;
@@ -42,14 +39,11 @@ class TempStore {
     for (uint32_t p = 0; p < kPartitions; ++p) all[p] = p;
     if (!store_->EnsurePartitions(all).ok()) abort();
   }
-  ~TempStore() {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  ~TempStore() { store_.reset(); }
   Store* get() { return store_.get(); }
 
  private:
-  std::string dir_;
+  testutil::ScopedTempDir dir_{"ringkv-micro"};  // removed after the store closes
   std::unique_ptr<Store> store_;
 };
 

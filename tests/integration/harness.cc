@@ -151,25 +151,8 @@ void ReapChild(pid_t pid, SteadyClock::time_point deadline, ProcessResult* resul
 
 }  // namespace
 
-bool WaitFor(const std::function<bool()>& condition, milliseconds timeout) {
-  auto deadline = SteadyClock::now() + timeout;
-  while (SteadyClock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return condition();
-}
-
 std::string KvdPath() { return std::string(RINGKV_BIN_DIR) + "/kvd"; }
 std::string KvctlPath() { return std::string(RINGKV_BIN_DIR) + "/kvctl"; }
-
-std::string MakeTempDir(const std::string& prefix) {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string base = (tmp != nullptr && *tmp != '\0') ? tmp : "/tmp";
-  std::string pattern = base + "/" + prefix + "-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) return "";
-  return pattern;
-}
 
 ProcessResult RunProgram(const std::string& path, const std::vector<std::string>& args,
                          const std::string& stdin_data, milliseconds timeout) {
@@ -201,23 +184,6 @@ ProcessResult RunProgram(const std::string& path, const std::vector<std::string>
 
 ProcessResult RunKvctl(const std::vector<std::string>& args, const std::string& stdin_data) {
   return RunProgram(KvctlPath(), args, stdin_data, milliseconds(20000));
-}
-
-int UnusedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 std::vector<std::string> NonEmptyLines(const std::string& text) {

@@ -28,6 +28,9 @@
 
 #include "cli/client.h"
 #include "engine/status.h"
+#include "tests/util/loopback.h"
+#include "tests/util/temp_dir.h"
+#include "tests/util/wait_for.h"
 
 namespace ringkv::itest {
 
@@ -41,14 +44,16 @@ constexpr milliseconds kProcessDeadline{30000};
 
 // Polls `condition` every ~10 ms until it returns true or `timeout` has passed.
 // Returns whether it became true (it is evaluated once more at the deadline).
-bool WaitFor(const std::function<bool()>& condition, milliseconds timeout);
+inline bool WaitFor(const std::function<bool()>& condition, milliseconds timeout) {
+  return testutil::WaitFor(condition, timeout, milliseconds(10));
+}
 
 // Paths of the binaries under test.
 std::string KvdPath();
 std::string KvctlPath();
 
 // Makes a fresh directory under $TMPDIR (or /tmp); the caller removes it.
-std::string MakeTempDir(const std::string& prefix);
+using testutil::MakeTempDir;
 
 // The outcome of running a program to completion.
 struct ProcessResult {
@@ -69,7 +74,7 @@ ProcessResult RunProgram(const std::string& path, const std::vector<std::string>
 ProcessResult RunKvctl(const std::vector<std::string>& args, const std::string& stdin_data = "");
 
 // A port on 127.0.0.1 that nothing listens on (bound, read, then closed).
-int UnusedPort();
+using testutil::UnusedPort;
 
 // The non-empty lines of `text`.
 std::vector<std::string> NonEmptyLines(const std::string& text);

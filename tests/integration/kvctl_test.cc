@@ -137,21 +137,14 @@ TEST(KvctlConnectTest, UnreachableHostExitsThree) {
 TEST(KvctlConnectTest, SilentServerTimesOutInsteadOfHanging) {
   // A socket that listens but never answers: the kernel completes the
   // handshake, then nothing.
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(fd, 4), 0);
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  std::string host = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  testutil::SilentListener silent;
+  ASSERT_TRUE(silent.ok());
+  std::string host = "127.0.0.1:" + std::to_string(silent.port());
 
   auto start = std::chrono::steady_clock::now();
   ProcessResult r = RunKvctl({"--host", host, "--timeout-ms", "300", "ping"});
   auto elapsed = std::chrono::steady_clock::now() - start;
-  ::close(fd);
+  silent.Close();
   EXPECT_EQ(r.exit_code, kExitError) << Describe(r);
   EXPECT_NE(r.err.find("kvctl: timeout: "), std::string::npos) << Describe(r);
   EXPECT_LT(elapsed, milliseconds(5000));

@@ -78,43 +78,15 @@ HttpReply ParseReply(std::string raw) {
 // response to end of stream, within kHttpWait.
 HttpReply Exchange(const std::string& address, std::string_view request) {
   HttpReply failed;
-  const int port = std::atoi(address.substr(address.rfind(':') + 1).c_str());
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    failed.error = "socket failed";
-    return failed;
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  testutil::LoopbackConn conn(testutil::PortOf(address), kHttpWait);
   std::string raw;
-  const auto deadline = Clock::now() + kHttpWait;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+  if (!conn.connected()) {
     failed.error = std::string("connect: ") + std::strerror(errno);
+  } else if (!conn.SendAll(request)) {
+    failed.error = std::string("send: ") + std::strerror(errno);
+  } else if (!conn.ReadToEnd(&raw)) {
+    failed.error = "no end of response within the deadline (or a reset)";
   }
-  while (failed.error.empty() && !request.empty()) {
-    const ssize_t n = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) failed.error = std::string("send: ") + std::strerror(errno);
-    if (n > 0) request.remove_prefix(static_cast<size_t>(n));
-  }
-  while (failed.error.empty()) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    pollfd p{fd, POLLIN, 0};
-    const int ready = left > 0 ? ::poll(&p, 1, static_cast<int>(left)) : 0;
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready == 0) failed.error = "no end of response within the deadline";
-    if (ready <= 0) break;
-    char buf[16384];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) failed.error = std::string("recv: ") + std::strerror(errno);
-    if (n <= 0) break;
-    raw.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
   if (!failed.error.empty()) {
     failed.raw = std::move(raw);
     return failed;

@@ -453,54 +453,8 @@ TEST_F(ServerTest, DefaultLimitBoundaries) {
 }
 
 // A blocking TCP connection whose sends can run on another thread and be cut
-// off with shutdown() (Client keeps its socket to itself).
-class RawSocket {
- public:
-  explicit RawSocket(const std::string& address) {
-    size_t colon = address.rfind(':');
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-    ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{10, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~RawSocket() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool ok() const { return fd_ >= 0; }
-  // Sends everything, stopping at the first error. Returns bytes sent.
-  size_t SendAll(const std::string& data) {
-    size_t sent = 0;
-    while (sent < data.size()) {
-      ssize_t n = ::send(fd_, data.data() + sent, std::min<size_t>(data.size() - sent, 1 << 20),
-                         MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
-    return sent;
-  }
-  // Reads one line (without the newline); "" on EOF, error or timeout.
-  std::string ReadLine() {
-    std::string line;
-    char c;
-    while (line.size() < (1 << 20) && ::recv(fd_, &c, 1, 0) == 1) {
-      if (c == '\n') return line;
-      line.push_back(c);
-    }
-    return "";
-  }
-  void Shutdown() { ::shutdown(fd_, SHUT_RDWR); }
-
- private:
-  int fd_ = -1;
-};
+// off with Shutdown() (Client keeps its socket to itself), bounded by 10 s.
+using RawSocket = testutil::LoopbackConn;
 
 TEST(ServerRequestSizeTest, HugeLineIsRefusedWithoutGrowingMemory) {
   KvdProcess kvd({"--cache-mb", "8"});
@@ -511,12 +465,13 @@ TEST(ServerRequestSizeTest, HugeLineIsRefusedWithoutGrowingMemory) {
   std::string line = R"({"op":"put","key":"huge","value":")";
   line += std::string(20u << 20, 'x');
   line += "\"}\n";
-  RawSocket sock(kvd.address());
-  ASSERT_TRUE(sock.ok());
+  RawSocket sock(testutil::PortOf(kvd.address()), milliseconds(10000));
+  ASSERT_TRUE(sock.connected());
   // Send from another thread: the node may answer (and close) before it has
   // read the whole line.
   std::thread sender([&] { sock.SendAll(line); });
-  std::string reply = sock.ReadLine();
+  std::string reply;
+  sock.ReadLine(&reply);  // "" on end of stream or timeout
   int64_t rss_during = kvd.RssKiB();
   sock.Shutdown();
   sender.join();

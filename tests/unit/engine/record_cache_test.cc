@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "engine/store.h"
+#include "tests/util/store_fixture.h"
 
 namespace ringkv {
 namespace {
@@ -175,21 +175,14 @@ void RunCoherenceStress(const Backing& backing) {
 }
 
 TEST(RecordCacheTest, NeverOlderThanStoreUnderConcurrentWriters) {
-  char tmpl[] = "/tmp/ringkv-cache-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  StoreOptions so;
-  so.path = dir + "/db";
-  so.node_id = "n1";
-  so.partitions = 1;
-  so.wal_sync_interval_ms = 0;
+  testutil::ScopedTempDir dir("ringkv-cache");
+  StoreOptions so = testutil::SmallStoreOptions(dir.path(), "n1", 1);
   std::unique_ptr<Store> store;
   ASSERT_TRUE(Store::Open(so, &store).ok());
   RunCoherenceStress(
       {[&](const std::string& k, const Record& r) { ASSERT_TRUE(store->Write(0, k, r).ok()); },
        [&](const std::string& k, Record* r) { return store->Get(0, k, r).ok(); }});
   store.reset();
-  std::filesystem::remove_all(dir);
 }
 
 TEST(RecordCacheTest, NeverOlderThanModelUnderConcurrentWriters) {

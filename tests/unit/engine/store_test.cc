@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/lww.h"
+#include "tests/util/store_fixture.h"
 
 namespace ringkv {
 namespace {
@@ -20,24 +21,10 @@ namespace fs = std::filesystem;
 
 constexpr uint64_t kGraceMs = 60'000;
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public testutil::StoreFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ringkv-store-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
-
   StoreOptions Options(std::string node = "n1", uint32_t partitions = 8) {
-    StoreOptions o;
-    o.path = dir_ + "/db";
-    o.node_id = std::move(node);
-    o.partitions = partitions;
-    o.clock = &clock_;
+    StoreOptions o = StoreOptionsFor(std::move(node), partitions);
     o.tombstone_grace_ms = kGraceMs;
     o.wal_sync_interval_ms = 50;
     return o;
@@ -61,10 +48,6 @@ class StoreTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.ToString();
     return r;
   }
-
-  ManualClock clock_{1'700'000'000'000ULL};
-  std::string dir_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_F(StoreTest, WriteThenGet) {
@@ -99,7 +82,7 @@ TEST_F(StoreTest, EnsurePartitionsCreatesFamiliesUpFront) {
   EXPECT_EQ(store_->Properties().partition_keys.size(), 4u);
   store_.reset();
   std::vector<std::string> families;
-  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir_ + "/db", &families).ok());
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir() + "/db", &families).ok());
   for (const char* f : {"p0001", "p0003", "p0005", "p0006"}) {
     EXPECT_NE(std::find(families.begin(), families.end(), f), families.end()) << f;
   }
@@ -178,9 +161,9 @@ TEST_F(StoreTest, RefusesDataDirOfAnotherNode) {
 }
 
 TEST_F(StoreTest, UnusableDataDirIsAClearError) {
-  std::ofstream(dir_ + "/file") << "x";
+  std::ofstream(dir() + "/file") << "x";
   StoreOptions o = Options();
-  o.path = dir_ + "/file/db";
+  o.path = dir() + "/file/db";
   Status s = Store::Open(o, &store_);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find(o.path), std::string::npos) << s.message();
@@ -248,23 +231,23 @@ TEST_F(StoreTest, BackupIsConsistentAndRestorable) {
     ASSERT_TRUE(store_->Write(i % 8, "k" + std::to_string(i), Rec(10, std::to_string(i))).ok());
   }
   BackupResult first;
-  ASSERT_TRUE(store_->Backup(dir_ + "/bk", &first).ok());
+  ASSERT_TRUE(store_->Backup(dir() + "/bk", &first).ok());
   EXPECT_GT(first.bytes, 0u);
   ASSERT_TRUE(store_->Write(0, "after", Rec(11, "x")).ok());
   BackupResult second;
-  ASSERT_TRUE(store_->Backup(dir_ + "/bk", &second).ok());
+  ASSERT_TRUE(store_->Backup(dir() + "/bk", &second).ok());
   EXPECT_GT(second.backup_id, first.backup_id);
 
   // Restore the first backup elsewhere with RocksDB's own engine and open it.
   rocksdb::BackupEngineReadOnly* raw = nullptr;
   ASSERT_TRUE(rocksdb::BackupEngineReadOnly::Open(rocksdb::Env::Default(),
-                                                  rocksdb::BackupEngineOptions(dir_ + "/bk"), &raw)
+                                                  rocksdb::BackupEngineOptions(dir() + "/bk"), &raw)
                   .ok());
   std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
   ASSERT_TRUE(
-      engine->RestoreDBFromBackup(first.backup_id, dir_ + "/restored", dir_ + "/restored").ok());
+      engine->RestoreDBFromBackup(first.backup_id, dir() + "/restored", dir() + "/restored").ok());
   StoreOptions o = Options();
-  o.path = dir_ + "/restored";
+  o.path = dir() + "/restored";
   std::unique_ptr<Store> restored;
   ASSERT_TRUE(Store::Open(o, &restored).ok());
   for (int i = 0; i < 200; ++i) {
@@ -334,24 +317,24 @@ TEST_F(StoreTest, RestoreVerifiesAndRefusesExistingData) {
     ASSERT_TRUE(store_->Write(i % 8, "k" + std::to_string(i), Rec(10, std::to_string(i))).ok());
   }
   BackupResult first;
-  ASSERT_TRUE(store_->Backup(dir_ + "/bk", &first).ok());
+  ASSERT_TRUE(store_->Backup(dir() + "/bk", &first).ok());
   ASSERT_TRUE(store_->Write(0, "later", Rec(11, "x")).ok());
   BackupResult second;
-  ASSERT_TRUE(store_->Backup(dir_ + "/bk", &second).ok());
+  ASSERT_TRUE(store_->Backup(dir() + "/bk", &second).ok());
 
   RestoreResult r;
   // Into an existing database: refused.
-  Status s = Store::Restore(dir_ + "/bk", 0, dir_ + "/db", "n1", &r);
+  Status s = Store::Restore(dir() + "/bk", 0, dir() + "/db", "n1", &r);
   EXPECT_EQ(s.code(), Status::Code::kBadRequest) << s.ToString();
   // As another node: refused, and nothing is left behind.
-  s = Store::Restore(dir_ + "/bk", 0, dir_ + "/as-n2", "n2", &r);
+  s = Store::Restore(dir() + "/bk", 0, dir() + "/as-n2", "n2", &r);
   EXPECT_NE(s.message().find("belongs to node 'n1', not 'n2'"), std::string::npos) << s.ToString();
-  EXPECT_FALSE(std::filesystem::exists(dir_ + "/as-n2/CURRENT"));
+  EXPECT_FALSE(std::filesystem::exists(dir() + "/as-n2/CURRENT"));
   // A named backup restores exactly that backup.
-  ASSERT_TRUE(Store::Restore(dir_ + "/bk", first.backup_id, dir_ + "/r1", "n1", &r).ok());
+  ASSERT_TRUE(Store::Restore(dir() + "/bk", first.backup_id, dir() + "/r1", "n1", &r).ok());
   EXPECT_EQ(r.backup_id, first.backup_id);
   StoreOptions o = Options();
-  o.path = dir_ + "/r1";
+  o.path = dir() + "/r1";
   std::unique_ptr<Store> restored;
   ASSERT_TRUE(Store::Open(o, &restored).ok());
   Record rec;
@@ -359,13 +342,13 @@ TEST_F(StoreTest, RestoreVerifiesAndRefusesExistingData) {
   EXPECT_TRUE(restored->Get(0, "later", &rec).IsNotFound());
   // A corrupted backup file fails verification.
   for (const auto& e :
-       std::filesystem::recursive_directory_iterator(dir_ + "/bk/shared_checksum")) {
+       std::filesystem::recursive_directory_iterator(dir() + "/bk/shared_checksum")) {
     if (e.path().extension() == ".sst") {
       std::ofstream(e.path(), std::ios::binary | std::ios::in) << "garbage!";
       break;
     }
   }
-  s = Store::Restore(dir_ + "/bk", second.backup_id, dir_ + "/r2", "n1", &r);
+  s = Store::Restore(dir() + "/bk", second.backup_id, dir() + "/r2", "n1", &r);
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("verification"), std::string::npos) << s.ToString();
 }
@@ -405,15 +388,15 @@ TEST_F(StoreTest, BackupTakenDuringWritesRestores) {
       std::this_thread::yield();
     }
     BackupResult result;
-    ASSERT_TRUE(store_->Backup(dir_ + "/bk", &result).ok());
+    ASSERT_TRUE(store_->Backup(dir() + "/bk", &result).ok());
     ids.push_back(result.backup_id);
   }
   stop = true;
   for (auto& w : writers) w.join();
   for (uint32_t id : ids) {
-    std::string target = dir_ + "/restored-" + std::to_string(id);
+    std::string target = dir() + "/restored-" + std::to_string(id);
     RestoreResult r;
-    Status s = Store::Restore(dir_ + "/bk", id, target, "n1", &r);
+    Status s = Store::Restore(dir() + "/bk", id, target, "n1", &r);
     ASSERT_TRUE(s.ok()) << "backup " << id << ": " << s.ToString();
     so.path = target;
     std::unique_ptr<Store> restored;
@@ -475,7 +458,7 @@ TEST_F(StoreTest, SmallWritesAcrossManyPartitionsDoNotFlush) {
   }
   store_.reset();  // waits for any flush that was scheduled
   int ssts = 0;
-  for (const auto& e : fs::directory_iterator(dir_ + "/db")) {
+  for (const auto& e : fs::directory_iterator(dir() + "/db")) {
     if (e.path().extension() == ".sst") ++ssts;
   }
   EXPECT_EQ(ssts, 0);

@@ -26,86 +26,26 @@
 #include <thread>
 #include <utility>
 
+#include "tests/util/loopback.h"
+#include "tests/util/wait_for.h"
+
 namespace ringkv::net {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// The deadline of every wait.
-constexpr auto kWait = std::chrono::seconds(5);
+// kWait is the deadline of every wait.
+using testutil::kWait;
+using testutil::WaitFor;
 
 constexpr char kMetricsType[] = "text/plain; version=0.0.4; charset=utf-8";
 constexpr char kText[] =
     "# HELP fake_requests_total Requests.\n# TYPE fake_requests_total counter\n"
     "fake_requests_total 7\n";
 
-// Polls `condition` until it holds; false if it still does not after kWait.
-bool WaitFor(const std::function<bool()>& condition) {
-  const auto deadline = Clock::now() + kWait;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
-}
-
 // A blocking client connection to 127.0.0.1 with bounded reads.
-class Conn {
- public:
-  explicit Conn(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~Conn() { Close(); }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  bool connected() const { return connected_; }
-
-  bool Send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  // Reads until end of stream (true) or error/kWait (false); appends to *out.
-  bool ReadToEnd(std::string* out) {
-    const auto deadline = Clock::now() + kWait;
-    char buf[4096];
-    for (;;) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
-      if (ready < 0 && errno == EINTR) continue;
-      if (ready <= 0) return false;
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return false;
-      if (n == 0) return true;
-      out->append(buf, static_cast<size_t>(n));
-    }
-  }
-
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
+using Conn = testutil::LoopbackConn;
 
 struct HttpReply {
   bool complete = false;  // a whole response, then end of stream

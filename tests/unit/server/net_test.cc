@@ -34,6 +34,8 @@
 
 #include "server/net/server.h"
 #include "server/request_handler.h"
+#include "tests/util/loopback.h"
+#include "tests/util/wait_for.h"
 
 namespace ringkv::net {
 namespace {
@@ -41,25 +43,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// The deadline of every wait.
-constexpr auto kWait = std::chrono::seconds(5);
+// kWait is the deadline of every wait.
+using testutil::kWait;
+using testutil::MillisSince;
+using testutil::WaitFor;
 
 constexpr std::string_view kTooLarge = "TOO_LARGE";
 constexpr size_t kBigResponseBytes = 64 * 1024;
-
-int64_t MillisSince(Clock::time_point start) {
-  return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
-}
-
-// Polls `condition` until it holds; false if it still does not after kWait.
-bool WaitFor(const std::function<bool()>& condition) {
-  const auto deadline = Clock::now() + kWait;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
-}
 
 // The fake handler. What it does with a line depends on how the line starts:
 //   "async..."  echoed later by a worker thread; each worker takes everything
@@ -165,116 +155,7 @@ class FakeHandler : public RequestHandler {
 };
 
 // A blocking client connection with bounded reads and writes.
-class Conn {
- public:
-  // How a read loop ended.
-  enum class End { kEof, kReset, kTimeout };
-
-  // `receive_buffer` > 0 sets SO_RCVBUF, so that the kernel holds little of
-  // what the server sends while the test does not read.
-  explicit Conn(uint16_t port, int receive_buffer = 0) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return;
-    if (receive_buffer > 0) {
-      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-    }
-    // Bounds each blocking send().
-    timeval timeout{};
-    timeout.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(kWait).count();
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~Conn() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  bool connected() const { return connected_; }
-
-  // Writes all of `bytes`: one send() unless the kernel takes less. Safe to
-  // call from one thread while another reads.
-  bool Send(std::string_view bytes) {
-    const auto deadline = Clock::now() + kWait;
-    while (!bytes.empty() && Clock::now() < deadline) {
-      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return bytes.empty();
-  }
-
-  void ShutdownWrite() { ::shutdown(fd_, SHUT_WR); }
-
-  // Reads one response line, without its "\n". False on end of stream or
-  // timeout.
-  bool ReadLine(std::string* line) {
-    const auto deadline = Clock::now() + kWait;
-    for (;;) {
-      const size_t newline = in_.find('\n');
-      if (newline != std::string::npos) {
-        *line = in_.substr(0, newline);
-        in_.erase(0, newline + 1);
-        return true;
-      }
-      if (end_ || Clock::now() >= deadline) return false;
-      Fill(deadline);
-    }
-  }
-
-  // Reads until the server closes the connection. Returns how the stream
-  // ended; `lines` gets every complete line received meanwhile.
-  End ReadUntilClosed(std::vector<std::string>* lines) {
-    const auto deadline = Clock::now() + kWait;
-    while (!end_ && Clock::now() < deadline) Fill(deadline);
-    size_t start = 0;
-    for (size_t newline; (newline = in_.find('\n', start)) != std::string::npos;
-         start = newline + 1) {
-      lines->push_back(in_.substr(start, newline - start));
-    }
-    in_.erase(0, start);
-    return end_ ? *end_ : End::kTimeout;
-  }
-
-  // Bytes after the last complete line, at the end of ReadUntilClosed().
-  const std::string& leftover() const { return in_; }
-
-  // True if a response byte is ready to be read right now.
-  bool Readable() {
-    if (!in_.empty()) return true;
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, 0) > 0;
-  }
-
- private:
-  // Waits until at most `deadline` for input and appends it to in_; sets end_
-  // when the stream ends. The caller loops until its condition or deadline.
-  void Fill(Clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return;
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left) + 1) <= 0) return;  // timeout or EINTR
-    char buf[64 * 1024];
-    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n > 0) {
-      in_.append(buf, static_cast<size_t>(n));
-    } else if (n == 0) {
-      end_ = End::kEof;
-    } else if (errno != EINTR && errno != EAGAIN) {
-      end_ = End::kReset;
-    }
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  std::string in_;
-  std::optional<End> end_;
-};
+using Conn = testutil::LoopbackConn;
 
 class NetTest : public ::testing::Test {
  protected:
@@ -440,7 +321,7 @@ TEST_F(NetTest, UnreadResponsesStopServingInTheMiddleOfARead) {
   std::string bytes;
   for (int i = 0; i < kRequests; ++i) bytes += "big " + std::to_string(i) + "\n";
   ASSERT_LT(bytes.size(), 32u * 1024);  // one read of the session's buffer
-  Conn conn(port_, /*receive_buffer=*/64 * 1024);
+  Conn conn(port_, kWait, /*receive_buffer=*/64 * 1024);
   ASSERT_TRUE(conn.connected());
   ASSERT_TRUE(conn.Send(bytes));
   ASSERT_TRUE(WaitFor([&] { return handler_.calls() > 0; }));

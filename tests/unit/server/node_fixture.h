@@ -4,29 +4,23 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
 
 #include "server/node.h"
+#include "tests/util/temp_dir.h"
 
 namespace ringkv {
 
 class NodeFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ringkv-node-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     options_.data_dir = dir_ + "/data";
     options_.clock = &clock_;
     options_.cache_bytes = 1 << 20;
     options_.wal_sync_ms = 0;
   }
-  void TearDown() override {
-    node_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { node_.reset(); }
 
   void OpenNode() {
     NodeOptions o = options_;
@@ -56,7 +50,9 @@ class NodeFixture : public ::testing::Test {
 
   ManualClock clock_{1'700'000'000'000ULL};
   NodeOptions options_;
-  std::string dir_;
+  // Declared before node_: removed after the node is closed.
+  testutil::ScopedTempDir temp_dir_{"ringkv-node"};
+  const std::string& dir_ = temp_dir_.path();
   std::unique_ptr<Node> node_;
 };
 

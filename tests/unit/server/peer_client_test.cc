@@ -36,6 +36,8 @@
 #include "server/net/server.h"
 #include "server/protocol.h"
 #include "server/request_handler.h"
+#include "tests/util/loopback.h"
+#include "tests/util/wait_for.h"
 
 namespace ringkv::net {
 namespace {
@@ -43,38 +45,16 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// The deadline of every wait.
-constexpr auto kWait = std::chrono::seconds(5);
+// kWait is the deadline of every wait.
+using testutil::kWait;
+using testutil::MillisSince;
+using testutil::WaitFor;
 constexpr char kFingerprint[] = "Q=8;N=2;self@x,srv@y,";
 
-int64_t MillisSince(Clock::time_point start) {
-  return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
-}
-
-// Polls `condition` until it holds; false if it still does not after kWait.
-bool WaitFor(const std::function<bool()>& condition) {
-  const auto deadline = Clock::now() + kWait;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
-}
-
-// A port on 127.0.0.1 that nothing listens on (bound, then released).
+// A port on 127.0.0.1 that nothing listens on (bound, then released); 0 if none.
 uint16_t DeadPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  uint16_t port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  if (fd >= 0) ::close(fd);
-  return port;
+  const int port = testutil::UnusedPort();
+  return port > 0 ? static_cast<uint16_t>(port) : 0;
 }
 
 Record MakeRecord(uint64_t hlc, std::string value_json) {

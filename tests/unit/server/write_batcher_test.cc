@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <deque>
-#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -12,11 +11,10 @@
 #include "engine/store.h"
 #include "engine/version.h"
 #include "server/deferrer.h"
+#include "tests/util/store_fixture.h"
 
 namespace ringkv {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Stands in for an I/O thread's event loop: deferred work runs when the test
 // says the wake-up is over.
@@ -36,23 +34,14 @@ class QueueDeferrer final : public Deferrer {
   std::deque<std::function<void()>> queue_;
 };
 
-class WriteBatcherTest : public ::testing::Test {
+class WriteBatcherTest : public testutil::StoreFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ringkv-batcher-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    StoreOptions o;
-    o.path = dir_ + "/db";
-    o.node_id = "n1";
-    o.partitions = 4;
-    ASSERT_TRUE(Store::Open(o, &store_).ok());
-  }
+  WriteBatcherTest() : StoreFixture("ringkv-batcher") {}
+  void SetUp() override { OpenStore(StoreOptionsFor("n1", 4)); }
   void TearDown() override {
     Deferrer::SetCurrent(nullptr);
     batcher_.reset();
-    store_.reset();
-    fs::remove_all(dir_);
+    StoreFixture::TearDown();
   }
   void MakeBatcher(WriteBatcherOptions o = {}) {
     batcher_ = std::make_unique<WriteBatcher>(store_.get(), &cache_, o);
@@ -76,8 +65,6 @@ class WriteBatcherTest : public ::testing::Test {
     return s.ok() ? r.value : "<" + std::string(Status::CodeName(s.code())) + ">";
   }
 
-  std::string dir_;
-  std::unique_ptr<Store> store_;
   RecordCache cache_{1 << 20};
   std::unique_ptr<WriteBatcher> batcher_;
   QueueDeferrer deferrer_;

@@ -2,11 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "server/cluster/handoff.h"
 #include "tests/fakes/fake_cluster.h"
 #include "tests/fakes/manual_timer.h"
+#include "tests/util/store_fixture.h"
 
 namespace ringkv::cluster {
 namespace {
@@ -16,20 +15,12 @@ using Mode = FakeCluster::Mode;
 
 // Three nodes n1..n3, N=3, Q=8: every key's preference list is all three.
 // The coordinator is n1; replicas are fakes; hints go to a real store.
-class CoordinatorTest : public ::testing::Test {
+class CoordinatorTest : public testutil::StoreFixture {
  protected:
+  CoordinatorTest() : StoreFixture("ringkv-coord") {}
   void SetUp() override {
-    char tmpl[] = "/tmp/ringkv-coord-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     ASSERT_TRUE(Ring::Make({"n1", "n2", "n3"}, 8, 3, &ring_).ok());
-    StoreOptions so;
-    so.path = dir_ + "/db";
-    so.node_id = "n1";
-    so.partitions = 8;
-    so.clock = &clock_;
-    so.wal_sync_interval_ms = 0;
-    ASSERT_TRUE(Store::Open(so, &store_).ok());
+    OpenStore(StoreOptionsFor("n1", 8));
     handoff_ = std::make_unique<HintedHandoff>(HandoffOptions{}, store_.get(), &fake_, &membership_,
                                                &clock_, &counters_);
     ASSERT_TRUE(handoff_->Init().ok());
@@ -42,8 +33,7 @@ class CoordinatorTest : public ::testing::Test {
   void TearDown() override {
     coord_.reset();
     handoff_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
+    StoreFixture::TearDown();
   }
 
   struct WriteResult {
@@ -93,15 +83,12 @@ class CoordinatorTest : public ::testing::Test {
   }
   void MarkDown(const std::string& node) { membership_.ReportFailure(node, true); }
 
-  ManualClock clock_{1'700'000'000'000ULL};
   HybridClock hlc_{&clock_};
   testing::ManualTimer timer_;
   Ring ring_;
   Membership membership_{{{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n1"};
   FakeCluster fake_;
   Counters counters_;
-  std::string dir_;
-  std::unique_ptr<Store> store_;
   std::unique_ptr<HintedHandoff> handoff_;
   std::unique_ptr<Coordinator> coord_;
 };
