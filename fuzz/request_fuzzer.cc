@@ -47,8 +47,8 @@ void Check(std::string_view line, const Limits& limits) {
     Fail("the flat scanner refused a line but left fields behind", line);
   }
   const Status status = ParseRequest(line, limits, &whole);
-  if (status.code() != full_status.code()) {
-    Fail("ParseRequest's code is not the full parser's", line);
+  if (status.code() != full_status.code() || status.message() != full_status.message()) {
+    Fail("ParseRequest's status is not the full parser's", line);
   }
   if (status.ok() && !SameRequest(whole, full)) {
     Fail("ParseRequest's request is not the full parser's", line);
