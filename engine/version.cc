@@ -19,8 +19,18 @@ Status Version::Parse(std::string_view text, Version* out) {
   uint64_t hlc = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + 16, hlc, 16);
   if (ec != std::errc() || ptr != text.data() + 16) return Status::BadRequest("malformed version");
+  // The node id is what --node-id allows ([A-Za-z0-9_-]{1,64}): a version
+  // travels inside JSON strings unescaped, so no quote or control byte may
+  // ever get into one.
+  std::string_view node = text.substr(17);
+  if (node.size() > 64) return Status::BadRequest("malformed version: node id over 64 bytes");
+  for (char c : node) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-';
+    if (!ok) return Status::BadRequest("malformed version: bad node id");
+  }
   out->hlc = hlc;
-  out->node.assign(text.substr(17));
+  out->node.assign(node);
   return Status::OK();
 }
 

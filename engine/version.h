@@ -42,7 +42,8 @@ struct Version {
 
   // "0000018bcfe56800.n1"
   std::string ToString() const;
-  // Parses what ToString() produced; BadRequest otherwise.
+  // Parses what ToString() produced; BadRequest otherwise (including a node
+  // id that --node-id would not allow).
   static Status Parse(std::string_view text, Version* out);
 };
 

@@ -314,12 +314,15 @@ void Server::Stop() {
     acceptor_.close(ignored);
     return;
   }
+  // The future is taken before the post: get_future() racing the I/O
+  // thread's set_value() was seen to leave set_value() without its state.
   std::promise<void> acceptor_closed;
+  std::future<void> closed = acceptor_closed.get_future();
   asio::post(accept_strand_, [this, &acceptor_closed] {
     CloseAcceptor();
     acceptor_closed.set_value();
   });
-  acceptor_closed.get_future().wait();
+  closed.wait();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;

@@ -75,6 +75,13 @@ TEST(RecordTest, VersionStringRoundTripAndOrder) {
   EXPECT_EQ((Version{0xffffffffffffffffULL, ""}.ToString()), "ffffffffffffffff.");
   EXPECT_FALSE(Version::Parse("nothex0000000000.n1", &parsed).ok());
   EXPECT_FALSE(Version::Parse("0000", &parsed).ok());
+  // Only node ids that --node-id allows: a version is written into JSON
+  // unescaped (a quote in one once made every re-encoded _write invalid).
+  EXPECT_FALSE(Version::Parse("0123456789abcdef.n\"1", &parsed).ok());
+  EXPECT_FALSE(Version::Parse(std::string("0123456789abcdef.n\0", 19), &parsed).ok());
+  EXPECT_FALSE(Version::Parse("0123456789abcdef." + std::string(65, 'a'), &parsed).ok());
+  EXPECT_TRUE(Version::Parse("0123456789abcdef." + std::string(64, 'a'), &parsed).ok());
+  EXPECT_TRUE(Version::Parse("0123456789abcdef.Node_1-b", &parsed).ok());
 }
 
 TEST(RecordTest, LivenessHonoursTombstoneAndExpiry) {

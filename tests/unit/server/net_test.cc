@@ -181,6 +181,8 @@ class NetTest : public ::testing::Test {
   void TearDown() override { DestroyServer(); }
 
   FakeHandler handler_;
+  // Outlives server_, which counts into it until it is destroyed.
+  ConnectionStats stats_;
   std::unique_ptr<Server> server_;
   uint16_t port_ = 0;
 };
@@ -383,7 +385,7 @@ TEST_F(NetTest, UnansweredRequestBytesAreBounded) {
 // then end of stream (even when it has already sent a request); the counts
 // are kept; once a connection closes, a new one is served.
 TEST_F(NetTest, ConnectionsPastTheLimitGetOneOverloadedLineAndAreClosed) {
-  ConnectionStats stats;
+  ConnectionStats& stats = stats_;  // a local would die before the server
   ServerOptions options;
   options.max_connections = 2;
   options.stats = &stats;
