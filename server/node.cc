@@ -108,6 +108,11 @@ class Node::Impl final : public cluster::LocalReplica {
   std::atomic<uint64_t> slow_suppressed_{0};
   std::atomic<uint64_t> last_mismatch_log_ms_{0};
   std::atomic<uint64_t> last_internal_log_ms_{0};
+  // At least the version of every record this replica holds (see WriteLocal).
+  // Starts at the highest version any record can carry: one accepted at most
+  // --max-clock-skew-ms ahead of this clock (records written before a start
+  // were stamped or accepted by an earlier run, whose clock was not ahead).
+  std::atomic<uint64_t> applied_hlc_{0};
   std::atomic<uint64_t> internal_unlogged_{0};
 
   // Round deadlines and the work kept off I/O and peer threads (hint
@@ -158,6 +163,7 @@ Status Node::Impl::Open() {
   }
   RINGKV_RETURN_IF_ERROR(store_->EnsurePartitions(replicated));
   batcher_ = std::make_unique<WriteBatcher>(store_.get(), &cache_);
+  applied_hlc_ = MakeHlc(opts_.clock->NowMs() + opts_.max_clock_skew_ms, kHlcLogicalMask);
   background_ = std::make_unique<Background>();
 
   router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, this);
@@ -239,25 +245,38 @@ std::string Node::Impl::RequestTooLarge() {
 
 // A write that is not newer than what this replica holds is not written: it
 // is answered Stale with the held version (equal: OK, the replica has it), so
-// that the coordinator can re-stamp above it (coordinator.h). The lookup is
-// the cache, then the store; a write of the same key pending in this
-// thread's batch is committed first so that it is seen.
+// that the coordinator can re-stamp above it (coordinator.h).
+//
+// The check costs a lookup (the cache, then the store; a write of the same key
+// pending in this thread's group commit is committed first) only when it can
+// matter: `applied_hlc_` is at least the version of every record this replica
+// has taken, so a write stamped above it is newer than anything held and goes
+// straight to the batcher. The watermark is raised before the write is
+// acknowledged, so a write that starts after another was acknowledged here is
+// either above it or checked.
 void Node::Impl::WriteLocal(const std::string& key, const Record& record,
                             cluster::ReplicaTransport::WriteDone done) {
   const uint32_t partition = ring_.PartitionOf(key);
-  batcher_->CommitIfPending(key);
-  Record held;
-  Status s;
-  if (auto cached = cache_.Peek(key)) {
-    held.version = cached->version;
-  } else {
-    s = store_->GetMeta(partition, key, &held);
+  uint64_t applied = applied_hlc_.load(std::memory_order_acquire);
+  if (record.version.hlc <= applied) {
+    batcher_->CommitIfPending(key);
+    Record held;
+    Status s;
+    if (auto cached = cache_.Peek(key)) {
+      held.version = cached->version;
+    } else {
+      s = store_->GetMeta(partition, key, &held);
+    }
+    if (s.ok() && !(held.version < record.version)) {
+      if (held.version == record.version) return done(Status::OK());
+      return done(Status::Stale(held.version.ToString()));
+    }
+    if (!s.ok() && !s.IsNotFound()) return done(s);
   }
-  if (s.ok() && !(held.version < record.version)) {
-    if (held.version == record.version) return done(Status::OK());
-    return done(Status::Stale(held.version.ToString()));
+  while (
+      record.version.hlc > applied &&
+      !applied_hlc_.compare_exchange_weak(applied, record.version.hlc, std::memory_order_acq_rel)) {
   }
-  if (!s.ok() && !s.IsNotFound()) return done(s);
   batcher_->Write(partition, key, record, std::move(done));
 }
 
