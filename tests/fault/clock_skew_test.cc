@@ -207,8 +207,9 @@ TEST(ClockSkewTest, WriteAfterAnAcknowledgedWriteWinsDespiteAFastClock) {
       "clock_skew_rejections=%lld\n",
       kRounds, lost, failed, elapsed, check.Summary().c_str(),
       static_cast<long long>(cluster.SumStat("clock_skew_rejections")));
-  std::printf("[clock skew] write_restamps=%lld (writes re-stamped above a replica's newer version)\n",
-              static_cast<long long>(cluster.SumStat("write_restamps")));
+  std::printf(
+      "[clock skew] write_restamps=%lld (writes re-stamped above a replica's newer version)\n",
+      static_cast<long long>(cluster.SumStat("write_restamps")));
   std::fflush(stdout);
   EXPECT_EQ(failed, 0);
   EXPECT_EQ(lost, 0) << "acknowledged writes lost to a coordinator whose clock was behind";

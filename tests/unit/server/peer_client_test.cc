@@ -592,9 +592,9 @@ TEST_F(PeerClientTest, MalformedReplyFailsItsRequestWithInternal) {
   MakeClient(options);
   // (A message of the wrong type with a valid code keeps the code: see
   // PeerReplyTest in protocol_test.cc.)
-  for (const std::string reply : {R"({"ok":false,"error":{"code":5}})",
-                                  R"({"ok":false,"error":{"code":null,"message":7}})",
-                                  "not json at all", R"({"ok":"yes"})"}) {
+  for (const std::string reply :
+       {R"({"ok":false,"error":{"code":5}})", R"({"ok":false,"error":{"code":null,"message":7}})",
+        "not json at all", R"({"ok":"yes"})"}) {
     SCOPED_TRACE(reply);
     Outcome wrote;
     Outcome read;
