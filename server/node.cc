@@ -529,10 +529,7 @@ void Node::Impl::PeerWrite(const Request& req, Done done) {
   }
   hlc_.Observe(req.record.version.hlc);
   WriteLocal(req.key, req.record, [this, id = req.id_json, done = std::move(done)](Status s) {
-    if (s.IsStale()) {
-      Version held;
-      if (Version::Parse(s.message(), &held).ok()) return done(RenderStale(id, held));
-    }
+    if (s.IsStale()) return done(RenderStale(id, s));
     if (!s.ok()) return done(Fail(id, s));
     done(ResponseBuilder(id).Finish());
   });

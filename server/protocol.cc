@@ -730,12 +730,12 @@ std::string EncodePeerHello(std::string_view from, std::string_view fingerprint,
          ",\"cluster\":" + JsonQuote(fingerprint) + ",\"hlc\":" + std::to_string(hlc) + "}";
 }
 
-std::string RenderStale(const std::string& id_json, const Version& held) {
+std::string RenderStale(const std::string& id_json, const Status& stale) {
   std::string out = RenderError(id_json, Status::Stale("the replica holds a version as new"));
   out.pop_back();  // reopen the object to add the held version
-  out += ",\"version\":\"";
-  out += held.ToString();
-  out += "\"}";
+  out += ",\"version\":";
+  out += JsonQuote(stale.message());
+  out += '}';
   return out;
 }
 

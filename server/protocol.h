@@ -116,8 +116,9 @@ std::string JsonQuote(std::string_view s);
 std::string EncodePeerWrite(std::string_view key, const Record& record);
 std::string EncodePeerRead(std::string_view key);
 std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc);
-// The answer to a _write that is not newer than `held`.
-std::string RenderStale(const std::string& id_json, const Version& held);
+// The answer to a _write that is not newer than what the replica holds.
+// REQUIRES: stale.IsStale() (its message is the held version).
+std::string RenderStale(const std::string& id_json, const Status& stale);
 
 // The response line of a _read that found `record` (or not, when null).
 std::string RenderPeerRecord(const std::string& id_json, const Record* record);

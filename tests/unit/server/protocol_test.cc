@@ -214,7 +214,7 @@ TEST(PeerReplyTest, MalformedRepliesAreInternalAndNeverThrow) {
 
 TEST(PeerReplyTest, StaleCarriesTheHeldVersion) {
   Version held{MakeHlc(1'700'000'000'123ULL, 4), "n3"};
-  Status s = ParsePeerWriteReply(RenderStale("7", held));
+  Status s = ParsePeerWriteReply(RenderStale("7", Status::Stale(held.ToString())));
   ASSERT_TRUE(s.IsStale()) << s.ToString();
   EXPECT_EQ(s.message(), held.ToString());
 }
