@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/aae_tree.h"
 #include "engine/clock.h"
 #include "engine/record.h"
 #include "engine/status.h"
@@ -192,6 +193,51 @@ class Store {
   static Status Restore(const std::string& backup_dir, uint32_t backup_id,
                         const std::string& data_dir, const std::string& node_id,
                         RestoreResult* out);
+
+  // ---- Anti-entropy (engine/aae_tree.h) ----
+  //
+  // Every partition write (WriteMany) marks its segment dirty. The tree of a
+  // partition is persisted by a clean close and loaded by the next Open();
+  // after a crash (no clean-close marker) every segment starts dirty.
+
+  // Settles partition `partition`'s tree (one scan recomputing its dirty
+  // segments, if any) and copies it to *out. A partition with no family yet
+  // has the empty tree. Blocks for the scan: call it off the I/O threads.
+  Status AaeTree(uint32_t partition, aae::Tree* out);
+  // Segments of `partition` currently dirty (for stats and tests).
+  size_t AaeDirtySegments(uint32_t partition);
+  // The keys of `partition` in the given segments (sorted, distinct), with
+  // versions and flags, GC-eligible records left out (as in the tree). At
+  // most `limit` entries; *truncated says whether there were more.
+  Status AaeListKeys(uint32_t partition, const std::vector<uint32_t>& segments, size_t limit,
+                     std::vector<aae::KeyVersion>* out, bool* truncated);
+  // Up to `limit_keys` records (values included) of `partition` in key
+  // order after `after_key` ("" = from the first), stopping once
+  // `limit_bytes` of values were taken; GC-eligible records left out.
+  // *next_key is the last key returned, or "" when the scan reached the end.
+  Status AaeScanRecords(uint32_t partition, std::string_view after_key, size_t limit_keys,
+                        size_t limit_bytes, std::vector<std::pair<std::string, Record>>* out,
+                        std::string* next_key);
+
+  // The partition's tombstone GC watermark (an HLC; 0 = none): compaction
+  // purges exactly the records IsGcEligible() under it, and trees leave them
+  // out. Persisted; only ever raised. Raising it marks the tree dirty.
+  uint64_t GcWatermark(uint32_t partition);
+  Status RaiseGcWatermark(uint32_t partition, uint64_t watermark_hlc);
+
+  // Full manual compaction of every partition family (purges what the
+  // watermarks allow). Blocks until done.
+  Status CompactPartitions();
+
+  // Small persistent values of the node's own (the meta family under a
+  // "node/" prefix): NotFound when absent.
+  Status GetNodeValue(std::string_view name, std::string* value);
+  Status PutNodeValue(std::string_view name, std::string_view value);
+  Status DeleteNodeValue(std::string_view name);
+
+  // True when Open() created this database (the data dir held none): a new
+  // node, or one whose disk was lost.
+  bool created() const;
 
   StoreProperties Properties();
 
