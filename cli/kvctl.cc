@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "cli/aae_report.h"
 #include "cli/client.h"
 #include "engine/status.h"
 #include "engine/store.h"
@@ -80,6 +81,10 @@ constexpr char kUsage[] =
     "  ping | stats | cluster                       ask the node\n"
     "  locate KEY                                   show the key's partition and replicas\n"
     "  backup DIR                                   online backup of the node into DIR\n"
+    "  aae                                          anti-entropy: exchanges, repairs, rebuild\n"
+    "                                               progress and GC watermark per partition\n"
+    "  compact                                      full compaction of the node (purges what\n"
+    "                                               every replica has confirmed)\n"
     "  cluster-backup DEST                          back up every member into DEST/<node-id>/\n"
     "                                               and write DEST/manifest.json (kv-backup)\n"
     "  restore DEST NODE_ID DATA_DIR                restore NODE_ID's backup from DEST into the\n"
@@ -120,6 +125,8 @@ const std::vector<CommandSpec>& Commands() {
       {"cluster", "cluster", 0, {}},
       {"locate", "locate", 1, {}},
       {"backup", "backup", 1, {}},
+      {"aae", "aae", 0, {}},
+      {"compact", "compact", 0, {}},
       // Admin commands that are not one request (op is empty).
       {"cluster-backup", "", 1, {}},
       {"restore", "", 3, {}},
@@ -1266,6 +1273,10 @@ int PrintHuman(const Invocation& inv, const json& resp) {
     return PrintClusterTable(inv, resp);
   } else if (cmd == "locate") {
     PrintLocate(resp);
+  } else if (cmd == "aae") {
+    PrintAaeReport(Object(resp, "aae"), std::cout);
+  } else if (cmd == "compact") {
+    std::cout << "compacted in " << Field(resp, "ms") << " ms\n";
   } else if (cmd == "backup") {
     std::optional<double> bytes = Number(resp, "bytes");
     std::cout << "backup " << Field(resp, "backup_id") << " written to " << Field(resp, "dir")
@@ -1286,8 +1297,8 @@ int Run(int argc, char** argv) {
   json request;
   if (std::string err = BuildRequest(inv, &request); !err.empty()) return UsageError(err);
 
-  int timeout_ms = inv.timeout_ms.value_or(inv.command == "backup" ? kDefaultBackupTimeoutMs
-                                                                   : kDefaultTimeoutMs);
+  const bool long_op = inv.command == "backup" || inv.command == "compact";
+  int timeout_ms = inv.timeout_ms.value_or(long_op ? kDefaultBackupTimeoutMs : kDefaultTimeoutMs);
   std::unique_ptr<Client> client;
   Status st = Client::Connect(inv.host, &client, timeout_ms);
   if (st.code() == Status::Code::kBadRequest) return UsageError(st.message());

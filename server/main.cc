@@ -47,6 +47,7 @@
 #include "server/net/failure_detector.h"
 #include "server/net/metrics_server.h"
 #include "server/net/peer_client.h"
+#include "server/net/remote_aae_replica.h"
 #include "server/net/server.h"
 #include "server/node.h"
 #include "server/node_options.h"
@@ -117,6 +118,14 @@ std::vector<FlagSpec> FlagSpecs() {
       {"max-request-bytes", "longest request line", "BYTES", to_string(d.max_request_bytes)},
       {"tombstone-grace-s", "keep tombstones and expired records this long", "SECONDS",
        to_string(d.tombstone_grace_s)},
+      {"no-anti-entropy", "no exchanges between replicas, no rebuild; GC by grace alone", nullptr,
+       ""},
+      {"aae-interval-ms", "start an anti-entropy exchange this often", "MS",
+       to_string(d.aae_interval_ms)},
+      {"aae-repair-keys-per-s", "anti-entropy repairs per second (0: no limit)", "N",
+       to_string(d.aae_repair_keys_per_s)},
+      {"aae-repair-mb-per-s", "anti-entropy repaired MiB of values per second (0: no limit)", "M",
+       mib(d.aae_repair_bytes_per_s)},
       {"sync-writes", "fsync the write-ahead log on every write", nullptr, ""},
       {"wal-sync-ms", "fsync the write-ahead log this often", "MS", to_string(d.wal_sync_ms)},
       {"block-cache-mb", "RocksDB block cache in MiB", "M", mib(d.block_cache_bytes)},
@@ -226,6 +235,9 @@ bool MapNumbers(const cxxopts::ParseResult& r, NodeOptions* o) {
                              std::numeric_limits<uint64_t>::max() - 1) &&
          SetNumber<uint64_t>(r, "tombstone-grace-s", &o->tombstone_grace_s) &&
          SetNumber<uint64_t>(r, "wal-sync-ms", &o->wal_sync_ms, 1) &&
+         SetNumber<uint64_t>(r, "aae-interval-ms", &o->aae_interval_ms, 1, 86'400'000) &&
+         SetNumber<uint64_t>(r, "aae-repair-keys-per-s", &o->aae_repair_keys_per_s) &&
+         SetMebibytes(r, "aae-repair-mb-per-s", &o->aae_repair_bytes_per_s) &&
          SetMebibytes(r, "block-cache-mb", &o->block_cache_bytes) &&
          SetMebibytes(r, "write-buffer-mb", &o->write_buffer_bytes) &&
          SetNumber<int>(r, "io-threads", &o->io_threads, 1, 1024) &&
@@ -259,6 +271,7 @@ bool MapFlags(const cxxopts::ParseResult& r, KvdFlags* flags) {
     }
   }
   o->hinted_handoff = !r["no-hinted-handoff"].as<bool>();
+  o->anti_entropy = !r["no-anti-entropy"].as<bool>();
   o->sync_writes = r["sync-writes"].as<bool>();
   if (!MapNumbers(r, o)) return false;
   if (!ParseLogLevel(r["log-level"].as<std::string>(), &flags->log_level)) return false;
@@ -393,7 +406,15 @@ void StartClusterLayer(const NodeOptions& options, Node* node,
   *peers = std::make_unique<net::PeerClient>(net::PeerClientOptions{}, membership, options.node_id,
                                              node->cluster_fingerprint());
   (*peers)->SetHybridClock(node->hybrid_clock());
+  (*peers)->SetHelloListener(
+      [node](const std::string& peer, bool known) { node->OnPeerHello(peer, known); });
   node->SetPeerTransport(peers->get());
+  std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes;
+  for (const std::string& peer : membership->Peers()) {
+    remotes[peer] =
+        std::make_unique<net::RemoteAaeReplica>(peers->get(), peer, options.request_timeout_ms * 5);
+  }
+  node->SetAaeRemotes(std::move(remotes));
   (*peers)->Start();
   net::FailureDetector::Tick tick;
   if (cluster::HintedHandoff* handoff = node->handoff()) tick = [handoff] { handoff->Tick(); };

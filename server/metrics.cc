@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "engine/version.h"
 #include "server/protocol.h"
 
 namespace ringkv {
@@ -152,6 +153,58 @@ void Storage(Writer& w, const MetricsInput& in) {
 
 }  // namespace
 
+void AntiEntropyFamilies(Writer& w, const MetricsInput& in) {
+  const cluster::AaeStatus& a = in.aae;
+  w.Family("ringkv_aae_exchanges_total", "counter", "Anti-entropy exchanges finished, by result.");
+  for (auto outcome :
+       {cluster::ExchangeResult::Outcome::kInSync, cluster::ExchangeResult::Outcome::kRepaired,
+        cluster::ExchangeResult::Outcome::kWatermarkRaised,
+        cluster::ExchangeResult::Outcome::kFailed}) {
+    std::string name = cluster::OutcomeName(outcome);
+    auto it = a.exchanges_by_outcome.find(name);
+    w.Sample("ringkv_aae_exchanges_total", Label("result", name),
+             it == a.exchanges_by_outcome.end() ? uint64_t{0} : it->second);
+  }
+  Counter(w, "ringkv_aae_ticks_skipped_total",
+          "Anti-entropy ticks that started nothing (a job running, or the node busy).",
+          a.ticks_skipped);
+  Counter(w, "ringkv_aae_keys_repaired_total", "Keys repaired by anti-entropy (pushed or pulled).",
+          a.keys_repaired);
+  Counter(w, "ringkv_aae_false_deltas_total",
+          "Keys listed in differing segments whose versions were equal.", a.false_deltas);
+  Counter(w, "ringkv_aae_segments_differing_total",
+          "Tree segments found differing (after confirmation), summed over exchanges.",
+          a.segments_differing);
+  Counter(w, "ringkv_aae_watermark_raises_total", "GC watermark raises led by this node.",
+          a.watermark_raises);
+  Gauge(w, "ringkv_aae_partitions_in_sync",
+        "Partitions whose last exchange with every other replica found them in sync.",
+        a.partitions_in_sync);
+  Gauge(w, "ringkv_aae_partitions_total", "Partitions this node replicates.", a.partitions_total);
+  Gauge(w, "ringkv_aae_rebuild_partitions_pending",
+        "Partitions still to be pulled back after a lost disk.", a.rebuild_partitions_pending);
+  Counter(w, "ringkv_aae_rebuild_records_total", "Records pulled by rebuilds.", a.rebuild_records);
+  w.Family("ringkv_aae_last_in_sync_age_seconds", "gauge",
+           "Seconds since the partition was last found in sync with every replica "
+           "(absent: never).");
+  for (const auto& p : a.partitions) {
+    if (p.last_in_sync_ms == 0) continue;
+    uint64_t age = in.now_ms > p.last_in_sync_ms ? in.now_ms - p.last_in_sync_ms : 0;
+    w.Sample("ringkv_aae_last_in_sync_age_seconds", Label("partition", std::to_string(p.partition)),
+             static_cast<double>(age) / 1e3);
+  }
+  w.Family(
+      "ringkv_gc_watermark_lag_seconds", "gauge",
+      "How far the partition's tombstone GC watermark lags the wall clock (absent: never raised).");
+  for (const auto& p : a.partitions) {
+    if (p.watermark == 0) continue;  // never raised yet
+    uint64_t at = HlcPhysicalMs(p.watermark);
+    uint64_t lag = in.now_ms > at ? in.now_ms - at : 0;
+    w.Sample("ringkv_gc_watermark_lag_seconds", Label("partition", std::to_string(p.partition)),
+             static_cast<double>(lag) / 1e3);
+  }
+}
+
 std::string RenderPrometheus(const MetricsInput& in) {
   Writer w;
   w.Family("ringkv_node_info", "gauge", "Always 1; labels name the node.");
@@ -161,6 +214,7 @@ std::string RenderPrometheus(const MetricsInput& in) {
   LatencyHistogram(w, *in.stats);
   Storage(w, in);
   Cluster(w, in);
+  AntiEntropyFamilies(w, in);
   Gauge(w, "ringkv_connections", "Client connections open now.", in.connections);
   Counter(w, "ringkv_connections_refused_total",
           "Connections refused (overloaded) at --max-connections.", in.connections_refused);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/store.h"
+#include "server/cluster/anti_entropy.h"
 #include "server/cluster/counters.h"
 #include "server/cluster/membership.h"
 #include "server/stats.h"
@@ -30,6 +31,8 @@ struct MetricsInput {
   std::map<std::string, uint64_t> hints_pending;   // per target
   std::vector<cluster::MemberStatus> members;
   uint64_t connections = 0, connections_refused = 0;  // client connections
+  cluster::AaeStatus aae;
+  uint64_t now_ms = 0;  // wall clock, for ages
 };
 
 std::string RenderPrometheus(const MetricsInput& in);

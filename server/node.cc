@@ -6,6 +6,8 @@
 #include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -13,20 +15,23 @@
 #include "engine/store.h"
 #include "engine/version.h"
 #include "server/background.h"
+#include "server/cluster/anti_entropy.h"
 #include "server/cluster/coordinator.h"
 #include "server/cluster/counters.h"
 #include "server/cluster/handoff.h"
 #include "server/cluster/membership.h"
 #include "server/cluster/ring.h"
 #include "server/cluster/router.h"
+#include "server/local_replica.h"
 #include "server/metrics.h"
 #include "server/protocol.h"
+#include "server/protocol_aae.h"
 #include "server/stats.h"
 #include "server/write_batcher.h"
 
 namespace ringkv {
 
-class Node::Impl final : public cluster::LocalReplica {
+class Node::Impl {
  public:
   explicit Impl(const NodeOptions& o);
 
@@ -40,11 +45,8 @@ class Node::Impl final : public cluster::LocalReplica {
   HybridClock* hybrid_clock() { return &hlc_; }
   const std::string& fingerprint() const { return fingerprint_; }
   void Shutdown();
-
-  // cluster::LocalReplica: this node's own replica, through the cache.
-  void WriteLocal(const std::string& key, const Record& record,
-                  cluster::ReplicaTransport::WriteDone done) override;
-  Status ReadLocal(const std::string& key, Record* out) override;
+  void SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes);
+  void OnPeerHello(const std::string& peer, bool known);
 
  private:
   using Handler = void (Impl::*)(const Request&, Done);
@@ -65,6 +67,25 @@ class Node::Impl final : public cluster::LocalReplica {
   void PeerWrite(const Request& req, Done done);
   void PeerRead(const Request& req, Done done);
   void PeerHello(const Request& req, Done done);
+  void AaeOp(const Request& req, Done done);
+  void Compact(const Request& req, Done done);
+  void PeerAaeTree(const Request& req, Done done);
+  void PeerAaeKeys(const Request& req, Done done);
+  void PeerAaeFetch(const Request& req, Done done);
+  void PeerAaeScan(const Request& req, Done done);
+  void PeerAaeGc(const Request& req, Done done);
+  // Runs `fn` on the background worker, answering a request whose partition
+  // is out of range at once.
+  void OnWorker(const Request& req, Done done, std::function<std::string()> fn);
+  // Runs a long job (backup, compact) on a thread of its own.
+  void RunJob(std::function<void()> fn);
+
+  Status OpenAntiEntropy();
+  // True while this replica's reads must not count toward a quorum: its
+  // partition is being rebuilt, or a new data dir has not yet heard every
+  // live peer say whether it knew this node (a lost disk, see OnPeerHello).
+  bool RefusesQuorumReads(uint32_t partition) const;
+  cluster::AaeReplica* AaeReplicaOf(const std::string& node);
 
   // Runs a put or delete through the coordinator.
   void CoordinateWrite(const Request& req, Record record, Done done);
@@ -82,10 +103,9 @@ class Node::Impl final : public cluster::LocalReplica {
   const NodeOptions opts_;
   Limits limits_;
   HybridClock hlc_;
-  RecordCache cache_;
   cluster::Ring ring_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<WriteBatcher> batcher_;
+  std::unique_ptr<LocalReplica> replica_;
+  Store* store_ = nullptr;  // replica_'s
   Stats stats_;
   ConnectionStats connections_;
   cluster::Counters counters_;
@@ -94,6 +114,20 @@ class Node::Impl final : public cluster::LocalReplica {
   std::unique_ptr<cluster::ReplicaRouter> router_;
   std::unique_ptr<cluster::HintedHandoff> handoff_;
   std::unique_ptr<cluster::Coordinator> coordinator_;
+
+  // Anti-entropy. The remotes are set once the peer client runs.
+  class StateStore;
+  std::unique_ptr<StateStore> aae_state_;
+  std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
+  std::mutex remotes_mu_;
+  std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes_;  // by remotes_mu_
+  // Lost-disk detection: a data dir this run created (or a previous run that
+  // created it had not finished checking) asks its peers in _hello whether
+  // they knew it. `fresh_` until every live peer has answered.
+  std::atomic<bool> fresh_{false};
+  mutable std::mutex seen_mu_;
+  std::set<std::string> seen_peers_;  // peers that said hello to us, ever (by seen_mu_)
+  std::set<std::string> answered_;    // peers whose hello answer we had (by seen_mu_)
 
   // mu_ protects the following.
   std::mutex mu_;
@@ -108,11 +142,6 @@ class Node::Impl final : public cluster::LocalReplica {
   std::atomic<uint64_t> slow_suppressed_{0};
   std::atomic<uint64_t> last_mismatch_log_ms_{0};
   std::atomic<uint64_t> last_internal_log_ms_{0};
-  // At least the version of every record this replica holds (see WriteLocal).
-  // Starts at the highest version any record can carry: one accepted at most
-  // --max-clock-skew-ms ahead of this clock (records written before a start
-  // were stamped or accepted by an earlier run, whose clock was not ahead).
-  std::atomic<uint64_t> applied_hlc_{0};
   std::atomic<uint64_t> internal_unlogged_{0};
 
   // Round deadlines and the work kept off I/O and peer threads (hint
@@ -122,6 +151,19 @@ class Node::Impl final : public cluster::LocalReplica {
 };
 
 namespace {
+
+constexpr char kFreshValue[] = "fresh";           // set while a new data dir checks with its peers
+constexpr char kSeenPeersValue[] = "seen_peers";  // comma-separated ids
+
+std::set<std::string> SplitIds(const std::string& text) {
+  std::set<std::string> out;
+  std::stringstream in(text);
+  std::string id;
+  while (std::getline(in, id, ',')) {
+    if (!id.empty()) out.insert(id);
+  }
+  return out;
+}
 
 std::vector<std::pair<std::string, std::string>> MemberPairs(const NodeOptions& o) {
   std::vector<std::pair<std::string, std::string>> out;
@@ -134,7 +176,6 @@ std::vector<std::pair<std::string, std::string>> MemberPairs(const NodeOptions& 
 Node::Impl::Impl(const NodeOptions& o)
     : opts_(o),
       hlc_(o.clock),
-      cache_(o.cache_bytes),
       membership_(MemberPairs(o), o.node_id),
       fingerprint_(ClusterFingerprint(MemberPairs(o), o.partitions, o.replicas)),
       advertised_(o.listen) {
@@ -151,29 +192,32 @@ Status Node::Impl::Open() {
   so.node_id = opts_.node_id;
   so.partitions = opts_.partitions;
   so.clock = opts_.clock;
-  so.tombstone_grace_ms = opts_.tombstone_grace_s * 1000;
   so.block_cache_bytes = opts_.block_cache_bytes;
   so.write_buffer_bytes = opts_.write_buffer_bytes;
   so.sync_writes = opts_.sync_writes;
   so.wal_sync_interval_ms = opts_.wal_sync_ms;
-  RINGKV_RETURN_IF_ERROR(Store::Open(so, &store_));
+  background_ = std::make_unique<Background>();
+  LocalReplica::Options ro;
+  ro.node_id = opts_.node_id;
+  ro.cache_bytes = opts_.cache_bytes;
+  ro.clock = opts_.clock;
+  ro.max_clock_skew_ms = opts_.max_clock_skew_ms;
+  RINGKV_RETURN_IF_ERROR(LocalReplica::Open(ro, so, &ring_, background_.get(), &replica_));
+  store_ = replica_->store();
   std::vector<uint32_t> replicated;
   for (uint32_t p = 0; p < ring_.partitions(); ++p) {
     if (ring_.Replicates(opts_.node_id, p)) replicated.push_back(p);
   }
   RINGKV_RETURN_IF_ERROR(store_->EnsurePartitions(replicated));
-  batcher_ = std::make_unique<WriteBatcher>(store_.get(), &cache_);
-  applied_hlc_ = MakeHlc(opts_.clock->NowMs() + opts_.max_clock_skew_ms, kHlcLogicalMask);
-  background_ = std::make_unique<Background>();
 
-  router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, this);
+  router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, replica_.get());
   if (opts_.hinted_handoff) {
     cluster::HandoffOptions ho;
     ho.max_age_ms = opts_.hint_window_s * 1000;
     ho.timeout_ms = opts_.request_timeout_ms;
     ho.background = background_.get();
-    handoff_ = std::make_unique<cluster::HintedHandoff>(ho, store_.get(), router_.get(),
-                                                        &membership_, opts_.clock, &counters_);
+    handoff_ = std::make_unique<cluster::HintedHandoff>(ho, store_, router_.get(), &membership_,
+                                                        opts_.clock, &counters_);
     RINGKV_RETURN_IF_ERROR(handoff_->Init());
   }
   cluster::CoordinatorOptions co;
@@ -182,7 +226,7 @@ Status Node::Impl::Open() {
   co.background = background_.get();
   coordinator_ = std::make_unique<cluster::Coordinator>(co, &ring_, &membership_, router_.get(),
                                                         &hlc_, handoff_.get(), &counters_);
-  return Status::OK();
+  return OpenAntiEntropy();
 }
 
 void Node::Impl::Handle(std::string_view line, Done done) {
@@ -192,9 +236,11 @@ void Node::Impl::Handle(std::string_view line, Done done) {
   if (!s.ok()) return done(Fail(req.id_json, s));
   // Indexed by Op, in the order of the protocol's op table.
   static constexpr std::array<Handler, kOpCount> kHandlers = {
-      &Impl::Put,       &Impl::Get,       &Impl::Delete,   &Impl::Ping,
-      &Impl::StatsOp,   &Impl::ClusterOp, &Impl::Locate,   &Impl::Backup,
-      &Impl::PeerWrite, &Impl::PeerRead,  &Impl::PeerHello};
+      &Impl::Put,         &Impl::Get,         &Impl::Delete,      &Impl::Ping,
+      &Impl::StatsOp,     &Impl::ClusterOp,   &Impl::Locate,      &Impl::Backup,
+      &Impl::AaeOp,       &Impl::Compact,     &Impl::PeerWrite,   &Impl::PeerRead,
+      &Impl::PeerHello,   &Impl::PeerAaeTree, &Impl::PeerAaeKeys, &Impl::PeerAaeFetch,
+      &Impl::PeerAaeScan, &Impl::PeerAaeGc};
   Op op = req.op;
   auto finish = [this, op, start, key = req.key, done = std::move(done)](std::string response) {
     auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -243,55 +289,6 @@ std::string Node::Impl::RequestTooLarge() {
                                           std::to_string(opts_.max_request_bytes) + " bytes"));
 }
 
-// A write that is not newer than what this replica holds is not written: it
-// is answered Stale with the held version (equal: OK, the replica has it), so
-// that the coordinator can re-stamp above it (coordinator.h).
-//
-// The check costs a lookup (the cache, then the store; a write of the same key
-// pending in this thread's group commit is committed first) only when it can
-// matter: `applied_hlc_` is at least the version of every record this replica
-// has taken, so a write stamped above it is newer than anything held and goes
-// straight to the batcher. The watermark is raised before the write is
-// acknowledged, so a write that starts after another was acknowledged here is
-// either above it or checked.
-void Node::Impl::WriteLocal(const std::string& key, const Record& record,
-                            cluster::ReplicaTransport::WriteDone done) {
-  const uint32_t partition = ring_.PartitionOf(key);
-  uint64_t applied = applied_hlc_.load(std::memory_order_acquire);
-  if (record.version.hlc <= applied) {
-    batcher_->CommitIfPending(key);
-    Record held;
-    Status s;
-    if (auto cached = cache_.Peek(key)) {
-      held.version = cached->version;
-    } else {
-      s = store_->GetMeta(partition, key, &held);
-    }
-    if (s.ok() && !(held.version < record.version)) {
-      if (held.version == record.version) return done(Status::OK());
-      return done(Status::Stale(held.version.ToString()));
-    }
-    if (!s.ok() && !s.IsNotFound()) return done(s);
-  }
-  while (
-      record.version.hlc > applied &&
-      !applied_hlc_.compare_exchange_weak(applied, record.version.hlc, std::memory_order_acq_rel)) {
-  }
-  batcher_->Write(partition, key, record, std::move(done));
-}
-
-Status Node::Impl::ReadLocal(const std::string& key, Record* out) {
-  batcher_->CommitIfPending(key);  // a put pipelined before this get is seen
-  if (auto cached = cache_.Lookup(key)) {
-    *out = *cached;
-    return Status::OK();
-  }
-  uint64_t token = cache_.BeginFill(key);
-  RINGKV_RETURN_IF_ERROR(store_->Get(ring_.PartitionOf(key), key, out));
-  cache_.Fill(key, *out, token);
-  return Status::OK();
-}
-
 void Node::Impl::CoordinateWrite(const Request& req, Record record, Done done) {
   int w = 0;
   Status s = req.w.Resolve(ring_.replicas(), opts_.write_quorum, "w", &w);
@@ -331,7 +328,7 @@ void Node::Impl::Get(const Request& req, Done done) {
   if (!s.ok()) return done(Fail(req.id_json, s));
   if (req.local) {
     Record record;
-    s = ReadLocal(req.key, &record);
+    s = replica_->ReadOwn(req.key, &record);
     if (!s.ok() && !s.IsNotFound()) return done(Fail(req.id_json, s));
     return done(RenderGet(req.id_json, s.ok() ? std::optional<Record>(record) : std::nullopt));
   }
@@ -395,8 +392,8 @@ std::string Node::Impl::StatsJson() {
         {"block_cache_usage_bytes", props.block_cache_usage_bytes},
         {"block_cache_capacity_bytes", props.block_cache_capacity_bytes},
         {"wal_bytes", props.wal_bytes},
-        {"write_batches", batcher_->commits()},
-        {"batched_writes", batcher_->writes()}}},
+        {"write_batches", replica_->batcher()->commits()},
+        {"batched_writes", replica_->batcher()->writes()}}},
       {"partition_keys", partition_keys},
       {"peers", peers},
       {"uptime_s", stats_.uptime_s()},
@@ -404,11 +401,11 @@ std::string Node::Impl::StatsJson() {
       {"ops", ops},
       {"latency_us", latency},
       {"cache",
-       {{"hits", cache_.hits()},
-        {"misses", cache_.misses()},
-        {"bytes", cache_.bytes()},
-        {"entries", cache_.entries()},
-        {"capacity_bytes", cache_.capacity_bytes()}}},
+       {{"hits", replica_->cache()->hits()},
+        {"misses", replica_->cache()->misses()},
+        {"bytes", replica_->cache()->bytes()},
+        {"entries", replica_->cache()->entries()},
+        {"capacity_bytes", replica_->cache()->capacity_bytes()}}},
       {"hints_pending", handoff_ ? handoff_->pending() : 0},
       {"hints_pending_per_target", per_target},
       {"hints_written", counters_.hints_written.load()},
@@ -419,6 +416,7 @@ std::string Node::Impl::StatsJson() {
       {"hints_failed", counters_.hints_failed.load()},
       {"write_restamps", counters_.write_restamps.load()},
       {"round_deadlines", counters_.round_deadlines.load()},
+      {"aae", json::parse(AaeSummaryJson(anti_entropy_->Snapshot()))},
       {"connections", connections_.open.load()},
       {"connections_refused", connections_.refused.load()},
       {"errors", errors},
@@ -433,16 +431,18 @@ MetricsInput Node::Impl::GatherMetrics() {
   in.counters = &counters_;
   in.store = store_->Properties();
   in.keys_estimate = store_->KeysEstimate();
-  in.cache_hits = cache_.hits();
-  in.cache_misses = cache_.misses();
-  in.cache_bytes = cache_.bytes();
-  in.cache_capacity_bytes = cache_.capacity_bytes();
-  in.write_batches = batcher_->commits();
-  in.batched_writes = batcher_->writes();
+  in.cache_hits = replica_->cache()->hits();
+  in.cache_misses = replica_->cache()->misses();
+  in.cache_bytes = replica_->cache()->bytes();
+  in.cache_capacity_bytes = replica_->cache()->capacity_bytes();
+  in.write_batches = replica_->batcher()->commits();
+  in.batched_writes = replica_->batcher()->writes();
   if (handoff_) in.hints_pending = handoff_->pending_per_target();
   in.members = membership_.Snapshot();
   in.connections = connections_.open.load();
   in.connections_refused = connections_.refused.load();
+  in.aae = anti_entropy_->Snapshot();
+  in.now_ms = opts_.clock->NowMs();
   return in;
 }
 
@@ -482,8 +482,23 @@ void Node::Impl::Locate(const Request& req, Done done) {
 // A backup copies files and may take long: it runs on its own thread, never on
 // an I/O thread, and answers through `done` when finished.
 void Node::Impl::Backup(const Request& req, Done done) {
+  RunJob([this, req, done = std::move(done)] {
+    BackupResult result;
+    Status s = store_->Backup(req.dir, &result);
+    if (!s.ok()) return done(Fail(req.id_json, s));
+    spdlog::info("[backup] backup {} of {} bytes written to {}", result.backup_id, result.bytes,
+                 req.dir);
+    done(ResponseBuilder(req.id_json)
+             .AddString("dir", req.dir)
+             .AddInt("bytes", static_cast<int64_t>(result.bytes))
+             .AddInt("backup_id", result.backup_id)
+             .Finish());
+  });
+}
+
+void Node::Impl::RunJob(std::function<void()> fn) {
   std::lock_guard<std::mutex> l(mu_);
-  // Join the backups that have finished, so periodic backups do not pile up
+  // Join the jobs that have finished, so periodic backups do not pile up
   // threads; a running one is left alone.
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (it->finished->load()) {
@@ -496,21 +511,12 @@ void Node::Impl::Backup(const Request& req, Done done) {
   auto finished = std::make_shared<std::atomic<bool>>(false);
   Job& job = jobs_.emplace_back();
   job.finished = finished;
-  job.thread = std::thread([this, req, finished, done = std::move(done)] {
+  job.thread = std::thread([finished, fn = std::move(fn)] {
     struct MarkFinished {
       std::atomic<bool>* flag;
       ~MarkFinished() { flag->store(true); }
     } mark{finished.get()};
-    BackupResult result;
-    Status s = store_->Backup(req.dir, &result);
-    if (!s.ok()) return done(Fail(req.id_json, s));
-    spdlog::info("[backup] backup {} of {} bytes written to {}", result.backup_id, result.bytes,
-                 req.dir);
-    done(ResponseBuilder(req.id_json)
-             .AddString("dir", req.dir)
-             .AddInt("bytes", static_cast<int64_t>(result.bytes))
-             .AddInt("backup_id", result.backup_id)
-             .Finish());
+    fn();
   });
 }
 
@@ -528,16 +534,17 @@ void Node::Impl::PeerWrite(const Request& req, Done done) {
                                                      " ms ahead of this node's clock")));
   }
   hlc_.Observe(req.record.version.hlc);
-  WriteLocal(req.key, req.record, [this, id = req.id_json, done = std::move(done)](Status s) {
-    if (s.IsStale()) return done(RenderStale(id, s));
-    if (!s.ok()) return done(Fail(id, s));
-    done(ResponseBuilder(id).Finish());
-  });
+  replica_->WriteLocal(req.key, req.record,
+                       [this, id = req.id_json, done = std::move(done)](Status s) {
+                         if (s.IsStale()) return done(RenderStale(id, s));
+                         if (!s.ok()) return done(Fail(id, s));
+                         done(ResponseBuilder(id).Finish());
+                       });
 }
 
 void Node::Impl::PeerRead(const Request& req, Done done) {
   Record record;
-  Status s = ReadLocal(req.key, &record);
+  Status s = replica_->ReadLocal(req.key, &record);
   if (!s.ok() && !s.IsNotFound()) return done(Fail(req.id_json, s));
   done(RenderPeerRecord(req.id_json, s.ok() ? &record : nullptr));
 }
@@ -563,10 +570,232 @@ void Node::Impl::PeerHello(const Request& req, Done done) {
     uint64_t ahead = HlcPhysicalMs(req.hlc);
     if (ahead <= opts_.clock->NowMs() + opts_.max_clock_skew_ms) hlc_.Observe(req.hlc);
   }
+  // Whether this node knew the caller before: a caller with a new data dir
+  // learns from it that it lost its disk (OnPeerHello). Remembered across
+  // restarts; written once per peer.
+  bool known = true;
+  {
+    std::lock_guard<std::mutex> l(seen_mu_);
+    if (!seen_peers_.count(req.from) && IsValidNodeId(req.from)) {
+      known = false;
+      seen_peers_.insert(req.from);
+      std::string ids;
+      for (const std::string& id : seen_peers_) ids += (ids.empty() ? "" : ",") + id;
+      Status s = store_->PutNodeValue(kSeenPeersValue, ids);
+      if (!s.ok()) spdlog::error("[membership] cannot record peer {}: {}", req.from, s.message());
+    }
+  }
   // The caller is not marked up here: membership follows this node's own
   // pings, so "up" means this node's transport has reached the peer (a peer
   // that can reach us may not yet be reachable from us).
-  done(ResponseBuilder(req.id_json).AddString("node", opts_.node_id).Finish());
+  done(ResponseBuilder(req.id_json)
+           .AddString("node", opts_.node_id)
+           .AddBool("known", known)
+           .Finish());
+}
+
+// ---- Anti-entropy ----
+
+// The scheduler's persistent state: the node's own meta values.
+class Node::Impl::StateStore final : public cluster::AaeStateStore {
+ public:
+  explicit StateStore(Store* store) : store_(store) {}
+  Status Get(const std::string& name, std::string* value) override {
+    return store_->GetNodeValue(name, value);
+  }
+  Status Put(const std::string& name, const std::string& value) override {
+    return store_->PutNodeValue(name, value);
+  }
+
+ private:
+  Store* const store_;
+};
+
+Status Node::Impl::OpenAntiEntropy() {
+  std::string value;
+  Status s = store_->GetNodeValue(kSeenPeersValue, &value);
+  if (s.ok()) seen_peers_ = SplitIds(value);
+  if (!s.ok() && !s.IsNotFound()) return s;
+  const bool has_peers = opts_.cluster.size() > 1;
+  if (has_peers && opts_.anti_entropy) {
+    if (store_->created()) RINGKV_RETURN_IF_ERROR(store_->PutNodeValue(kFreshValue, "1"));
+    s = store_->GetNodeValue(kFreshValue, &value);
+    if (!s.ok() && !s.IsNotFound()) return s;
+    fresh_ = s.ok();
+  }
+  aae_state_ = std::make_unique<StateStore>(store_);
+  cluster::AntiEntropyOptions ao;
+  ao.self = opts_.node_id;
+  ao.interval_ms = opts_.aae_interval_ms;
+  ao.exchanges = opts_.anti_entropy;
+  // A tombstone may be purged once older than the grace period, every hint
+  // that could still carry an older version (the hint window) and the clock
+  // skew a version may have.
+  ao.floor_ms = opts_.tombstone_grace_s * 1000 +
+                (opts_.hinted_handoff ? opts_.hint_window_s * 1000 : 0) + opts_.max_clock_skew_ms;
+  ao.repair_keys_per_s = opts_.aae_repair_keys_per_s;
+  ao.repair_bytes_per_s = opts_.aae_repair_bytes_per_s;
+  ao.exchange.pause_ms = std::min<uint64_t>(500, std::max<uint64_t>(1, opts_.aae_interval_ms / 4));
+  ao.seed = std::hash<std::string>()(opts_.node_id);
+  anti_entropy_ = std::make_unique<cluster::AntiEntropy>(
+      ao, ring_.partitions(), [this](uint32_t p) { return ring_.PreferenceList(p); },
+      [this](const std::string& node) { return membership_.IsUp(node); },
+      [this](const std::string& node) { return AaeReplicaOf(node); }, background_.get(),
+      [clock = opts_.clock] { return clock->NowMs(); }, &hlc_, aae_state_.get(),
+      [this] { return store_->Properties().write_error; });
+  replica_->SetRebuildGate([this](uint32_t p) { return RefusesQuorumReads(p); });
+  return anti_entropy_->Start();
+}
+
+bool Node::Impl::RefusesQuorumReads(uint32_t partition) const {
+  if (anti_entropy_->IsRebuilding(partition)) return true;
+  if (!fresh_.load(std::memory_order_acquire)) return false;
+  // A peer that is down cannot tell; one that is up will, within a ping.
+  std::lock_guard<std::mutex> l(seen_mu_);
+  for (const std::string& p : membership_.Peers()) {
+    if (!answered_.count(p) && membership_.IsUp(p)) return true;
+  }
+  return false;
+}
+
+cluster::AaeReplica* Node::Impl::AaeReplicaOf(const std::string& node) {
+  if (node == opts_.node_id) return replica_.get();
+  std::lock_guard<std::mutex> l(remotes_mu_);
+  auto it = remotes_.find(node);
+  return it == remotes_.end() ? nullptr : it->second.get();
+}
+
+void Node::Impl::SetAaeRemotes(
+    std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes) {
+  std::lock_guard<std::mutex> l(remotes_mu_);
+  remotes_ = std::move(remotes);
+}
+
+// A peer answered our hello. A data dir that is new (fresh_) while a peer
+// knew this node means the node lost its disk: everything it replicates is
+// pulled back from the other replicas before its reads count again.
+void Node::Impl::OnPeerHello(const std::string& peer, bool known) {
+  if (!fresh_.load(std::memory_order_acquire)) return;
+  bool settled = true;
+  {
+    std::lock_guard<std::mutex> l(seen_mu_);
+    answered_.insert(peer);
+    for (const std::string& p : membership_.Peers()) settled = settled && answered_.count(p) > 0;
+  }
+  const bool lost = known;
+  if (lost) {
+    spdlog::warn(
+        "[aae] this data dir is new but {} knew node {}: the disk was lost or replaced; "
+        "rebuilding every partition from the other replicas (reads count again once done)",
+        peer, opts_.node_id);
+    Status s = anti_entropy_->BeginRebuild();
+    if (!s.ok()) {
+      spdlog::error("[aae] cannot start the rebuild: {}", s.message());
+      return;
+    }
+  }
+  if (lost || settled) {
+    Status s = store_->DeleteNodeValue(kFreshValue);
+    if (!s.ok()) spdlog::error("[aae] cannot record the data dir check: {}", s.message());
+    fresh_.store(false, std::memory_order_release);
+  }
+}
+
+void Node::Impl::OnWorker(const Request& req, Done done, std::function<std::string()> fn) {
+  if (req.partition >= ring_.partitions()) {
+    return done(Fail(req.id_json, Status::BadRequest("'partition' must be below " +
+                                                     std::to_string(ring_.partitions()))));
+  }
+  background_->Run([fn = std::move(fn), done = std::move(done)] { done(fn()); });
+}
+
+void Node::Impl::PeerAaeTree(const Request& req, Done done) {
+  OnWorker(req, std::move(done), [this, req] {
+    aae::Tree tree;
+    Status s = replica_->TreeNow(req.partition, &tree);
+    if (!s.ok()) return Fail(req.id_json, s);
+    if (!req.has_ids) {
+      cluster::AaeRoot root;
+      root.watermark = store_->GcWatermark(req.partition);
+      root.branches = tree.branches();
+      return RenderAaeRoot(req.id_json, root);
+    }
+    std::vector<cluster::AaeSegments> out;
+    for (uint32_t b : req.ids) {
+      if (b >= aae::kBranches) return Fail(req.id_json, Status::BadRequest("branch out of range"));
+      out.push_back(tree.BranchSegments(b));
+    }
+    return RenderAaeBranches(req.id_json, out);
+  });
+}
+
+void Node::Impl::PeerAaeKeys(const Request& req, Done done) {
+  OnWorker(req, std::move(done), [this, req] {
+    for (uint32_t seg : req.ids) {
+      if (seg >= aae::kSegments)
+        return Fail(req.id_json, Status::BadRequest("segment out of range"));
+    }
+    std::vector<aae::KeyVersion> keys;
+    bool truncated = false;
+    const size_t limit = std::clamp<uint64_t>(req.limit == 0 ? 20000 : req.limit, 1, 100000);
+    Status s = store_->AaeListKeys(req.partition, req.ids, limit, &keys, &truncated);
+    if (!s.ok()) return Fail(req.id_json, s);
+    return RenderAaeKeys(req.id_json, keys, truncated);
+  });
+}
+
+void Node::Impl::PeerAaeFetch(const Request& req, Done done) {
+  OnWorker(req, std::move(done), [this, req] {
+    cluster::AaeRecords records;
+    Status s = replica_->FetchNow(req.partition, req.keys, &records);
+    if (!s.ok()) return Fail(req.id_json, s);
+    return RenderAaeRecords(req.id_json, records, false, "");
+  });
+}
+
+void Node::Impl::PeerAaeScan(const Request& req, Done done) {
+  OnWorker(req, std::move(done), [this, req] {
+    cluster::AaeRecords records;
+    std::string next;
+    const size_t limit = std::clamp<uint64_t>(req.limit == 0 ? 1000 : req.limit, 1, 10000);
+    const size_t bytes = std::clamp<uint64_t>(req.bytes == 0 ? 1 << 20 : req.bytes, 1, 8 << 20);
+    Status s = store_->AaeScanRecords(req.partition, req.after, limit, bytes, &records, &next);
+    if (!s.ok()) return Fail(req.id_json, s);
+    return RenderAaeRecords(req.id_json, records, true, next);
+  });
+}
+
+// A watermark lets compaction purge what lies below it, so one from the
+// future (a peer with a skewed clock, or garbage) is refused.
+void Node::Impl::PeerAaeGc(const Request& req, Done done) {
+  if (HlcPhysicalMs(req.watermark) > opts_.clock->NowMs()) {
+    return done(Fail(req.id_json, Status::BadRequest("watermark is in this node's future")));
+  }
+  OnWorker(req, std::move(done), [this, req] {
+    Status s = store_->RaiseGcWatermark(req.partition, req.watermark);
+    if (!s.ok()) return Fail(req.id_json, s);
+    return ResponseBuilder(req.id_json).Finish();
+  });
+}
+
+void Node::Impl::AaeOp(const Request& req, Done done) {
+  done(ResponseBuilder(req.id_json)
+           .AddRaw("aae", AaeStatusJson(anti_entropy_->Snapshot(), opts_.clock->NowMs()))
+           .Finish());
+}
+
+// A full compaction takes long: it runs on a thread of its own.
+void Node::Impl::Compact(const Request& req, Done done) {
+  RunJob([this, req, done = std::move(done)] {
+    auto start = std::chrono::steady_clock::now();
+    Status s = store_->CompactPartitions();
+    if (!s.ok()) return done(Fail(req.id_json, s));
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+    spdlog::info("[compact] full compaction of every partition took {} ms", ms);
+    done(ResponseBuilder(req.id_json).AddInt("ms", ms).Finish());
+  });
 }
 
 void Node::Impl::SetAdvertisedAddress(std::string address) {
@@ -575,6 +804,7 @@ void Node::Impl::SetAdvertisedAddress(std::string address) {
 }
 
 void Node::Impl::Shutdown() {
+  if (anti_entropy_) anti_entropy_->Stop();
   if (background_) background_->Stop();
   std::vector<Job> jobs;
   {
@@ -605,6 +835,10 @@ cluster::HintedHandoff* Node::handoff() { return impl_->handoff(); }
 HybridClock* Node::hybrid_clock() { return impl_->hybrid_clock(); }
 const std::string& Node::cluster_fingerprint() const { return impl_->fingerprint(); }
 void Node::Shutdown() { impl_->Shutdown(); }
+void Node::SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes) {
+  impl_->SetAaeRemotes(std::move(remotes));
+}
+void Node::OnPeerHello(const std::string& peer, bool known) { impl_->OnPeerHello(peer, known); }
 std::string Node::MetricsText() { return impl_->MetricsText(); }
 ConnectionStats* Node::connection_stats() { return impl_->connection_stats(); }
 

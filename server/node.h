@@ -7,6 +7,7 @@
 // Thread-safety: Handle() is safe to call concurrently from any thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,6 +20,7 @@
 namespace ringkv {
 class HybridClock;
 namespace cluster {
+class AaeReplica;
 class HintedHandoff;
 class Membership;
 class ReplicaTransport;
@@ -38,6 +40,13 @@ class Node final : public RequestHandler {
 
   // The node's metrics in the Prometheus text format (GET /metrics).
   std::string MetricsText();
+
+  // The other members' replicas for anti-entropy (server/net/remote_aae_replica.h),
+  // once the peer client runs. Exchanges with a member start only once set.
+  void SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes);
+  // A peer answered this node's hello; `known`: it had seen this node
+  // before (with a new data dir, that means a lost disk: PROTOCOL.md §9).
+  void OnPeerHello(const std::string& peer, bool known);
 
   // Connection counts, kept by the network layer, shown in stats and metrics.
   ConnectionStats* connection_stats();

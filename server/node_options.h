@@ -42,8 +42,19 @@ struct NodeOptions {
   uint64_t max_key_bytes = 1024;
   uint64_t max_value_bytes = 1048576;
   uint64_t max_request_bytes = 8388608;
-  // Tombstones and expired records are purged after this. Default: 10 days.
+  // Tombstones and expired records are kept at least this long; they are
+  // purged only once every replica has confirmed them (anti-entropy's GC
+  // watermark), or after this alone with anti-entropy off. Default: 10 days.
   uint64_t tombstone_grace_s = 10ULL * 24 * 3600;
+  // Anti-entropy (PROTOCOL.md §9): exchanges between replicas, the rebuild
+  // of a lost disk, GC behind confirmation. Default: on.
+  bool anti_entropy = true;
+  // How often a node starts an exchange. Default: 10000.
+  uint64_t aae_interval_ms = 10000;
+  // Repair budget per node: keys and MiB of values per second (0 =
+  // unlimited). Defaults: 20000, 32.
+  uint64_t aae_repair_keys_per_s = 20000;
+  uint64_t aae_repair_bytes_per_s = 32ULL << 20;
   // fsync the WAL on every write. Default: false (synced every wal_sync_ms).
   bool sync_writes = false;
   // Periodic WAL fsync interval. Default: 1000 ms.

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/version.h"
+#include "server/protocol_json.h"
 
 namespace ringkv {
 namespace {
@@ -146,6 +147,9 @@ Status ParseBackup(const json& req, const Limits&, Request* out) {
 
 Status ParseNothing(const json&, const Limits&, Request*) { return Status::OK(); }
 
+}  // namespace
+
+namespace protocol_internal {
 Status ParseRecordFields(const json& obj, Record* out) {
   auto version = obj.find("version");
   if (version == obj.end() || !version->is_string()) {
@@ -170,6 +174,11 @@ Status ParseRecordFields(const json& obj, Record* out) {
   }
   return Status::OK();
 }
+
+}  // namespace protocol_internal
+
+namespace {
+using protocol_internal::ParseRecordFields;
 
 Status ParsePeerWrite(const json& req, const Limits& limits, Request* out) {
   RINGKV_RETURN_IF_ERROR(ParseKey(req, limits, out));
@@ -198,6 +207,94 @@ Status ParsePeerHello(const json& req, const Limits&, Request* out) {
   return Status::OK();
 }
 
+// Anti-entropy peer requests (docs/protocol.md, "Peer messages").
+constexpr size_t kMaxAaeIds = 4096;
+constexpr size_t kMaxAaeKeys = 10000;
+
+Status ParsePartition(const json& req, Request* out) {
+  auto it = req.find("partition");
+  if (it == req.end() || !it->is_number_unsigned() || it->get<uint64_t>() > UINT32_MAX) {
+    return Status::BadRequest("'partition' must be an unsigned integer");
+  }
+  out->partition = static_cast<uint32_t>(it->get<uint64_t>());
+  return Status::OK();
+}
+
+Status ParseIdList(const json& req, const char* field, bool required, Request* out) {
+  auto it = req.find(field);
+  if (it == req.end()) {
+    if (required) return Status::BadRequest(std::string("missing field '") + field + "'");
+    return Status::OK();
+  }
+  if (!it->is_array() || it->size() > kMaxAaeIds) {
+    return Status::BadRequest(std::string("'") + field + "' must be an array of at most " +
+                              std::to_string(kMaxAaeIds) + " unsigned integers");
+  }
+  for (const json& v : *it) {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > UINT32_MAX) {
+      return Status::BadRequest(std::string("'") + field + "' must hold unsigned integers");
+    }
+    out->ids.push_back(static_cast<uint32_t>(v.get<uint64_t>()));
+  }
+  out->has_ids = true;
+  return Status::OK();
+}
+
+Status ParseUnsigned(const json& req, const char* field, uint64_t* out) {
+  auto it = req.find(field);
+  if (it == req.end()) return Status::OK();
+  if (!it->is_number_unsigned()) {
+    return Status::BadRequest(std::string("'") + field + "' must be an unsigned integer");
+  }
+  *out = it->get<uint64_t>();
+  return Status::OK();
+}
+
+Status ParseAaeTree(const json& req, const Limits&, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParsePartition(req, out));
+  return ParseIdList(req, "branches", /*required=*/false, out);
+}
+
+Status ParseAaeKeys(const json& req, const Limits&, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParsePartition(req, out));
+  RINGKV_RETURN_IF_ERROR(ParseIdList(req, "segments", /*required=*/true, out));
+  return ParseUnsigned(req, "limit", &out->limit);
+}
+
+Status ParseAaeFetch(const json& req, const Limits& limits, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParsePartition(req, out));
+  auto it = req.find("keys");
+  if (it == req.end() || !it->is_array() || it->size() > kMaxAaeKeys) {
+    return Status::BadRequest("'keys' must be an array of at most " + std::to_string(kMaxAaeKeys) +
+                              " keys");
+  }
+  for (const json& k : *it) {
+    if (!k.is_string() || k.get_ref<const std::string&>().empty() ||
+        k.get_ref<const std::string&>().size() > limits.max_key_bytes) {
+      return Status::BadRequest("'keys' must hold non-empty strings within the key limit");
+    }
+    out->keys.push_back(k.get<std::string>());
+  }
+  return Status::OK();
+}
+
+Status ParseAaeScan(const json& req, const Limits&, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParsePartition(req, out));
+  auto it = req.find("after");
+  if (it != req.end()) {
+    if (!it->is_string()) return Status::BadRequest("'after' must be a string");
+    out->after = it->get<std::string>();
+  }
+  RINGKV_RETURN_IF_ERROR(ParseUnsigned(req, "limit", &out->limit));
+  return ParseUnsigned(req, "bytes", &out->bytes);
+}
+
+Status ParseAaeGc(const json& req, const Limits&, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParsePartition(req, out));
+  if (req.find("watermark") == req.end()) return Status::BadRequest("missing field 'watermark'");
+  return ParseUnsigned(req, "watermark", &out->watermark);
+}
+
 struct OpSpec {
   std::string_view name;
   Op op;
@@ -214,10 +311,26 @@ constexpr std::array<OpSpec, kOpCount> kOps = {{
     {"cluster", Op::kCluster, ParseNothing},
     {"locate", Op::kLocate, ParseLocate},
     {"backup", Op::kBackup, ParseBackup},
+    {"aae", Op::kAae, ParseNothing},
+    {"compact", Op::kCompact, ParseNothing},
     {"_write", Op::kPeerWrite, ParsePeerWrite},
     {"_read", Op::kPeerRead, ParseLocate},
     {"_hello", Op::kPeerHello, ParsePeerHello},
+    {"_aae_tree", Op::kAaeTree, ParseAaeTree},
+    {"_aae_keys", Op::kAaeKeys, ParseAaeKeys},
+    {"_aae_fetch", Op::kAaeFetch, ParseAaeFetch},
+    {"_aae_scan", Op::kAaeScan, ParseAaeScan},
+    {"_aae_gc", Op::kAaeGc, ParseAaeGc},
 }};
+
+// A missing or misplaced row would index the table wrongly.
+constexpr bool OpTableInOrder() {
+  for (int i = 0; i < kOpCount; ++i) {
+    if (static_cast<int>(kOps[i].op) != i) return false;
+  }
+  return true;
+}
+static_assert(OpTableInOrder(), "kOps must list every Op in enum order");
 
 const OpSpec* FindOp(std::string_view name) {
   for (const OpSpec& spec : kOps) {
@@ -660,7 +773,7 @@ std::string ResponseBuilder::Finish() {
   return std::move(out_);
 }
 
-namespace {
+namespace protocol_internal {
 
 void AppendRecordFields(const Record& r, std::string* out) {
   *out += ",\"version\":\"";
@@ -711,7 +824,10 @@ Status ParseReply(std::string_view line, json* out) {
   return Status::FromCode(code, message);
 }
 
-}  // namespace
+}  // namespace protocol_internal
+
+using protocol_internal::AppendRecordFields;
+using protocol_internal::ParseReply;
 
 std::string EncodePeerWrite(std::string_view key, const Record& record) {
   std::string out = "{\"op\":\"_write\",\"key\":";
@@ -765,9 +881,14 @@ Status ParsePeerReadReply(std::string_view line, Record* out) {
   return s.ok() ? s : Status::Internal("malformed peer record: " + s.message());
 }
 
-Status ParsePeerHelloReply(std::string_view line) {
+Status ParsePeerHelloReply(std::string_view line, bool* known) {
   json reply;
-  return ParseReply(line, &reply);
+  RINGKV_RETURN_IF_ERROR(ParseReply(line, &reply));
+  if (known != nullptr) {
+    auto it = reply.find("known");
+    *known = it != reply.end() && it->is_boolean() && it->get<bool>();
+  }
+  return Status::OK();
 }
 
 std::string ClusterFingerprint(const std::vector<std::pair<std::string, std::string>>& members,

@@ -54,6 +54,15 @@ struct Request {
   std::string from;         // _hello: the asking node
   std::string fingerprint;  // _hello: the asking node's cluster fingerprint
   uint64_t hlc = 0;         // _hello: the asking node's hybrid clock (0 = not sent)
+  // Anti-entropy peer ops (_aae_*).
+  uint32_t partition = 0;
+  std::vector<uint32_t> ids;      // _aae_tree: branches (empty = the root); _aae_keys: segments
+  bool has_ids = false;           // _aae_tree: "branches" was given
+  uint64_t limit = 0;             // _aae_keys, _aae_scan: most entries
+  uint64_t bytes = 0;             // _aae_scan: most value bytes
+  std::string after;              // _aae_scan: the last key of the previous page
+  std::vector<std::string> keys;  // _aae_fetch
+  uint64_t watermark = 0;         // _aae_gc
 };
 
 // Parses and validates one request line. On failure returns the error to
@@ -105,7 +114,9 @@ std::string JsonQuote(std::string_view s);
 // _read  {"op":"_read","key":K}
 //        -> {"ok":true,"found":false} | {"ok":true,"found":true,"version":V,
 //           "tombstone":B,"expires_ms":E,"value":X}
-// _hello {"op":"_hello","from":ID,"cluster":FINGERPRINT,"hlc":H} -> {"ok":true,"node":ID},
+// _hello {"op":"_hello","from":ID,"cluster":FINGERPRINT,"hlc":H}
+//        -> {"ok":true,"node":ID,"known":B}, B: the receiver had seen ID before
+//        (it remembers every peer that said hello, across restarts),
 //        or bad_request when the fingerprints differ. Doubles as the failure
 //        detector's ping; the receiver observes H (its hybrid clock moves past
 //        the sender's, within --max-clock-skew-ms).
@@ -129,7 +140,9 @@ std::string RenderPeerRecord(const std::string& id_json, const Record* record);
 Status ParsePeerWriteReply(std::string_view line);
 // NotFound when the peer has no record of the key.
 Status ParsePeerReadReply(std::string_view line, Record* out);
-Status ParsePeerHelloReply(std::string_view line);
+// *known (if given): the peer had seen this node before ("known" in the
+// reply; false when absent).
+Status ParsePeerHelloReply(std::string_view line, bool* known = nullptr);
 
 // What nodes must agree on to form a cluster: every member (id and address,
 // sorted), Q and N, as one string.

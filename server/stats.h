@@ -27,9 +27,16 @@ enum class Op {
   kCluster,
   kLocate,
   kBackup,
+  kAae,
+  kCompact,
   kPeerWrite,
   kPeerRead,
   kPeerHello,
+  kAaeTree,
+  kAaeKeys,
+  kAaeFetch,
+  kAaeScan,
+  kAaeGc,
   kCount
 };
 constexpr int kOpCount = static_cast<int>(Op::kCount);

@@ -207,9 +207,21 @@ void PeerClient::Read(const std::string& node, const std::string& key, uint64_t 
 
 void PeerClient::Hello(const std::string& node, uint64_t timeout_ms, HelloDone done) {
   Submit(node, EncodePeerHello(self_, fingerprint_, hlc_ != nullptr ? hlc_->Now() : 0), timeout_ms,
-         [done = std::move(done)](Status s, bool refused, std::string_view line) {
+         [this, node, done = std::move(done)](Status s, bool refused, std::string_view line) {
            if (!s.ok()) return done(std::move(s), refused);
-           done(ParseSafely([line] { return ParsePeerHelloReply(line); }), false);
+           bool known = false;
+           Status parsed =
+               ParseSafely([line, &known] { return ParsePeerHelloReply(line, &known); });
+           if (parsed.ok() && hello_listener_) hello_listener_(node, known);
+           done(std::move(parsed), false);
+         });
+}
+
+void PeerClient::Send(const std::string& node, std::string line, uint64_t timeout_ms,
+                      SendDone done) {
+  Submit(node, std::move(line), timeout_ms,
+         [done = std::move(done)](Status s, bool /*refused*/, std::string_view reply) {
+           done(std::move(s), reply);
          });
 }
 

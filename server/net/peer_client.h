@@ -144,6 +144,19 @@ class PeerClient final : public cluster::ReplicaTransport {
   // answered that the clusters differ, or the transport failure.
   void Hello(const std::string& node, uint64_t timeout_ms, HelloDone done);
 
+  // Sends any request line to `node` and hands back its response line (or
+  // the transport failure): for messages with no method of their own (the
+  // anti-entropy ones, server/net/remote_aae_replica.h). Same guarantees as
+  // Write(); `line` is valid only during the callback.
+  using SendDone = std::function<void(Status, std::string_view line)>;
+  void Send(const std::string& node, std::string line, uint64_t timeout_ms, SendDone done);
+
+  // Called (on the client's thread) with every successful hello's answer to
+  // "has this node seen me before" (PROTOCOL: _hello's "known"). Set before
+  // Start().
+  using HelloListener = std::function<void(const std::string& node, bool known)>;
+  void SetHelloListener(HelloListener listener) { hello_listener_ = std::move(listener); }
+
   const std::string& self() const { return self_; }
   const std::string& fingerprint() const { return fingerprint_; }
 
@@ -185,6 +198,7 @@ class PeerClient final : public cluster::ReplicaTransport {
   const std::string self_;
   const std::string fingerprint_;
   HybridClock* hlc_ = nullptr;
+  HelloListener hello_listener_;
 
   // Declared first among the asio members so that it is destroyed last.
   asio::io_context io_;
