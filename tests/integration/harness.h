@@ -126,6 +126,7 @@ class KvdProcess {
 
   // Changes the flags used by the next Start()/Restart().
   void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+  const std::vector<std::string>& extra_args() const { return extra_args_; }
   // Makes every later Start()/Restart() listen on this fixed "HOST:PORT"
   // (cluster members need fixed addresses) instead of a kernel-chosen port.
   void set_listen(std::string host_port) { listen_ = std::move(host_port); }
