@@ -151,7 +151,6 @@ Status Node::Impl::Open() {
   so.node_id = opts_.node_id;
   so.partitions = opts_.partitions;
   so.clock = opts_.clock;
-  so.tombstone_grace_ms = opts_.tombstone_grace_s * 1000;
   so.block_cache_bytes = opts_.block_cache_bytes;
   so.write_buffer_bytes = opts_.write_buffer_bytes;
   so.sync_writes = opts_.sync_writes;
