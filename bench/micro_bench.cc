@@ -1,6 +1,8 @@
 // Micro-benchmarks (Google Benchmark) of the pieces on a request's hot path:
 // the store's write (one RocksDB write per record vs one per batch, as the
-// WriteBatcher commits them), the store's read, and the protocol's parsing.
+// WriteBatcher commits them), the store's read, the anti-entropy costs (the
+// write path's dirty mark against a read before each write, and a tree's
+// settle), and the protocol's parsing.
 //
 //   build/bin/micro_bench                       # all
 //   build/bin/micro_bench --benchmark_filter=Store
@@ -15,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/aae_tree.h"
 #include "engine/store.h"
 #include "engine/version.h"
 #include "server/protocol.h"
@@ -97,6 +100,94 @@ void BM_StoreGet(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_StoreGet)->MinTime(1.0);
+
+// ---- Anti-entropy (docs/benchmarks.md, "anti-entropy") ----
+//
+// What keeping the trees current costs, in one run: the write path as it is
+// (one WriteMany of 1 record, which now includes the dirty mark), the
+// alternative design that reads the old version before every write (a
+// GetMeta of the key, then the same write), and the settle that the dirty
+// marks defer the work to (one scan of a whole partition, all dirty).
+
+// A store whose keys 0..kKeys-1 all exist (key i in partition i % 64), so
+// that a read before a write finds the version it would have to unhash.
+class LoadedStore : public TempStore {
+ public:
+  LoadedStore() {
+    std::vector<Record> records(1000);
+    std::vector<std::string> keys(1000);
+    std::vector<PartitionWrite> writes;
+    for (int i = 0; i < kKeys; i += 1000) {
+      writes.clear();
+      for (int j = 0; j < 1000; ++j) {
+        keys[j] = KeyOf(i + j);
+        records[j] = RecordOf(1);
+        writes.push_back({static_cast<uint32_t>((i + j) % kPartitions), keys[j], &records[j]});
+      }
+      if (!get()->WriteMany(writes).ok()) abort();
+    }
+  }
+};
+
+// One record per RocksDB write, with or without reading the key's version
+// first (range(0) = 1: the read-before-write alternative).
+void BM_AaeWriteOne(benchmark::State& state) {
+  LoadedStore store;
+  const bool read_first = state.range(0) == 1;
+  std::mt19937_64 rng(42);
+  uint64_t ms = 2;
+  Record old;
+  for (auto _ : state) {
+    const uint64_t i = rng() % kKeys;
+    const std::string key = KeyOf(i);
+    const Record r = RecordOf(++ms);
+    const PartitionWrite w{static_cast<uint32_t>(i % kPartitions), key, &r};
+    if (read_first) {
+      Status g = store.get()->GetMeta(w.partition, key, &old);
+      if (!g.ok()) state.SkipWithError(g.ToString().c_str());
+      benchmark::DoNotOptimize(old);
+    }
+    Status s = store.get()->WriteMany({w});
+    if (!s.ok()) state.SkipWithError(s.ToString().c_str());
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel(read_first ? "GetMeta + WriteMany" : "WriteMany (dirty mark)");
+}
+BENCHMARK(BM_AaeWriteOne)->Arg(0)->Arg(1);
+
+// Settling one partition of range(0) keys with every segment dirty (after a
+// restart without a clean close, or a watermark raise): items = keys
+// scanned. The keys are flushed and compacted, as a partition at rest is.
+void BM_AaeSettle(benchmark::State& state) {
+  TempStore store;
+  const int keys = static_cast<int>(state.range(0));
+  std::vector<Record> records(1000);
+  std::vector<std::string> names(1000);
+  std::vector<PartitionWrite> writes;
+  for (int i = 0; i < keys; i += 1000) {
+    writes.clear();
+    for (int j = 0; j < 1000 && i + j < keys; ++j) {
+      names[j] = KeyOf(i + j);
+      records[j] = RecordOf(1'000'000 + i + j);
+      writes.push_back({0, names[j], &records[j]});
+    }
+    if (!store.get()->WriteMany(writes).ok()) abort();
+  }
+  if (!store.get()->CompactPartitions().ok()) abort();
+  aae::Tree tree;
+  uint64_t watermark = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    // Marks every segment dirty; below every record's version, so all count.
+    if (!store.get()->RaiseGcWatermark(0, ++watermark).ok()) abort();
+    state.ResumeTiming();
+    Status s = store.get()->AaeTree(0, &tree);
+    if (!s.ok()) state.SkipWithError(s.ToString().c_str());
+    benchmark::DoNotOptimize(tree);
+  }
+  state.SetItemsProcessed(state.iterations() * keys);
+}
+BENCHMARK(BM_AaeSettle)->Arg(20'000)->Arg(200'000)->Unit(benchmark::kMillisecond);
 
 // A 100-byte put through ParseRequest (the flat-request scanner takes it)
 // and through the full JSON parser alone (what every request paid before).

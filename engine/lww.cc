@@ -1,5 +1,6 @@
 #include "engine/lww.h"
 
+#include "engine/aae_tree.h"
 #include "engine/record.h"
 
 namespace ringkv {
@@ -41,36 +42,35 @@ class LwwMergeOperator final : public rocksdb::MergeOperator {
 
 class PurgeFilter final : public rocksdb::CompactionFilter {
  public:
-  PurgeFilter(uint64_t now_ms, uint64_t grace_ms) : now_ms_(now_ms), grace_ms_(grace_ms) {}
+  explicit PurgeFilter(uint64_t watermark_hlc) : watermark_hlc_(watermark_hlc) {}
   const char* Name() const override { return "ringkv.PurgeFilter"; }
 
   Decision FilterV2(int /*level*/, const rocksdb::Slice& /*key*/, ValueType value_type,
                     const rocksdb::Slice& existing_value, std::string* /*new_value*/,
                     std::string* /*skip_until*/) const override {
     if (value_type != ValueType::kValue) return Decision::kKeep;
-    return IsPurgeable({existing_value.data(), existing_value.size()}, now_ms_, grace_ms_)
+    return IsPurgeable({existing_value.data(), existing_value.size()}, watermark_hlc_)
                ? Decision::kRemove
                : Decision::kKeep;
   }
 
  private:
-  uint64_t now_ms_;  // one reading of the clock per compaction
-  uint64_t grace_ms_;
+  const uint64_t watermark_hlc_;  // one reading per compaction
 };
 
 class PurgeFilterFactory final : public rocksdb::CompactionFilterFactory {
  public:
-  PurgeFilterFactory(const Clock* clock, uint64_t grace_ms) : clock_(clock), grace_ms_(grace_ms) {}
+  explicit PurgeFilterFactory(const std::atomic<uint64_t>* watermark_hlc)
+      : watermark_hlc_(watermark_hlc) {}
   const char* Name() const override { return "ringkv.PurgeFilterFactory"; }
 
   std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
       const rocksdb::CompactionFilter::Context& /*context*/) override {
-    return std::make_unique<PurgeFilter>(clock_->NowMs(), grace_ms_);
+    return std::make_unique<PurgeFilter>(watermark_hlc_->load(std::memory_order_acquire));
   }
 
  private:
-  const Clock* clock_;
-  uint64_t grace_ms_;
+  const std::atomic<uint64_t>* const watermark_hlc_;
 };
 
 }  // namespace
@@ -79,17 +79,17 @@ std::shared_ptr<rocksdb::MergeOperator> NewLwwMergeOperator() {
   return std::make_shared<LwwMergeOperator>();
 }
 
-std::shared_ptr<rocksdb::CompactionFilterFactory> NewPurgeFilterFactory(const Clock* clock,
-                                                                        uint64_t grace_ms) {
-  return std::make_shared<PurgeFilterFactory>(clock, grace_ms);
+std::shared_ptr<rocksdb::CompactionFilterFactory> NewPurgeFilterFactory(
+    const std::atomic<uint64_t>* watermark_hlc) {
+  return std::make_shared<PurgeFilterFactory>(watermark_hlc);
 }
 
-bool IsPurgeable(std::string_view encoded, uint64_t now_ms, uint64_t grace_ms) {
+bool IsPurgeable(std::string_view encoded, uint64_t watermark_hlc) {
+  if (watermark_hlc == 0) return false;
   Record r;
   // A record we cannot read is kept: purging is never worth losing data over.
   if (!DecodeRecordMeta(encoded, &r).ok()) return false;
-  if (r.tombstone && HlcPhysicalMs(r.version.hlc) + grace_ms <= now_ms) return true;
-  return r.expires_at_ms != 0 && r.expires_at_ms + grace_ms <= now_ms;
+  return aae::IsGcEligible(r, watermark_hlc);
 }
 
 }  // namespace ringkv

@@ -1,5 +1,6 @@
 #include "engine/store.h"
 
+#include <endian.h>
 #include <fcntl.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
@@ -41,6 +42,14 @@ constexpr char kMetaNodeId[] = "node_id";
 constexpr char kMetaPartitions[] = "partitions";
 constexpr char kMetaFormat[] = "format";
 constexpr char kFormatVersion[] = "1";
+// Anti-entropy state in the meta family: per partition the GC watermark
+// (decimal HLC) and, written by a clean close only, the tree's segments
+// followed by its dirty bitmap; the marker says those trees are current.
+constexpr char kMetaGcWatermarkPrefix[] = "gc_watermark/";
+constexpr char kMetaAaeTreePrefix[] = "aae_tree/";
+constexpr char kMetaAaeCleanMarker[] = "aae_clean";
+constexpr char kMetaNodeValuePrefix[] = "node/";
+constexpr size_t kDirtyWords = aae::kSegments / 64;
 // Memtable arena block; see PartitionOptions().
 constexpr size_t kArenaBlockBytes = 64ULL << 10;
 // A thread's reusable write batch is replaced after a commit bigger than this.
@@ -186,9 +195,24 @@ std::string HintKey(std::string_view target, std::string_view key) {
 
 }  // namespace
 
+// One partition's anti-entropy state.
+struct PartitionAae {
+  aae::DirtySet dirty;  // all dirty until a clean close's tree is loaded
+  // mu protects the following: one settle at a time.
+  std::mutex mu;
+  aae::Tree tree;  // current for every segment not dirty
+  // Serialises raises (persist, then publish).
+  std::mutex watermark_mu;
+  // The GC watermark, read by each compaction's filter.
+  std::atomic<uint64_t> watermark{0};
+};
+
 class Store::Impl {
  public:
-  explicit Impl(const StoreOptions& o) : opts_(o), partitions_(o.partitions) {}
+  explicit Impl(const StoreOptions& o) : opts_(o), partitions_(o.partitions) {
+    aae_.reserve(o.partitions);
+    for (uint32_t p = 0; p < o.partitions; ++p) aae_.push_back(std::make_unique<PartitionAae>());
+  }
   ~Impl() { Close(); }
 
   Status Open();
@@ -207,6 +231,22 @@ class Store::Impl {
   Status FlushAll();
   Status CompactAll();
 
+  Status AaeTree(uint32_t partition, aae::Tree* out);
+  size_t AaeDirtySegments(uint32_t partition);
+  Status AaeListKeys(uint32_t partition, const std::vector<uint32_t>& segments, size_t limit,
+                     std::vector<aae::KeyVersion>* out, bool* truncated);
+  Status AaeScanRecords(uint32_t partition, std::string_view after_key, size_t limit_keys,
+                        size_t limit_bytes, std::vector<std::pair<std::string, Record>>* out,
+                        std::string* next_key);
+  uint64_t GcWatermark(uint32_t partition);
+  Status RaiseGcWatermark(uint32_t partition, uint64_t watermark_hlc);
+  Status CompactPartitions();
+  Status GetNodeValue(std::string_view name, std::string* value);
+  Status PutNodeValue(std::string_view name, std::string_view value);
+  Status DeleteNodeValue(std::string_view name);
+  bool created() const { return created_; }
+  void SkipCleanClose() { skip_clean_close_.store(true); }
+
   const StoreOptions& opts() const { return opts_; }
 
   // Called by the ErrorListener (RocksDB's threads, DB mutex not held).
@@ -214,9 +254,14 @@ class Store::Impl {
   void OnRecovered();
 
  private:
-  rocksdb::ColumnFamilyOptions PartitionOptions() const;
+  rocksdb::ColumnFamilyOptions PartitionOptions(uint32_t partition) const;
   rocksdb::ColumnFamilyOptions HintsOptions() const;
   Status CheckIdentity();
+  Status LoadAae();
+  void SaveAae();
+  // Iterates partition `partition` in key order (total order: see
+  // PartitionOptions()). *it is null when the family does not exist yet.
+  Status PartitionIterator(uint32_t partition, std::unique_ptr<rocksdb::Iterator>* it);
   Status PartitionFamily(uint32_t partition, bool create, rocksdb::ColumnFamilyHandle** out);
   std::vector<rocksdb::ColumnFamilyHandle*> LiveFamilies();
   void BackgroundLoop();
@@ -228,6 +273,11 @@ class Store::Impl {
   Status RefuseInWriteError(std::string_view what);
 
   const StoreOptions opts_;
+  // One per partition; declared before db_, whose compaction filters read
+  // the watermarks.
+  std::vector<std::unique_ptr<PartitionAae>> aae_;
+  bool created_ = false;  // set by Open()
+  std::atomic<bool> skip_clean_close_{false};
   std::shared_ptr<rocksdb::Cache> block_cache_;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffers_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -301,10 +351,12 @@ class ErrorListener : public rocksdb::EventListener {
 
 }  // namespace
 
-rocksdb::ColumnFamilyOptions Store::Impl::PartitionOptions() const {
+rocksdb::ColumnFamilyOptions Store::Impl::PartitionOptions(uint32_t partition) const {
   rocksdb::ColumnFamilyOptions cf;
   cf.merge_operator = NewLwwMergeOperator();
-  cf.compaction_filter_factory = NewPurgeFilterFactory(opts_.clock, opts_.tombstone_grace_ms);
+  // Each partition's own factory: a compaction purges what that partition's
+  // watermark allows, read when the compaction starts.
+  cf.compaction_filter_factory = NewPurgeFilterFactory(&aae_[partition]->watermark);
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = block_cache_;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -324,8 +376,9 @@ rocksdb::ColumnFamilyOptions Store::Impl::PartitionOptions() const {
   // instead of searching one skip list of every key in the partition (the
   // largest item in the write path's profile: a dependent cache miss per
   // level). Point reads find the bucket the same way; the flush sorts the
-  // memtable once. Nothing iterates the partition families (a range scan
-  // would need ReadOptions::total_order_seek). The bucket array comes out of
+  // memtable once. The anti-entropy scans iterate with
+  // ReadOptions::total_order_seek (PartitionIterator()); a plain iterator
+  // would not see the partition in key order. The bucket array comes out of
   // the memtable budget: at most 1/16 of a family's share of it.
   cf.prefix_extractor.reset(rocksdb::NewNoopTransform());
   const size_t share = opts_.write_buffer_bytes / std::max<uint32_t>(1, opts_.partitions);
@@ -391,7 +444,11 @@ Status Store::Impl::Open() {
   for (const std::string& name : names) {
     uint32_t p = 0;
     bool partition = ParsePartitionFamilyName(name, &p);
-    descs.emplace_back(name, partition              ? PartitionOptions()
+    if (partition && p >= partitions_.size()) {
+      return Status::Internal("data dir " + opts_.path + " holds partition " + name +
+                              " beyond the ring size " + std::to_string(partitions_.size()));
+    }
+    descs.emplace_back(name, partition              ? PartitionOptions(p)
                              : name == kHintsFamily ? HintsOptions()
                                                     : rocksdb::ColumnFamilyOptions());
   }
@@ -406,15 +463,11 @@ Status Store::Impl::Open() {
     if (name == kMetaFamily) meta_ = handles[i];
     if (name == kHintsFamily) hints_ = handles[i];
     uint32_t p = 0;
-    if (ParsePartitionFamilyName(name, &p)) {
-      if (p >= partitions_.size()) {
-        return Status::Internal("data dir " + opts_.path + " holds partition " + name +
-                                " beyond the ring size " + std::to_string(partitions_.size()));
-      }
+    if (ParsePartitionFamilyName(name, &p))
       partitions_[p].store(handles[i], std::memory_order_release);
-    }
   }
   RINGKV_RETURN_IF_ERROR(CheckIdentity());
+  RINGKV_RETURN_IF_ERROR(LoadAae());
   write_options_.sync = opts_.sync_writes;
   synced_seq_ = db_->GetLatestSequenceNumber();
   bg_thread_ = std::thread([this] { BackgroundLoop(); });
@@ -428,6 +481,7 @@ Status Store::Impl::CheckIdentity() {
   rocksdb::ReadOptions ro;
   rocksdb::Status s = db_->Get(ro, meta_, kMetaNodeId, &node_id);
   if (s.IsNotFound()) {
+    created_ = true;
     rocksdb::WriteBatch batch;
     batch.Put(meta_, kMetaNodeId, opts_.node_id);
     batch.Put(meta_, kMetaPartitions, std::to_string(opts_.partitions));
@@ -460,6 +514,7 @@ void Store::Impl::Close() {
   bg_cv_.notify_all();
   if (bg_thread_.joinable()) bg_thread_.join();
   if (!db_) return;
+  if (!write_error && !skip_clean_close_.load()) SaveAae();
   if (!write_error) SyncWal().IgnoreError();
   for (rocksdb::ColumnFamilyHandle* h : owned_handles_) {
     db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
@@ -658,7 +713,7 @@ Status Store::Impl::PartitionFamily(uint32_t partition, bool create,
   if (*out != nullptr) return Status::OK();
   rocksdb::ColumnFamilyHandle* h = nullptr;
   rocksdb::Status s =
-      db_->CreateColumnFamily(PartitionOptions(), PartitionFamilyName(partition), &h);
+      db_->CreateColumnFamily(PartitionOptions(partition), PartitionFamilyName(partition), &h);
   if (!s.ok() && h != nullptr) {
     // Created, but a later step failed (the OPTIONS file on a full disk): keep
     // the handle, or the next attempt finds the family already there.
@@ -675,17 +730,18 @@ Status Store::Impl::PartitionFamily(uint32_t partition, bool create,
 Status Store::Impl::EnsurePartitions(const std::vector<uint32_t>& partitions) {
   std::lock_guard<std::mutex> l(families_mu_);
   std::vector<uint32_t> missing;
-  std::vector<std::string> names;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (uint32_t p : partitions) {
     if (p >= partitions_.size()) return Status::Internal("partition out of range");
-    if (partitions_[p].load(std::memory_order_acquire) == nullptr) {
+    if (partitions_[p].load(std::memory_order_acquire) == nullptr &&
+        std::find(missing.begin(), missing.end(), p) == missing.end()) {
       missing.push_back(p);
-      names.push_back(PartitionFamilyName(p));
+      descs.emplace_back(PartitionFamilyName(p), PartitionOptions(p));
     }
   }
   if (missing.empty()) return Status::OK();
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::Status s = db_->CreateColumnFamilies(PartitionOptions(), names, &handles);
+  rocksdb::Status s = db_->CreateColumnFamilies(descs, &handles);
   for (size_t i = 0; i < handles.size(); ++i) {
     owned_handles_.push_back(handles[i]);
     partitions_[missing[i]].store(handles[i], std::memory_order_release);
@@ -708,6 +764,11 @@ Status Store::Impl::WriteMany(const std::vector<PartitionWrite>& writes) {
     if (!s.ok()) return FromRocks(s, "write failed");
   }
   rocksdb::Status rs = db_->Write(write_options_, &batch);
+  // Marked after the write, never before: a settle takes the dirty bits
+  // before its scan starts, so a write either is in that scan or marks its
+  // segment again for the next one. (Marking after a failed write, which
+  // may have been applied in part, costs at most one needless recompute.)
+  for (const PartitionWrite& w : writes) aae_[w.partition]->dirty.Mark(aae::SegmentOfKey(w.key));
   if (!rs.ok()) NoteWriteFailure(rs);
   if (batch.GetDataSize() > kKeepBatchBytes) batch = rocksdb::WriteBatch();  // give back a big one
   return FromRocks(rs, "write failed");
@@ -881,6 +942,271 @@ Status Store::Impl::CompactAll() {
   return Status::OK();
 }
 
+// ---- Anti-entropy ----
+
+namespace {
+
+std::string PartitionMetaKey(const char* prefix, uint32_t p) { return prefix + std::to_string(p); }
+
+bool BitSet(const std::array<uint64_t, kDirtyWords>& bits, uint32_t segment) {
+  return (bits[segment / 64] >> (segment % 64)) & 1;
+}
+
+std::string_view View(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+// At Open(): the watermarks, and the trees a clean close left. The marker is
+// deleted (synced) before any write is taken, so a crash from here on finds
+// none and the next Open() starts all dirty instead of trusting trees that
+// missed this run's writes.
+Status Store::Impl::LoadAae() {
+  rocksdb::ReadOptions ro;
+  for (uint32_t p = 0; p < aae_.size(); ++p) {
+    std::string v;
+    rocksdb::Status s = db_->Get(ro, meta_, PartitionMetaKey(kMetaGcWatermarkPrefix, p), &v);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return FromRocks(s, "cannot read GC watermark");
+    uint64_t w = 0;
+    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), w);
+    if (ec != std::errc() || ptr != v.data() + v.size()) {
+      return Status::Internal("corrupt GC watermark of partition " + std::to_string(p) + ": " + v);
+    }
+    aae_[p]->watermark.store(w, std::memory_order_release);
+  }
+  // A partition with no family holds nothing: its empty tree is current.
+  for (uint32_t p = 0; p < aae_.size(); ++p) {
+    if (partitions_[p].load(std::memory_order_acquire) == nullptr) aae_[p]->dirty.TakeAll();
+  }
+  std::string marker;
+  rocksdb::Status s = db_->Get(ro, meta_, kMetaAaeCleanMarker, &marker);
+  if (s.IsNotFound()) return Status::OK();  // a crash, or a new database: all dirty
+  if (!s.ok()) return FromRocks(s, "cannot read AAE marker");
+  for (uint32_t p = 0; p < aae_.size(); ++p) {
+    std::string v;
+    s = db_->Get(ro, meta_, PartitionMetaKey(kMetaAaeTreePrefix, p), &v);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return FromRocks(s, "cannot read AAE tree");
+    constexpr size_t kTreeBytes = aae::kSegments * 8;
+    PartitionAae& a = *aae_[p];
+    if (v.size() != kTreeBytes + kDirtyWords * 8) continue;  // stays all dirty
+    if (!a.tree.Decode(std::string_view(v).substr(0, kTreeBytes)).ok()) continue;
+    std::array<uint64_t, kDirtyWords> bits;
+    std::memcpy(bits.data(), v.data() + kTreeBytes, sizeof(bits));
+    for (uint64_t& w : bits) w = le64toh(w);
+    a.dirty.TakeAll();
+    a.dirty.MarkBitmap(bits);
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db_->Delete(wo, meta_, kMetaAaeCleanMarker), "cannot clear AAE marker");
+}
+
+// At Close(), writes stopped: every existing partition's tree and dirty bits,
+// and the marker, in one synced batch (so the marker implies the trees). A
+// failure only costs a full recompute after the next Open().
+void Store::Impl::SaveAae() {
+  rocksdb::WriteBatch batch;
+  for (uint32_t p = 0; p < aae_.size(); ++p) {
+    if (partitions_[p].load(std::memory_order_acquire) == nullptr) continue;
+    PartitionAae& a = *aae_[p];
+    std::lock_guard<std::mutex> l(a.mu);
+    std::array<uint64_t, kDirtyWords> bits = a.dirty.TakeAll();
+    a.dirty.MarkBitmap(bits);
+    std::string v = a.tree.Encode();
+    for (uint64_t w : bits) {
+      uint64_t le = htole64(w);
+      v.append(reinterpret_cast<const char*>(&le), sizeof(le));
+    }
+    batch.Put(meta_, PartitionMetaKey(kMetaAaeTreePrefix, p), v);
+  }
+  batch.Put(meta_, kMetaAaeCleanMarker, "1");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Write(wo, &batch);
+  if (!s.ok())
+    spdlog::warn("[store] cannot save AAE trees (rebuilt at next start): {}", s.ToString());
+}
+
+Status Store::Impl::PartitionIterator(uint32_t partition, std::unique_ptr<rocksdb::Iterator>* it) {
+  it->reset();
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  Status s = PartitionFamily(partition, /*create=*/false, &cf);
+  if (s.IsNotFound()) return Status::OK();
+  RINGKV_RETURN_IF_ERROR(s);
+  rocksdb::ReadOptions ro;
+  // The families' hash memtables (a Noop prefix extractor) iterate in key
+  // order only with a total-order seek.
+  ro.total_order_seek = true;
+  ro.fill_cache = false;  // a scan of the whole partition would evict the hot blocks
+  it->reset(db_->NewIterator(ro, cf));
+  return Status::OK();
+}
+
+// Settling: the dirty bits are taken BEFORE the iterator is created. A write
+// marks after it is applied, so a write either happened before the
+// iterator's snapshot (and is scanned) or marks its segment again after the
+// take (and the next settle recomputes it). Either way nothing is missed.
+Status Store::Impl::AaeTree(uint32_t partition, aae::Tree* out) {
+  if (partition >= aae_.size()) return Status::Internal("partition out of range");
+  PartitionAae& a = *aae_[partition];
+  std::lock_guard<std::mutex> l(a.mu);
+  if (!a.dirty.Any()) {
+    *out = a.tree;
+    return Status::OK();
+  }
+  const std::array<uint64_t, kDirtyWords> bits = a.dirty.TakeAll();
+  std::unique_ptr<rocksdb::Iterator> it;
+  Status s = PartitionIterator(partition, &it);
+  if (!s.ok()) {
+    a.dirty.MarkBitmap(bits);
+    return s;
+  }
+  std::vector<uint64_t> hashes(aae::kSegments, 0);
+  if (it != nullptr) {
+    const uint64_t watermark = a.watermark.load(std::memory_order_acquire);
+    Record meta;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string_view key = View(it->key());
+      const uint32_t segment = aae::SegmentOfKey(key);
+      if (!BitSet(bits, segment)) continue;
+      // A record that does not decode is left out (the filter keeps it too).
+      if (!DecodeRecordMeta(View(it->value()), &meta).ok()) continue;
+      if (aae::IsGcEligible(meta, watermark)) continue;
+      hashes[segment] ^= aae::EntryHash(key, meta);
+    }
+    if (!it->status().ok()) {
+      a.dirty.MarkBitmap(bits);
+      return FromRocks(it->status(), "AAE scan failed");
+    }
+  }
+  for (uint32_t seg = 0; seg < aae::kSegments; ++seg) {
+    if (BitSet(bits, seg)) a.tree.SetSegment(seg, hashes[seg]);
+  }
+  *out = a.tree;
+  return Status::OK();
+}
+
+size_t Store::Impl::AaeDirtySegments(uint32_t partition) {
+  return partition < aae_.size() ? aae_[partition]->dirty.Count() : 0;
+}
+
+Status Store::Impl::AaeListKeys(uint32_t partition, const std::vector<uint32_t>& segments,
+                                size_t limit, std::vector<aae::KeyVersion>* out, bool* truncated) {
+  out->clear();
+  *truncated = false;
+  if (partition >= aae_.size()) return Status::Internal("partition out of range");
+  std::array<uint64_t, kDirtyWords> wanted{};
+  for (uint32_t seg : segments) {
+    if (seg >= aae::kSegments) return Status::BadRequest("segment out of range");
+    wanted[seg / 64] |= 1ULL << (seg % 64);
+  }
+  std::unique_ptr<rocksdb::Iterator> it;
+  RINGKV_RETURN_IF_ERROR(PartitionIterator(partition, &it));
+  if (it == nullptr || segments.empty()) return Status::OK();
+  const uint64_t watermark = aae_[partition]->watermark.load(std::memory_order_acquire);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = View(it->key());
+    if (!BitSet(wanted, aae::SegmentOfKey(key))) continue;
+    aae::KeyVersion kv;
+    if (!DecodeRecordMeta(View(it->value()), &kv.meta).ok()) continue;
+    if (aae::IsGcEligible(kv.meta, watermark)) continue;
+    if (out->size() >= limit) {
+      *truncated = true;
+      break;
+    }
+    kv.key.assign(key);
+    out->push_back(std::move(kv));
+  }
+  return FromRocks(it->status(), "AAE key listing failed");
+}
+
+Status Store::Impl::AaeScanRecords(uint32_t partition, std::string_view after_key,
+                                   size_t limit_keys, size_t limit_bytes,
+                                   std::vector<std::pair<std::string, Record>>* out,
+                                   std::string* next_key) {
+  out->clear();
+  next_key->clear();
+  if (partition >= aae_.size()) return Status::Internal("partition out of range");
+  std::unique_ptr<rocksdb::Iterator> it;
+  RINGKV_RETURN_IF_ERROR(PartitionIterator(partition, &it));
+  if (it == nullptr) return Status::OK();
+  // At least one record per call, so that a caller paging on *next_key always
+  // moves forward.
+  limit_keys = std::max<size_t>(1, limit_keys);
+  const uint64_t watermark = aae_[partition]->watermark.load(std::memory_order_acquire);
+  size_t bytes = 0;
+  bool full = false;
+  for (it->Seek(rocksdb::Slice(after_key.data(), after_key.size())); it->Valid(); it->Next()) {
+    std::string_view key = View(it->key());
+    if (!after_key.empty() && key == after_key) continue;
+    if (full) break;  // one more record exists: *next_key stays the last returned
+    Record r;
+    if (!DecodeRecord(View(it->value()), &r).ok()) continue;
+    if (aae::IsGcEligible(r, watermark)) continue;
+    bytes += r.value.size();
+    out->emplace_back(std::string(key), std::move(r));
+    full = out->size() >= limit_keys || bytes >= limit_bytes;
+  }
+  RINGKV_RETURN_IF_ERROR(FromRocks(it->status(), "AAE record scan failed"));
+  if (full && it->Valid()) *next_key = out->back().first;
+  return Status::OK();
+}
+
+uint64_t Store::Impl::GcWatermark(uint32_t partition) {
+  return partition < aae_.size() ? aae_[partition]->watermark.load(std::memory_order_acquire) : 0;
+}
+
+// Persisted before it is published: no compaction purges under a watermark
+// that a crash could forget. Then every segment is marked dirty, as records
+// the new watermark makes eligible leave the tree.
+Status Store::Impl::RaiseGcWatermark(uint32_t partition, uint64_t watermark_hlc) {
+  if (partition >= aae_.size()) return Status::Internal("partition out of range");
+  PartitionAae& a = *aae_[partition];
+  std::lock_guard<std::mutex> l(a.watermark_mu);
+  if (watermark_hlc <= a.watermark.load(std::memory_order_acquire)) return Status::OK();
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  RINGKV_RETURN_IF_ERROR(
+      FromRocks(db_->Put(wo, meta_, PartitionMetaKey(kMetaGcWatermarkPrefix, partition),
+                         std::to_string(watermark_hlc)),
+                "cannot persist GC watermark"));
+  a.watermark.store(watermark_hlc, std::memory_order_release);
+  a.dirty.MarkAll();
+  return Status::OK();
+}
+
+// Twice: every write is a merge operand, the filter sees only full values,
+// and a compaction turns a key's operands into a full value without filtering
+// its own output. The second pass filters what the first one merged.
+Status Store::Impl::CompactPartitions() {
+  RINGKV_RETURN_IF_ERROR(FlushAll());
+  RINGKV_RETURN_IF_ERROR(CompactAll());
+  return CompactAll();
+}
+
+Status Store::Impl::GetNodeValue(std::string_view name, std::string* value) {
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), meta_, kMetaNodeValuePrefix + std::string(name), value);
+  if (s.IsNotFound()) return Status::NotFound();
+  return FromRocks(s, "cannot read node value");
+}
+
+Status Store::Impl::PutNodeValue(std::string_view name, std::string_view value) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db_->Put(wo, meta_, kMetaNodeValuePrefix + std::string(name),
+                            rocksdb::Slice(value.data(), value.size())),
+                   "cannot write node value");
+}
+
+Status Store::Impl::DeleteNodeValue(std::string_view name) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db_->Delete(wo, meta_, kMetaNodeValuePrefix + std::string(name)),
+                   "cannot delete node value");
+}
+
 namespace {
 
 // Reads the node id recorded in the meta family of the database at `path`.
@@ -1026,5 +1352,31 @@ uint32_t Store::partitions() const { return impl_->opts().partitions; }
 const std::string& Store::node_id() const { return impl_->opts().node_id; }
 Status Store::TEST_FlushAll() { return impl_->FlushAll(); }
 Status Store::TEST_CompactAll() { return impl_->CompactAll(); }
+void Store::TEST_SkipCleanClose() { impl_->SkipCleanClose(); }
+
+Status Store::AaeTree(uint32_t partition, aae::Tree* out) { return impl_->AaeTree(partition, out); }
+size_t Store::AaeDirtySegments(uint32_t partition) { return impl_->AaeDirtySegments(partition); }
+Status Store::AaeListKeys(uint32_t partition, const std::vector<uint32_t>& segments, size_t limit,
+                          std::vector<aae::KeyVersion>* out, bool* truncated) {
+  return impl_->AaeListKeys(partition, segments, limit, out, truncated);
+}
+Status Store::AaeScanRecords(uint32_t partition, std::string_view after_key, size_t limit_keys,
+                             size_t limit_bytes, std::vector<std::pair<std::string, Record>>* out,
+                             std::string* next_key) {
+  return impl_->AaeScanRecords(partition, after_key, limit_keys, limit_bytes, out, next_key);
+}
+uint64_t Store::GcWatermark(uint32_t partition) { return impl_->GcWatermark(partition); }
+Status Store::RaiseGcWatermark(uint32_t partition, uint64_t watermark_hlc) {
+  return impl_->RaiseGcWatermark(partition, watermark_hlc);
+}
+Status Store::CompactPartitions() { return impl_->CompactPartitions(); }
+Status Store::GetNodeValue(std::string_view name, std::string* value) {
+  return impl_->GetNodeValue(name, value);
+}
+Status Store::PutNodeValue(std::string_view name, std::string_view value) {
+  return impl_->PutNodeValue(name, value);
+}
+Status Store::DeleteNodeValue(std::string_view name) { return impl_->DeleteNodeValue(name); }
+bool Store::created() const { return impl_->created(); }
 
 }  // namespace ringkv

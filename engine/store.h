@@ -8,7 +8,7 @@
 // Writes are last-writer-wins without a read: each write is a RocksDB Merge of
 // the encoded record, and the merge operator keeps the record with the greater
 // version (see engine/lww.h). A compaction filter purges tombstones and expired
-// records once they are older than the grace period.
+// records once the partition's GC watermark allows it (aae::IsGcEligible).
 //
 // Durability: every write goes to the write-ahead log before Write() returns, so
 // an acknowledged write survives kill -9 of the process. With sync_writes the
@@ -54,13 +54,10 @@ struct StoreOptions {
   std::string node_id;
   // Ring partitions (Q); a data dir made for another Q is refused. Default: 64.
   uint32_t partitions = 64;
-  // Source of time for TTL and tombstone purging. Default: the system clock.
+  // Source of wall-clock time (the write error state's start time). Purging
+  // does not read it: it follows the GC watermarks. Default: the system clock.
   // REQUIRES: outlives the Store.
   const Clock* clock = SystemClock::Default();
-  // How long tombstones and expired records are kept before compaction may
-  // purge them, so that replicas that missed them can still be repaired.
-  // Default: 10 days.
-  uint64_t tombstone_grace_ms = 10ULL * 24 * 3600 * 1000;
   // RocksDB's block cache, shared by every column family. Default: 64 MiB.
   size_t block_cache_bytes = 64ULL << 20;
   // Memtable budget across all column families (WriteBufferManager). Default: 64 MiB.
@@ -198,7 +195,9 @@ class Store {
   //
   // Every partition write (WriteMany) marks its segment dirty. The tree of a
   // partition is persisted by a clean close and loaded by the next Open();
-  // after a crash (no clean-close marker) every segment starts dirty.
+  // after a crash (no clean-close marker) every segment starts dirty (except
+  // in partitions with no family yet: they hold nothing). Settles scan with
+  // ReadOptions::total_order_seek (the partition memtables are hashed).
 
   // Settles partition `partition`'s tree (one scan recomputing its dirty
   // segments, if any) and copies it to *out. A partition with no family yet
@@ -251,6 +250,10 @@ class Store {
   // Backup()) / compact every partition fully.
   Status TEST_FlushAll();
   Status TEST_CompactAll();
+  // Makes the coming close behave like a crash for anti-entropy: the trees
+  // and the clean-close marker are not written, so the next Open() starts
+  // every segment dirty. (The WAL is still synced: the data survives.)
+  void TEST_SkipCleanClose();
 
   class Impl;
 

@@ -19,13 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint64_t kGraceMs = 60'000;
-
 class StoreTest : public testutil::StoreFixture {
  protected:
   StoreOptions Options(std::string node = "n1", uint32_t partitions = 8) {
     StoreOptions o = StoreOptionsFor(std::move(node), partitions);
-    o.tombstone_grace_ms = kGraceMs;
     o.wal_sync_interval_ms = 50;
     return o;
   }
@@ -169,7 +166,7 @@ TEST_F(StoreTest, UnusableDataDirIsAClearError) {
   EXPECT_NE(s.message().find(o.path), std::string::npos) << s.message();
 }
 
-TEST_F(StoreTest, TombstonePurgedOnlyAfterGraceWithoutResurrection) {
+TEST_F(StoreTest, TombstonePurgedOnlyBelowTheWatermarkWithoutResurrection) {
   OpenStore();
   uint64_t now = clock_.NowMs();
   // An old value compacted to the bottom level, then a tombstone above it.
@@ -178,51 +175,60 @@ TEST_F(StoreTest, TombstonePurgedOnlyAfterGraceWithoutResurrection) {
   ASSERT_TRUE(store_->TEST_CompactAll().ok());
   ASSERT_TRUE(store_->Write(2, "k", Tomb(now)).ok());
   ASSERT_TRUE(store_->TEST_FlushAll().ok());
-  // Within the grace period, compactions keep the tombstone.
-  clock_.Advance(kGraceMs - 1);
-  ASSERT_TRUE(store_->TEST_CompactAll().ok());
-  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  // However much time passes, the tombstone stays while the watermark is not
+  // above its version (equal is not above).
+  clock_.Advance(365ULL * 24 * 3600 * 1000);
+  ASSERT_TRUE(store_->CompactPartitions().ok());
   EXPECT_TRUE(MustGet(2, "k").tombstone);
-  // After it, the tombstone goes and the old value must not come back.
-  clock_.Advance(2);
-  ASSERT_TRUE(store_->TEST_CompactAll().ok());
-  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  ASSERT_TRUE(store_->RaiseGcWatermark(2, MakeHlc(now, 0)).ok());
+  ASSERT_TRUE(store_->CompactPartitions().ok());
+  EXPECT_TRUE(MustGet(2, "k").tombstone);
+  // Another partition's watermark does not purge it.
+  ASSERT_TRUE(store_->RaiseGcWatermark(3, MakeHlc(now + 1, 0)).ok());
+  ASSERT_TRUE(store_->CompactPartitions().ok());
+  EXPECT_TRUE(MustGet(2, "k").tombstone);
+  // Above it, the tombstone goes and the old value must not come back.
+  ASSERT_TRUE(store_->RaiseGcWatermark(2, MakeHlc(now, 1)).ok());
+  ASSERT_TRUE(store_->CompactPartitions().ok());
   Record r;
   Status s = store_->Get(2, "k", &r);
   EXPECT_TRUE(s.IsNotFound()) << (s.ok() ? r.value : s.ToString());
 }
 
-TEST_F(StoreTest, ExpiredRecordPurgedOnlyAfterGrace) {
+TEST_F(StoreTest, ExpiredRecordPurgedOnlyBelowTheWatermark) {
   OpenStore();
+  const uint64_t expiry = clock_.NowMs() + 1000;
   Record r = Rec(clock_.NowMs(), "v");
-  r.expires_at_ms = clock_.NowMs() + 1000;
+  r.expires_at_ms = expiry;
   ASSERT_TRUE(store_->Write(0, "ttl", r).ok());
   ASSERT_TRUE(store_->TEST_FlushAll().ok());
-  clock_.Advance(1000 + kGraceMs - 1);
-  ASSERT_TRUE(store_->TEST_CompactAll().ok());
-  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  clock_.Advance(365ULL * 24 * 3600 * 1000);  // long expired: the clock alone purges nothing
+  ASSERT_TRUE(store_->CompactPartitions().ok());
   EXPECT_EQ(MustGet(0, "ttl").value, "v");
-  clock_.Advance(1);
-  ASSERT_TRUE(store_->TEST_CompactAll().ok());
-  ASSERT_TRUE(store_->TEST_CompactAll().ok());
+  ASSERT_TRUE(store_->RaiseGcWatermark(0, MakeHlc(expiry, 0xffff)).ok());  // ms(W) == expiry
+  ASSERT_TRUE(store_->CompactPartitions().ok());
+  EXPECT_EQ(MustGet(0, "ttl").value, "v");
+  ASSERT_TRUE(store_->RaiseGcWatermark(0, MakeHlc(expiry + 1, 0)).ok());
+  ASSERT_TRUE(store_->CompactPartitions().ok());
   Record out;
   EXPECT_TRUE(store_->Get(0, "ttl", &out).IsNotFound());
 }
 
 TEST(PurgeTest, IsPurgeableRules) {
   Record live;
-  live.version = {MakeHlc(1000, 0), "n1"};
+  live.version = {MakeHlc(1000, 5), "n1"};
   live.value = "1";
-  EXPECT_FALSE(IsPurgeable(EncodeRecord(live), 1'000'000, 10));
+  EXPECT_FALSE(IsPurgeable(EncodeRecord(live), MakeHlc(1'000'000, 0)));
   Record tomb = live;
   tomb.tombstone = true;
-  EXPECT_FALSE(IsPurgeable(EncodeRecord(tomb), 1009, 10));
-  EXPECT_TRUE(IsPurgeable(EncodeRecord(tomb), 1010, 10));
+  EXPECT_FALSE(IsPurgeable(EncodeRecord(tomb), 0));
+  EXPECT_FALSE(IsPurgeable(EncodeRecord(tomb), MakeHlc(1000, 5)));
+  EXPECT_TRUE(IsPurgeable(EncodeRecord(tomb), MakeHlc(1000, 6)));
   Record ttl = live;
   ttl.expires_at_ms = 2000;
-  EXPECT_FALSE(IsPurgeable(EncodeRecord(ttl), 2009, 10));
-  EXPECT_TRUE(IsPurgeable(EncodeRecord(ttl), 2010, 10));
-  EXPECT_FALSE(IsPurgeable("corrupt", 1ULL << 60, 0));
+  EXPECT_FALSE(IsPurgeable(EncodeRecord(ttl), MakeHlc(2000, 9)));
+  EXPECT_TRUE(IsPurgeable(EncodeRecord(ttl), MakeHlc(2001, 0)));
+  EXPECT_FALSE(IsPurgeable("corrupt", ~0ULL));
 }
 
 TEST_F(StoreTest, BackupIsConsistentAndRestorable) {
