@@ -12,7 +12,8 @@
 // peer transport ends with its own deadline); held until the test calls
 // Release() (kHold, to delay and reorder). `only` limits the mode to the
 // named methods ("Root", "Branches", "Keys", "Fetch", "Scan", "Put",
-// "RaiseWatermark"); the others are served. `before_call` runs before each
+// "RaiseWatermark"); the others are served. `lose_puts` makes Put answer OK
+// and keep nothing. `before_call` runs before each
 // served call (e.g. to land an in-flight write between a compare and its
 // confirmation). Every call is counted by method.
 //
@@ -56,6 +57,8 @@ class FakeAaeReplica final : public cluster::AaeReplica {
   }
   uint64_t timeout_ms = 1000;
   std::function<void(const std::string& method)> before_call;
+  // Put answers OK and keeps nothing (a disk that loses writes).
+  bool lose_puts = false;
 
   // ---- Test access to the data ----
   // Merges `rec` last-writer-wins (as a replica write).
@@ -184,7 +187,9 @@ class FakeAaeReplica final : public cluster::AaeReplica {
     Run(
         "Put",
         [this, p, records, done] {
-          for (const auto& [k, r] : records) Apply(p, k, r);
+          if (!lose_puts) {
+            for (const auto& [k, r] : records) Apply(p, k, r);
+          }
           records_put_ += static_cast<int>(records.size());
           done(Status::OK());
         },
