@@ -3,12 +3,17 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <sstream>
+
+#include "server/cluster/aae_gate.h"
 
 namespace ringkv::cluster {
 namespace {
 
+using aae_internal::Entry;
+using aae_internal::Gate;
+using aae_internal::Lifeline;
+using aae_internal::Stopped;
 using Outcome = ExchangeResult::Outcome;
 
 // The rebuild state in the AaeStateStore: kRebuildFlag holds the number of
@@ -33,105 +38,6 @@ std::set<std::string> SplitIds(const std::string& text) {
   }
   return out;
 }
-
-// What Stop() waits for: calls out to what the owner supplied (replicas,
-// callbacks, state store) that are under way. Once closed, no new one
-// starts, so after Stop() returns nothing the owner gave is touched again.
-class Lifeline {
- public:
-  bool Enter() {
-    std::lock_guard<std::mutex> l(mu_);
-    if (closed_) return false;
-    ++active_;
-    return true;
-  }
-  void Leave() {
-    std::lock_guard<std::mutex> l(mu_);
-    if (--active_ == 0) cv_.notify_all();
-  }
-  void Close() {
-    std::unique_lock<std::mutex> l(mu_);
-    closed_ = true;
-    cv_.wait(l, [this] { return active_ == 0; });
-  }
-  bool closed() {
-    std::lock_guard<std::mutex> l(mu_);
-    return closed_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int active_ = 0;
-  bool closed_ = false;
-};
-
-// Scoped Enter/Leave; false when the lifeline is closed.
-class Entry {
- public:
-  explicit Entry(Lifeline* l) : l_(l), in_(l->Enter()) {}
-  ~Entry() {
-    if (in_) l_->Leave();
-  }
-  explicit operator bool() const { return in_; }
-
- private:
-  Lifeline* l_;
-  bool in_;
-};
-
-Status Stopped() { return Status::Unavailable("anti-entropy stopped"); }
-
-// The replica as a job sees it: forwards each call while the scheduler runs
-// and answers Unavailable once it stopped, so a job still in flight after
-// Stop() ends at its next call without touching the replica.
-class Gate final : public AaeReplica {
- public:
-  Gate(AaeReplica* target, std::shared_ptr<Lifeline> life)
-      : target_(target), life_(std::move(life)), id_(target->id()) {}
-
-  const std::string& id() const override { return id_; }
-  void Root(uint32_t p, RootDone done) override {
-    Entry e(life_.get());
-    if (!e) return done(Stopped(), AaeRoot());
-    target_->Root(p, std::move(done));
-  }
-  void Branches(uint32_t p, std::vector<uint32_t> b, BranchesDone done) override {
-    Entry e(life_.get());
-    if (!e) return done(Stopped(), {});
-    target_->Branches(p, std::move(b), std::move(done));
-  }
-  void Keys(uint32_t p, std::vector<uint32_t> s, size_t limit, KeysDone done) override {
-    Entry e(life_.get());
-    if (!e) return done(Stopped(), {}, false);
-    target_->Keys(p, std::move(s), limit, std::move(done));
-  }
-  void Fetch(uint32_t p, std::vector<std::string> keys, RecordsDone done) override {
-    Entry e(life_.get());
-    if (!e) return done(Stopped(), {});
-    target_->Fetch(p, std::move(keys), std::move(done));
-  }
-  void Scan(uint32_t p, std::string after, size_t keys, size_t bytes, ScanDone done) override {
-    Entry e(life_.get());
-    if (!e) return done(Stopped(), {}, "");
-    target_->Scan(p, std::move(after), keys, bytes, std::move(done));
-  }
-  void Put(uint32_t p, AaeRecords records, Done done) override {
-    Entry e(life_.get());
-    if (!e) return done(Stopped());
-    target_->Put(p, std::move(records), std::move(done));
-  }
-  void RaiseWatermark(uint32_t p, uint64_t w, Done done) override {
-    Entry e(life_.get());
-    if (!e) return done(Stopped());
-    target_->RaiseWatermark(p, w, std::move(done));
-  }
-
- private:
-  AaeReplica* target_;
-  std::shared_ptr<Lifeline> life_;
-  const std::string id_;
-};
 
 }  // namespace
 
@@ -237,7 +143,9 @@ class AntiEntropy::Impl final : public std::enable_shared_from_this<Impl> {
   RepairBudget budget_;
   const std::shared_ptr<Lifeline> life_ = std::make_shared<Lifeline>();
   std::shared_ptr<Alarm> tick_, kick_;
-  std::mutex persist_mu_;  // orders the state store writes
+  // Held across state store writes (which never call back) so that they land
+  // in the order the state changed.
+  std::mutex persist_mu_;
 
   // mu_ protects the following.
   mutable std::mutex mu_;
@@ -523,6 +431,7 @@ void AntiEntropy::Impl::RunJobExchange(const std::shared_ptr<Job>& job) {
 void AntiEntropy::Impl::OnPulled(const std::shared_ptr<Job>& job, const PullResult& r) {
   Entry e(life_.get());
   if (!e) return;  // stopped: dropped
+  uint64_t now = now_();
   {
     std::lock_guard<std::mutex> l(mu_);
     rebuild_records_ += r.records;
@@ -530,7 +439,7 @@ void AntiEntropy::Impl::OnPulled(const std::shared_ptr<Job>& job, const PullResu
     if (r.status.ok()) pulled_.insert({job->partition, job->peer});
     if (!r.status.ok()) {
       auto& peer = parts_[job->partition].peers[job->peer];
-      peer.last_ms = now_();
+      peer.last_ms = now;
       peer.outcome = Outcome::kFailed;
       peer.error = "pull: " + r.status.ToString();
     }
