@@ -162,6 +162,10 @@ class AntiEntropy::Impl final : public std::enable_shared_from_this<Impl> {
   uint64_t exchanges_ = 0, ticks_skipped_ = 0, keys_repaired_ = 0, false_deltas_ = 0;
   uint64_t segments_differing_ = 0, watermark_raises_ = 0;
   std::map<std::string, uint64_t> by_outcome_;
+  // The last exchange repaired something or left some for later: the next
+  // job starts at once, and an incomplete pair goes again first.
+  bool hurry_ = false;
+  std::optional<std::pair<uint32_t, std::string>> again_;
 };
 
 AntiEntropy::Impl::Replicated AntiEntropy::Impl::ReplicatedPartitions() const {
@@ -250,17 +254,20 @@ void AntiEntropy::Impl::OnAlarm(bool kick) {
     Tick(false);
     return ArmTick();
   }
+  bool rebuild_only;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (job_running_ || !options_.exchanges) return;
     job_running_ = true;
+    rebuild_only = !hurry_;
+    hurry_ = false;
   }
   if (busy_ && busy_()) {
     std::lock_guard<std::mutex> l(mu_);
     job_running_ = false;
     return;  // the next tick tries again
   }
-  StartJob(true);
+  StartJob(rebuild_only);
 }
 
 bool AntiEntropy::Impl::Tick(bool forced) {
@@ -379,7 +386,15 @@ void AntiEntropy::Impl::StartJob(bool rebuild_only) {
   auto job = std::make_shared<Job>();
   auto pick = PickRebuild();
   job->rebuild = pick.has_value();
-  if (!pick && !rebuild_only) pick = PickExchange();
+  if (!pick && !rebuild_only) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      pick = std::move(again_);
+      again_.reset();
+    }
+    if (pick && (!is_up_(pick->second) || replica_(pick->second) == nullptr)) pick.reset();
+    if (!pick) pick = PickExchange();
+  }
   AaeReplica* local = replica_(options_.self);
   AaeReplica* remote = pick ? replica_(pick->second) : nullptr;
   if (!pick || local == nullptr || remote == nullptr) {
@@ -514,6 +529,12 @@ void AntiEntropy::Impl::OnExchanged(const std::shared_ptr<Job>& job, const Excha
         r.incomplete ? " (more left for later)" : "");
   }
   bool round_complete = Record(*job, r);
+  bool more = r.outcome == Outcome::kRepaired || (r.incomplete && r.outcome != Outcome::kFailed);
+  if (more && !job->rebuild) {
+    std::lock_guard<std::mutex> l(mu_);
+    hurry_ = true;
+    if (r.incomplete) again_.emplace(job->partition, job->peer);
+  }
   if (job->rebuild) {
     // A wiped replica's watermark is behind its peers': its first exchange
     // only raises it, so it compares once more.
@@ -609,7 +630,7 @@ void AntiEntropy::Impl::EndJob(bool next) {
   {
     std::lock_guard<std::mutex> l(mu_);
     job_running_ = false;
-    more = RebuildingLocked();
+    more = RebuildingLocked() || hurry_;
   }
   if (next && more && !life_->closed()) Kick();
 }

@@ -9,6 +9,11 @@
 //     BeginRebuild): a Pull of the peer's records, then an Exchange; when it
 //     succeeds the peer is struck off the partition's pending set. While any
 //     rebuild is pending, jobs run back to back instead of once a tick.
+//   - the same pair again, at once, when its exchange left differences for
+//     later (incomplete). After an exchange that repaired something (or left
+//     some for later) the next job starts at once too: a diverged node
+//     converges at the speed of the pauses and the repair budget, not of
+//     the tick; an in-sync node runs one exchange a tick.
 //   - exchange: the next (partition, peer) of a shuffled cycle over every
 //     partition this node replicates and every other replica of it that is
 //     up.

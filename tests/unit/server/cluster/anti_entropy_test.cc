@@ -189,6 +189,31 @@ TEST_F(AntiEntropyTest, ExchangesRepairAndCount) {
   for (const auto& p : st.partitions) EXPECT_EQ(p.peers.at("b").total_repaired, 1u);
 }
 
+// A diverged pair is exchanged again at once while differences remain, and
+// the next job follows at once after a repair: convergence does not wait
+// for ticks (here 20 exchanges in about 8 ticks' time).
+TEST_F(AntiEntropyTest, DivergedNodeConvergesWithoutWaitingForTicks) {
+  opts_.exchange.max_segments = 2;
+  down_ = {"c"};
+  for (uint32_t p = 0; p < kQ; ++p) {
+    std::set<uint32_t> segs;
+    for (int i = 0; segs.size() < 10; ++i) {
+      std::string k = "d" + std::to_string(i);
+      if (segs.insert(aae::SegmentOfKey(k)).second) {
+        Write(p, k, MakeRec(kStart - 1000, "a", "v"), {"a"});
+      }
+    }
+  }
+  auto ae = Make();
+  ASSERT_TRUE(ae->Start().ok());
+  Run(8000);
+  for (uint32_t p = 0; p < kQ; ++p) EXPECT_EQ(R("a").Visible(p), R("b").Visible(p));
+  AaeStatus st = ae->Snapshot();
+  EXPECT_EQ(st.keys_repaired, 10 * kQ);
+  EXPECT_EQ(st.exchanges_by_outcome["repaired"], 5 * kQ);
+  EXPECT_EQ(st.partitions_in_sync, 0u);  // c is down
+}
+
 TEST_F(AntiEntropyTest, RebuildPullsEveryPartitionFromEveryPeer) {
   // a lost its disk; b and c hold everything (c one key more per partition).
   for (uint32_t p = 0; p < kQ; ++p) {
