@@ -20,6 +20,15 @@
 // Pull (rebuild): pages of `source`'s records (Scan) are put into `target`
 // until the scan reaches the end; budgeted the same way.
 //
+// Both sides are asked the same question at once and the next stage starts
+// only after both answered (the first failure, prefixed with the replica's
+// id, is the result's status). A truncated listing makes the result
+// incomplete; a key it left out may then look missing on that side and be
+// pushed there anyway, which the last-writer-wins write makes harmless.
+// Budget tokens are taken per batch after the fetch (when the value bytes
+// are known), before the put. The exchange has no deadline of its own: the
+// replicas' transport times out.
+//
 // Thread-safety: an exchange runs on whatever threads the replicas and the
 // timer call back on; it keeps its own state alive until `done` is called,
 // exactly once.
@@ -82,9 +91,12 @@ struct ExchangeResult {
   uint64_t keys_listed = 0;         // both sides together
   uint64_t keys_pushed = 0;         // local newer: put to remote
   uint64_t keys_pulled = 0;         // remote newer: put to local
-  uint64_t false_deltas = 0;        // listed in a differing segment, versions equal
+  // Listed in a differing segment with equal versions on both sides (the
+  // segment's other keys: about keys-per-segment for each differing one).
+  uint64_t false_deltas = 0;
   uint64_t bytes_repaired = 0;
-  // The oldest version (HLC) among the keys that differed; UINT64_MAX when
+  // The oldest version (HLC) among the keys that differed, taking for each
+  // key its newest version (the one replicas must agree on); UINT64_MAX when
   // none did. A watermark round confirms a peer only when this is not below
   // the round's start.
   uint64_t oldest_difference_hlc = UINT64_MAX;
