@@ -86,6 +86,9 @@ class Node::Impl {
   // live peer say whether it knew this node (a lost disk, see OnPeerHello).
   bool RefusesQuorumReads(uint32_t partition) const;
   cluster::AaeReplica* AaeReplicaOf(const std::string& node);
+  // The scheduler's view, with each partition's watermark as the store holds
+  // it (raised by this node's rounds, a peer's or an exchange).
+  cluster::AaeStatus AaeSnapshot();
 
   // Runs a put or delete through the coordinator.
   void CoordinateWrite(const Request& req, Record record, Done done);
@@ -416,7 +419,7 @@ std::string Node::Impl::StatsJson() {
       {"hints_failed", counters_.hints_failed.load()},
       {"write_restamps", counters_.write_restamps.load()},
       {"round_deadlines", counters_.round_deadlines.load()},
-      {"aae", json::parse(AaeSummaryJson(anti_entropy_->Snapshot()))},
+      {"aae", json::parse(AaeSummaryJson(AaeSnapshot()))},
       {"connections", connections_.open.load()},
       {"connections_refused", connections_.refused.load()},
       {"errors", errors},
@@ -441,7 +444,7 @@ MetricsInput Node::Impl::GatherMetrics() {
   in.members = membership_.Snapshot();
   in.connections = connections_.open.load();
   in.connections_refused = connections_.refused.load();
-  in.aae = anti_entropy_->Snapshot();
+  in.aae = AaeSnapshot();
   in.now_ms = opts_.clock->NowMs();
   return in;
 }
@@ -647,6 +650,14 @@ Status Node::Impl::OpenAntiEntropy() {
   return anti_entropy_->Start();
 }
 
+cluster::AaeStatus Node::Impl::AaeSnapshot() {
+  cluster::AaeStatus status = anti_entropy_->Snapshot();
+  for (cluster::AaePartitionStatus& p : status.partitions) {
+    p.watermark = store_->GcWatermark(p.partition);
+  }
+  return status;
+}
+
 bool Node::Impl::RefusesQuorumReads(uint32_t partition) const {
   if (anti_entropy_->IsRebuilding(partition)) return true;
   if (!fresh_.load(std::memory_order_acquire)) return false;
@@ -780,7 +791,7 @@ void Node::Impl::PeerAaeGc(const Request& req, Done done) {
 
 void Node::Impl::AaeOp(const Request& req, Done done) {
   done(ResponseBuilder(req.id_json)
-           .AddRaw("aae", AaeStatusJson(anti_entropy_->Snapshot(), opts_.clock->NowMs()))
+           .AddRaw("aae", AaeStatusJson(AaeSnapshot(), opts_.clock->NowMs()))
            .Finish());
 }
 

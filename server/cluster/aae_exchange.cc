@@ -61,8 +61,9 @@ class Join {
 };
 
 // What both kinds of job share: waits on the timer (the pauses and the
-// budget). The timer holds its target weakly, so while a wait is armed the
-// job holds itself (keep_alive_); the wait's end drops that reference.
+// budget). The timer holds its target weakly and the job does not hold
+// itself: the caller of RunExchange()/RunPull() keeps it alive until done.
+// A job dropped while waiting (a node shutting down) is freed, not leaked.
 class Job : public Expirable, public std::enable_shared_from_this<Job> {
  public:
   Job(Timer* timer, RepairBudget* budget, NowFn now)
@@ -70,11 +71,9 @@ class Job : public Expirable, public std::enable_shared_from_this<Job> {
 
   void Expire() override {
     std::function<void()> next;
-    std::shared_ptr<Job> self;
     {
       std::lock_guard<std::mutex> l(mu_);
       next = std::move(after_wait_);
-      self = std::move(keep_alive_);
     }
     if (next) next();
   }
@@ -85,7 +84,6 @@ class Job : public Expirable, public std::enable_shared_from_this<Job> {
     {
       std::lock_guard<std::mutex> l(mu_);
       after_wait_ = std::move(next);
-      keep_alive_ = shared_from_this();
     }
     timer_->ExpireAfter(ms, weak_from_this());
   }
@@ -112,7 +110,6 @@ class Job : public Expirable, public std::enable_shared_from_this<Job> {
   // mu_ protects the following.
   std::mutex mu_;
   std::function<void()> after_wait_;
-  std::shared_ptr<Job> keep_alive_;
 };
 
 // The keys listed by one side.
@@ -435,20 +432,22 @@ const char* OutcomeName(ExchangeResult::Outcome outcome) {
   return "failed";
 }
 
-void RunExchange(AaeReplica* local, AaeReplica* remote, uint32_t partition,
-                 const ExchangeOptions& options, Timer* timer, RepairBudget* budget, NowFn now,
-                 ExchangeDone done) {
+std::shared_ptr<void> RunExchange(AaeReplica* local, AaeReplica* remote, uint32_t partition,
+                                  const ExchangeOptions& options, Timer* timer,
+                                  RepairBudget* budget, NowFn now, ExchangeDone done) {
   auto exchange = std::make_shared<Exchange>(local, remote, partition, options, timer, budget,
                                              std::move(now), std::move(done));
   exchange->Start();
+  return exchange;
 }
 
-void RunPull(AaeReplica* source, AaeReplica* target, uint32_t partition,
-             const ExchangeOptions& options, Timer* timer, RepairBudget* budget, NowFn now,
-             std::function<void(PullResult)> done) {
+std::shared_ptr<void> RunPull(AaeReplica* source, AaeReplica* target, uint32_t partition,
+                              const ExchangeOptions& options, Timer* timer, RepairBudget* budget,
+                              NowFn now, std::function<void(PullResult)> done) {
   auto pull = std::make_shared<Pull>(source, target, partition, options, timer, budget,
                                      std::move(now), std::move(done));
   pull->Page("");
+  return pull;
 }
 
 }  // namespace ringkv::cluster

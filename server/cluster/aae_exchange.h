@@ -48,8 +48,11 @@ namespace ringkv::cluster {
 struct ExchangeOptions {
   // Pause between a compare and its confirmation. Default: 500 ms.
   uint64_t pause_ms = 500;
-  // Differing segments listed per exchange. Default: 128.
-  size_t max_segments = 128;
+  // Differing segments listed per exchange. Listing costs one scan of the
+  // partition however many segments it names (engine/aae_tree.h), so the
+  // bound that matters is max_keys; a node that missed many writes then
+  // catches up in one exchange per partition. Default: 4096 (all).
+  size_t max_segments = 4096;
   // Keys listed per side per exchange. Default: 20000.
   size_t max_keys = 20000;
   // Records fetched and put per batch. Default: 256.
@@ -111,11 +114,16 @@ using ExchangeDone = std::function<void(ExchangeResult)>;
 // Returns the current time in ms (the budget's clock).
 using NowFn = std::function<uint64_t()>;
 
-// Runs one exchange of `partition` between `local` and `remote`.
+// Runs one exchange of `partition` between `local` and `remote`. Returns the
+// running exchange: hold it until `done` has been called (the timer holds a
+// pausing exchange only weakly, and the exchange does not hold itself).
+// Dropping it sooner abandons the exchange: it is freed at its next pause or
+// once its replica calls have answered, and `done` is never called.
 // REQUIRES: local, remote, timer and budget outlive the exchange.
-void RunExchange(AaeReplica* local, AaeReplica* remote, uint32_t partition,
-                 const ExchangeOptions& options, Timer* timer, RepairBudget* budget, NowFn now,
-                 ExchangeDone done);
+[[nodiscard]] std::shared_ptr<void> RunExchange(AaeReplica* local, AaeReplica* remote,
+                                                uint32_t partition, const ExchangeOptions& options,
+                                                Timer* timer, RepairBudget* budget, NowFn now,
+                                                ExchangeDone done);
 
 struct PullResult {
   Status status;
@@ -123,9 +131,11 @@ struct PullResult {
   uint64_t bytes = 0;
 };
 
-// Copies every record of `partition` from `source` into `target`.
-void RunPull(AaeReplica* source, AaeReplica* target, uint32_t partition,
-             const ExchangeOptions& options, Timer* timer, RepairBudget* budget, NowFn now,
-             std::function<void(PullResult)> done);
+// Copies every record of `partition` from `source` into `target`. Returns
+// the running pull, to hold as RunExchange()'s.
+[[nodiscard]] std::shared_ptr<void> RunPull(AaeReplica* source, AaeReplica* target,
+                                            uint32_t partition, const ExchangeOptions& options,
+                                            Timer* timer, RepairBudget* budget, NowFn now,
+                                            std::function<void(PullResult)> done);
 
 }  // namespace ringkv::cluster

@@ -123,6 +123,11 @@ class AntiEntropy::Impl final : public std::enable_shared_from_this<Impl> {
   // The job is over; `next` starts the next rebuild job at once (after a
   // success: a failing peer is retried at the next tick, not in a loop).
   void EndJob(bool next);
+  // The running job's handle (aae_exchange.h): numbered runs, so that a
+  // done() that ran inline, before RunX() returned, is not held after it.
+  uint64_t NextRun();
+  void Hold(uint64_t run, std::shared_ptr<void> handle);
+  void Release(uint64_t run);
   Status Persist(uint32_t partition);
   bool InSyncLocked(uint32_t partition, const std::vector<std::string>& replicas) const;
   bool RebuildingLocked() const;
@@ -151,6 +156,8 @@ class AntiEntropy::Impl final : public std::enable_shared_from_this<Impl> {
   mutable std::mutex mu_;
   bool started_ = false;
   bool job_running_ = false;
+  std::shared_ptr<void> running_;  // the running pull or exchange
+  uint64_t runs_ = 0, released_ = 0, running_run_ = 0;
   std::mt19937_64 rng_;
   std::vector<std::pair<uint32_t, std::string>> cycle_;
   size_t cycle_pos_ = 0;
@@ -219,7 +226,35 @@ Status AntiEntropy::Impl::Start() {
   return Status::OK();
 }
 
-void AntiEntropy::Impl::Stop() { life_->Close(); }
+void AntiEntropy::Impl::Stop() {
+  life_->Close();
+  std::shared_ptr<void> running;  // freed outside the lock
+  std::lock_guard<std::mutex> l(mu_);
+  running = std::move(running_);
+  released_ = runs_;
+}
+
+uint64_t AntiEntropy::Impl::NextRun() {
+  std::lock_guard<std::mutex> l(mu_);
+  return ++runs_;
+}
+
+// The running pull or exchange is held here (and by nothing of its own)
+// until its `done` releases it, or Stop() drops it.
+void AntiEntropy::Impl::Hold(uint64_t run, std::shared_ptr<void> handle) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (released_ < run) {
+    std::swap(running_, handle);
+    running_run_ = run;
+  }
+}
+
+void AntiEntropy::Impl::Release(uint64_t run) {
+  std::shared_ptr<void> done;  // freed outside the lock (its caller still holds it)
+  std::lock_guard<std::mutex> l(mu_);
+  released_ = std::max(released_, run);
+  if (running_run_ == run) done = std::move(running_);
+}
 
 uint64_t AntiEntropy::Impl::NextIntervalLocked() {
   uint64_t base = options_.interval_ms;
@@ -414,8 +449,12 @@ void AntiEntropy::Impl::StartJob(bool rebuild_only) {
   }
   if (!pull) return RunJobExchange(job);
   auto self = shared_from_this();
-  RunPull(job->remote.get(), job->local.get(), job->partition, options_.exchange, timer_, &budget_,
-          GatedNow(), [self, job](PullResult r) { self->OnPulled(job, r); });
+  uint64_t run = NextRun();
+  Hold(run, RunPull(job->remote.get(), job->local.get(), job->partition, options_.exchange, timer_,
+                    &budget_, GatedNow(), [self, job, run](PullResult r) {
+                      self->Release(run);
+                      self->OnPulled(job, r);
+                    }));
 }
 
 // After Stop() the clock reads far ahead, so that a job waiting on the budget
@@ -439,8 +478,12 @@ void AntiEntropy::Impl::RunJobExchange(const std::shared_ptr<Job>& job) {
   }
   job->start_hlc = hlc_->Now();
   auto self = shared_from_this();
-  RunExchange(job->local.get(), job->remote.get(), job->partition, options_.exchange, timer_,
-              &budget_, GatedNow(), [self, job](ExchangeResult r) { self->OnExchanged(job, r); });
+  uint64_t run = NextRun();
+  Hold(run, RunExchange(job->local.get(), job->remote.get(), job->partition, options_.exchange,
+                        timer_, &budget_, GatedNow(), [self, job, run](ExchangeResult r) {
+                          self->Release(run);
+                          self->OnExchanged(job, r);
+                        }));
 }
 
 void AntiEntropy::Impl::OnPulled(const std::shared_ptr<Job>& job, const PullResult& r) {

@@ -33,7 +33,7 @@ std::string KeyOutside(const std::set<uint32_t>& avoid_branches, int from) {
 class ExchangeTest : public ::testing::Test {
  protected:
   void Start(RepairBudget* budget = nullptr) {
-    RunExchange(
+    running_ = RunExchange(
         &a_, &b_, kP, opts_, &timer_, budget ? budget : &unlimited_, [this] { return now_ms_; },
         [this](ExchangeResult r) { results_.push_back(std::move(r)); });
   }
@@ -64,6 +64,7 @@ class ExchangeTest : public ::testing::Test {
   RepairBudget unlimited_{0, 0};
   ExchangeOptions opts_;
   std::vector<ExchangeResult> results_;
+  std::shared_ptr<void> running_;  // the exchange Start() began
 };
 
 TEST_F(ExchangeTest, InSyncTreesRepairNothing) {
@@ -77,6 +78,20 @@ TEST_F(ExchangeTest, InSyncTreesRepairNothing) {
   EXPECT_FALSE(r.incomplete);
   EXPECT_EQ(a_.calls("Branches") + b_.calls("Keys") + b_.calls("Put") + a_.calls("Put"), 0);
   EXPECT_EQ(timer_.armed(), 0u);  // equal roots: no pause
+}
+
+// Nothing holds a pausing exchange but its caller: dropped (a node shutting
+// down, its timer gone), it is freed, not kept alive by itself.
+TEST_F(ExchangeTest, AbandonedExchangeIsFreedNotLeaked) {
+  Same(10);
+  a_.Apply(kP, "only-a", MakeRec(kT, "n1", "x"));
+  Start();
+  ASSERT_GT(timer_.armed(), 0u) << "the exchange should be pausing before its confirmation";
+  std::weak_ptr<void> watch = running_;
+  running_.reset();
+  EXPECT_TRUE(watch.expired());
+  for (int i = 0; i < 10; ++i) Advance(opts_.pause_ms);
+  EXPECT_TRUE(results_.empty()) << "an abandoned exchange does not report";
 }
 
 TEST_F(ExchangeTest, RepairsBothDirectionsUntilEqual) {
@@ -238,7 +253,7 @@ TEST_F(ExchangeTest, FailingReplicaFailsOnceAtEveryStage) {
     // Fetch and Put fail on the side they are made to.
     (std::string(method) == "Fetch" ? a : b).SetMode(FakeAaeReplica::Mode::kFail, {method});
     results_.clear();
-    RunExchange(
+    auto running = RunExchange(
         &a, &b, kP, opts_, &timer_, &unlimited_, [this] { return now_ms_; },
         [this](ExchangeResult r) { results_.push_back(std::move(r)); });
     for (int i = 0; i < 10; ++i) Advance(opts_.pause_ms);
@@ -369,7 +384,7 @@ class PullTest : public ExchangeTest {
  protected:
   PullResult Pull(RepairBudget* budget = nullptr) {
     std::vector<PullResult> out;
-    RunPull(
+    auto running = RunPull(
         &a_, &b_, kP, opts_, &timer_, budget ? budget : &unlimited_, [this] { return now_ms_; },
         [&](PullResult r) { out.push_back(std::move(r)); });
     for (int i = 0; i < 1000 && out.empty(); ++i) Advance(100);
