@@ -227,7 +227,9 @@ TEST(AntiEntropyTest, KeyDeletedWhileReplicaDownStaysDeleted) {
   const uint64_t past = (newest_tombstone >> 16) + 3000;
   ASSERT_TRUE(WaitFor([&] { return wall_ms() > past; }, milliseconds(10000)));
   for (int i : {0, 1}) {
-    for (const Json& p : Aae(c, i)["partitions"]) {
+    const Json aae = Aae(c, i);  // the loop below must not range over a temporary's member
+    ASSERT_EQ(aae["partitions"].size(), 8u) << aae.dump();
+    for (const Json& p : aae["partitions"]) {
       EXPECT_LT(U64(p, "watermark"), oldest_tombstone)
           << "the watermark passed a tombstone that node 2 has not confirmed: " << p.dump();
     }
@@ -249,7 +251,9 @@ TEST(AntiEntropyTest, KeyDeletedWhileReplicaDownStaysDeleted) {
   ASSERT_TRUE(WaitFor(
       [&] {
         for (int i = 0; i < c.size(); ++i) {
-          for (const Json& p : Aae(c, i)["partitions"]) {
+          const Json aae = Aae(c, i);
+          if (aae["partitions"].size() != 8) return false;
+          for (const Json& p : aae["partitions"]) {
             if (U64(p, "watermark") <= newest_tombstone) return false;
           }
         }
