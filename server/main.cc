@@ -407,7 +407,8 @@ void StartClusterLayer(const NodeOptions& options, Node* node,
                                              node->cluster_fingerprint());
   (*peers)->SetHybridClock(node->hybrid_clock());
   (*peers)->SetHelloListener(
-      [node](const std::string& peer, bool known) { node->OnPeerHello(peer, known); });
+      [node](const std::string& peer, bool dir_changed) { node->OnPeerHello(peer, dir_changed); });
+  (*peers)->SetDataDirId(node->data_dir_id());
   node->SetPeerTransport(peers->get());
   std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes;
   for (const std::string& peer : membership->Peers()) {

@@ -4,8 +4,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -46,7 +48,8 @@ class Node::Impl {
   const std::string& fingerprint() const { return fingerprint_; }
   void Shutdown();
   void SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes);
-  void OnPeerHello(const std::string& peer, bool known);
+  void OnPeerHello(const std::string& peer, bool dir_changed);
+  const std::string& data_dir_id() const { return dir_id_; }
 
  private:
   using Handler = void (Impl::*)(const Request&, Done);
@@ -129,8 +132,11 @@ class Node::Impl {
   // they knew it. `fresh_` until every live peer has answered.
   std::atomic<bool> fresh_{false};
   mutable std::mutex seen_mu_;
-  std::set<std::string> seen_peers_;  // peers that said hello to us, ever (by seen_mu_)
-  std::set<std::string> answered_;    // peers whose hello answer we had (by seen_mu_)
+  // Each peer that ever said hello, with the data dir identity it last
+  // gave (by seen_mu_).
+  std::map<std::string, std::string> seen_peers_;
+  std::string dir_id_;              // this data dir's identity (set in Open)
+  std::set<std::string> answered_;  // peers whose hello answer we had (by seen_mu_)
 
   // mu_ protects the following.
   std::mutex mu_;
@@ -156,16 +162,32 @@ class Node::Impl {
 namespace {
 
 constexpr char kFreshValue[] = "fresh";           // set while a new data dir checks with its peers
-constexpr char kSeenPeersValue[] = "seen_peers";  // comma-separated ids
+constexpr char kSeenPeersValue[] = "seen_peers";  // "id=dir,id=dir"
+constexpr char kDirIdValue[] = "dir_id";
 
-std::set<std::string> SplitIds(const std::string& text) {
-  std::set<std::string> out;
+std::map<std::string, std::string> SplitSeen(const std::string& text) {
+  std::map<std::string, std::string> out;
   std::stringstream in(text);
-  std::string id;
-  while (std::getline(in, id, ',')) {
-    if (!id.empty()) out.insert(id);
+  std::string entry;
+  while (std::getline(in, entry, ',')) {
+    size_t eq = entry.find('=');
+    if (eq != std::string::npos && eq > 0) out[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
   return out;
+}
+
+std::string JoinSeen(const std::map<std::string, std::string>& seen) {
+  std::string out;
+  for (const auto& [id, dir] : seen) out += (out.empty() ? "" : ",") + id + "=" + dir;
+  return out;
+}
+
+// 128 random bits as hex: a data dir's identity.
+std::string NewDirId() {
+  std::random_device rd;
+  char buf[33];
+  std::snprintf(buf, sizeof(buf), "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return buf;
 }
 
 std::vector<std::pair<std::string, std::string>> MemberPairs(const NodeOptions& o) {
@@ -573,18 +595,19 @@ void Node::Impl::PeerHello(const Request& req, Done done) {
     uint64_t ahead = HlcPhysicalMs(req.hlc);
     if (ahead <= opts_.clock->NowMs() + opts_.max_clock_skew_ms) hlc_.Observe(req.hlc);
   }
-  // Whether this node knew the caller before: a caller with a new data dir
-  // learns from it that it lost its disk (OnPeerHello). Remembered across
-  // restarts; written once per peer.
-  bool known = true;
-  {
+  // Whether this node knew the caller with another data dir: a caller whose
+  // data dir is new learns from it that it lost its disk (OnPeerHello).
+  // Remembered across restarts; written when a peer's dir first shows or
+  // changes.
+  bool dir_changed = false;
+  if (!req.peer_dir.empty() && IsValidNodeId(req.from) &&
+      req.peer_dir.find_first_of(",=") == std::string::npos) {
     std::lock_guard<std::mutex> l(seen_mu_);
-    if (!seen_peers_.count(req.from) && IsValidNodeId(req.from)) {
-      known = false;
-      seen_peers_.insert(req.from);
-      std::string ids;
-      for (const std::string& id : seen_peers_) ids += (ids.empty() ? "" : ",") + id;
-      Status s = store_->PutNodeValue(kSeenPeersValue, ids);
+    auto it = seen_peers_.find(req.from);
+    if (it == seen_peers_.end() || it->second != req.peer_dir) {
+      dir_changed = it != seen_peers_.end();
+      seen_peers_[req.from] = req.peer_dir;
+      Status s = store_->PutNodeValue(kSeenPeersValue, JoinSeen(seen_peers_));
       if (!s.ok()) spdlog::error("[membership] cannot record peer {}: {}", req.from, s.message());
     }
   }
@@ -593,7 +616,7 @@ void Node::Impl::PeerHello(const Request& req, Done done) {
   // that can reach us may not yet be reachable from us).
   done(ResponseBuilder(req.id_json)
            .AddString("node", opts_.node_id)
-           .AddBool("known", known)
+           .AddBool("dir_changed", dir_changed)
            .Finish());
 }
 
@@ -617,8 +640,14 @@ class Node::Impl::StateStore final : public cluster::AaeStateStore {
 Status Node::Impl::OpenAntiEntropy() {
   std::string value;
   Status s = store_->GetNodeValue(kSeenPeersValue, &value);
-  if (s.ok()) seen_peers_ = SplitIds(value);
+  if (s.ok()) seen_peers_ = SplitSeen(value);
   if (!s.ok() && !s.IsNotFound()) return s;
+  s = store_->GetNodeValue(kDirIdValue, &dir_id_);
+  if (s.IsNotFound()) {
+    dir_id_ = NewDirId();
+    s = store_->PutNodeValue(kDirIdValue, dir_id_);
+  }
+  if (!s.ok()) return s;
   const bool has_peers = opts_.cluster.size() > 1;
   if (has_peers && opts_.anti_entropy) {
     if (store_->created()) RINGKV_RETURN_IF_ERROR(store_->PutNodeValue(kFreshValue, "1"));
@@ -683,9 +712,11 @@ void Node::Impl::SetAaeRemotes(
 }
 
 // A peer answered our hello. A data dir that is new (fresh_) while a peer
-// knew this node means the node lost its disk: everything it replicates is
-// pulled back from the other replicas before its reads count again.
-void Node::Impl::OnPeerHello(const std::string& peer, bool known) {
+// knew this node with another one means the node lost its disk: everything it
+// replicates is pulled back from the other replicas before its reads count
+// again. (A brand-new cluster's nodes have never seen each other's dirs, and a
+// node restarted on its own dir sends the same identity: neither rebuilds.)
+void Node::Impl::OnPeerHello(const std::string& peer, bool dir_changed) {
   if (!fresh_.load(std::memory_order_acquire)) return;
   bool settled = true;
   {
@@ -693,10 +724,11 @@ void Node::Impl::OnPeerHello(const std::string& peer, bool known) {
     answered_.insert(peer);
     for (const std::string& p : membership_.Peers()) settled = settled && answered_.count(p) > 0;
   }
-  const bool lost = known;
+  const bool lost = dir_changed;
   if (lost) {
     spdlog::warn(
-        "[aae] this data dir is new but {} knew node {}: the disk was lost or replaced; "
+        "[aae] this data dir is new but {} knew node {} with another one: the disk was lost or "
+        "replaced; "
         "rebuilding every partition from the other replicas (reads count again once done)",
         peer, opts_.node_id);
     Status s = anti_entropy_->BeginRebuild();
@@ -849,7 +881,10 @@ void Node::Shutdown() { impl_->Shutdown(); }
 void Node::SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes) {
   impl_->SetAaeRemotes(std::move(remotes));
 }
-void Node::OnPeerHello(const std::string& peer, bool known) { impl_->OnPeerHello(peer, known); }
+void Node::OnPeerHello(const std::string& peer, bool dir_changed) {
+  impl_->OnPeerHello(peer, dir_changed);
+}
+const std::string& Node::data_dir_id() const { return impl_->data_dir_id(); }
 std::string Node::MetricsText() { return impl_->MetricsText(); }
 ConnectionStats* Node::connection_stats() { return impl_->connection_stats(); }
 

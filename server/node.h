@@ -44,9 +44,11 @@ class Node final : public RequestHandler {
   // The other members' replicas for anti-entropy (server/net/remote_aae_replica.h),
   // once the peer client runs. Exchanges with a member start only once set.
   void SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes);
-  // A peer answered this node's hello; `known`: it had seen this node
-  // before (with a new data dir, that means a lost disk: PROTOCOL.md §9).
-  void OnPeerHello(const std::string& peer, bool known);
+  // A peer answered this node's hello; `dir_changed`: it knew this node
+  // with another data dir (this one new: a lost disk, PROTOCOL.md §9).
+  void OnPeerHello(const std::string& peer, bool dir_changed);
+  // This data dir's identity: random, made when the dir was created.
+  const std::string& data_dir_id() const;
 
   // Connection counts, kept by the network layer, shown in stats and metrics.
   ConnectionStats* connection_stats();

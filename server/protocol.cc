@@ -204,6 +204,13 @@ Status ParsePeerHello(const json& req, const Limits&, Request* out) {
     if (!hlc->is_number_unsigned()) return Status::BadRequest("'hlc' must be an unsigned integer");
     out->hlc = hlc->get<uint64_t>();
   }
+  auto dir = req.find("dir");
+  if (dir != req.end()) {
+    if (!dir->is_string() || dir->get_ref<const std::string&>().size() > 64) {
+      return Status::BadRequest("'dir' must be a string of at most 64 bytes");
+    }
+    out->peer_dir = dir->get<std::string>();
+  }
   return Status::OK();
 }
 
@@ -841,9 +848,11 @@ std::string EncodePeerRead(std::string_view key) {
   return "{\"op\":\"_read\",\"key\":" + JsonQuote(key) + "}";
 }
 
-std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc) {
+std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc,
+                            std::string_view dir) {
   return "{\"op\":\"_hello\",\"from\":" + JsonQuote(from) +
-         ",\"cluster\":" + JsonQuote(fingerprint) + ",\"hlc\":" + std::to_string(hlc) + "}";
+         ",\"cluster\":" + JsonQuote(fingerprint) + ",\"hlc\":" + std::to_string(hlc) +
+         (dir.empty() ? "" : ",\"dir\":" + JsonQuote(dir)) + "}";
 }
 
 std::string RenderStale(const std::string& id_json, const Status& stale) {
@@ -881,12 +890,12 @@ Status ParsePeerReadReply(std::string_view line, Record* out) {
   return s.ok() ? s : Status::Internal("malformed peer record: " + s.message());
 }
 
-Status ParsePeerHelloReply(std::string_view line, bool* known) {
+Status ParsePeerHelloReply(std::string_view line, bool* dir_changed) {
   json reply;
   RINGKV_RETURN_IF_ERROR(ParseReply(line, &reply));
-  if (known != nullptr) {
-    auto it = reply.find("known");
-    *known = it != reply.end() && it->is_boolean() && it->get<bool>();
+  if (dir_changed != nullptr) {
+    auto it = reply.find("dir_changed");
+    *dir_changed = it != reply.end() && it->is_boolean() && it->get<bool>();
   }
   return Status::OK();
 }

@@ -54,6 +54,7 @@ struct Request {
   std::string from;         // _hello: the asking node
   std::string fingerprint;  // _hello: the asking node's cluster fingerprint
   uint64_t hlc = 0;         // _hello: the asking node's hybrid clock (0 = not sent)
+  std::string peer_dir;     // _hello: the asking node's data dir identity ("" = not sent)
   // Anti-entropy peer ops (_aae_*).
   uint32_t partition = 0;
   std::vector<uint32_t> ids;      // _aae_tree: branches (empty = the root); _aae_keys: segments
@@ -114,9 +115,10 @@ std::string JsonQuote(std::string_view s);
 // _read  {"op":"_read","key":K}
 //        -> {"ok":true,"found":false} | {"ok":true,"found":true,"version":V,
 //           "tombstone":B,"expires_ms":E,"value":X}
-// _hello {"op":"_hello","from":ID,"cluster":FINGERPRINT,"hlc":H}
-//        -> {"ok":true,"node":ID,"known":B}, B: the receiver had seen ID before
-//        (it remembers every peer that said hello, across restarts),
+// _hello {"op":"_hello","from":ID,"cluster":FINGERPRINT,"hlc":H,"dir":D}
+//        -> {"ok":true,"node":ID,"dir_changed":B}, B: the receiver knew ID
+//        with another data dir identity D (it remembers each peer's last D
+//        across restarts): the sender's disk was lost or replaced,
 //        or bad_request when the fingerprints differ. Doubles as the failure
 //        detector's ping; the receiver observes H (its hybrid clock moves past
 //        the sender's, within --max-clock-skew-ms).
@@ -126,7 +128,9 @@ std::string JsonQuote(std::string_view s);
 
 std::string EncodePeerWrite(std::string_view key, const Record& record);
 std::string EncodePeerRead(std::string_view key);
-std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc);
+// `dir`: the sender's data dir identity ("" = none sent).
+std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc,
+                            std::string_view dir = "");
 // The answer to a _write that is not newer than what the replica holds.
 // REQUIRES: stale.IsStale() (its message is the held version).
 std::string RenderStale(const std::string& id_json, const Status& stale);
@@ -140,9 +144,9 @@ std::string RenderPeerRecord(const std::string& id_json, const Record* record);
 Status ParsePeerWriteReply(std::string_view line);
 // NotFound when the peer has no record of the key.
 Status ParsePeerReadReply(std::string_view line, Record* out);
-// *known (if given): the peer had seen this node before ("known" in the
-// reply; false when absent).
-Status ParsePeerHelloReply(std::string_view line, bool* known = nullptr);
+// *dir_changed (if given): the peer knew this node with another data dir
+// ("dir_changed" in the reply; false when absent).
+Status ParsePeerHelloReply(std::string_view line, bool* dir_changed = nullptr);
 
 // What nodes must agree on to form a cluster: every member (id and address,
 // sorted), Q and N, as one string.

@@ -206,13 +206,14 @@ void PeerClient::Read(const std::string& node, const std::string& key, uint64_t 
 }
 
 void PeerClient::Hello(const std::string& node, uint64_t timeout_ms, HelloDone done) {
-  Submit(node, EncodePeerHello(self_, fingerprint_, hlc_ != nullptr ? hlc_->Now() : 0), timeout_ms,
+  Submit(node, EncodePeerHello(self_, fingerprint_, hlc_ != nullptr ? hlc_->Now() : 0, dir_id_),
+         timeout_ms,
          [this, node, done = std::move(done)](Status s, bool refused, std::string_view line) {
            if (!s.ok()) return done(std::move(s), refused);
-           bool known = false;
+           bool changed = false;
            Status parsed =
-               ParseSafely([line, &known] { return ParsePeerHelloReply(line, &known); });
-           if (parsed.ok() && hello_listener_) hello_listener_(node, known);
+               ParseSafely([line, &changed] { return ParsePeerHelloReply(line, &changed); });
+           if (parsed.ok() && hello_listener_) hello_listener_(node, changed);
            done(std::move(parsed), false);
          });
 }

@@ -151,10 +151,12 @@ class PeerClient final : public cluster::ReplicaTransport {
   using SendDone = std::function<void(Status, std::string_view line)>;
   void Send(const std::string& node, std::string line, uint64_t timeout_ms, SendDone done);
 
-  // Called (on the client's thread) with every successful hello's answer to
-  // "has this node seen me before" (PROTOCOL: _hello's "known"). Set before
-  // Start().
-  using HelloListener = std::function<void(const std::string& node, bool known)>;
+  // The data dir identity Hello() sends, and the listener called (on the
+  // client's thread) with every successful hello's answer to "did you know
+  // me with another data dir" (_hello's "dir_changed": a lost disk). Set
+  // before Start().
+  void SetDataDirId(std::string dir) { dir_id_ = std::move(dir); }
+  using HelloListener = std::function<void(const std::string& node, bool dir_changed)>;
   void SetHelloListener(HelloListener listener) { hello_listener_ = std::move(listener); }
 
   const std::string& self() const { return self_; }
@@ -199,6 +201,7 @@ class PeerClient final : public cluster::ReplicaTransport {
   const std::string fingerprint_;
   HybridClock* hlc_ = nullptr;
   HelloListener hello_listener_;
+  std::string dir_id_;
 
   // Declared first among the asio members so that it is destroyed last.
   asio::io_context io_;

@@ -321,6 +321,12 @@ TEST(AntiEntropyTest, ConcurrentWritesCauseNoRepairStorm) {
       << "anti-entropy repaired writes that were only in flight (" << false_deltas
       << " false deltas)";
   EXPECT_LE(false_deltas, acked.load() / 100 + 20);
+  // A brand-new cluster is not mistaken for one whose disks were lost.
+  for (int i = 0; i < c.size(); ++i) {
+    EXPECT_EQ(c.node(i).ReadLog().find("rebuilding every partition"), std::string::npos)
+        << c.id(i) << " started a rebuild in a new cluster";
+    EXPECT_FALSE(Aae(c, i).value("rebuilding", true));
+  }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "engine/aae_tree.h"
 #include "engine/version.h"
 #include "server/cluster/ring.h"
+#include "server/protocol.h"
 #include "tests/unit/server/node_fixture.h"
 #include "tests/util/wait_for.h"
 
@@ -88,6 +89,27 @@ TEST_F(NodeAaeTest, TreeKeysFetchAndScanDescribeWhatIsStored) {
   EXPECT_EQ(ErrorCode(Call({{"op", "_aae_tree"}, {"partition", 8}})), "bad_request");
   EXPECT_EQ(ErrorCode(Call({{"op", "_aae_keys"}, {"partition", 0}, {"segments", {4096}}})),
             "bad_request");
+}
+
+// A peer learns from _hello whether this node knew it with another data dir
+// (its disk was lost): not on first sight, not again with the same dir, and
+// the memory survives a restart.
+TEST_F(NodeAaeTest, HelloSaysWhenAPeersDataDirChanged) {
+  auto hello = [&](const std::string& dir) {
+    bool changed = true;
+    Status s = ParsePeerHelloReply(
+        CallRaw(EncodePeerHello("n2", node_->cluster_fingerprint(), 0, dir)), &changed);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return changed;
+  };
+  EXPECT_FALSE(hello("aaaa")) << "first sight";
+  EXPECT_FALSE(hello("aaaa"));
+  EXPECT_TRUE(hello("bbbb")) << "a new dir under a known id";
+  EXPECT_FALSE(hello("bbbb"));
+  node_.reset();
+  OpenNode();
+  EXPECT_TRUE(hello("cccc")) << "remembered across a restart";
+  EXPECT_FALSE(node_->data_dir_id().empty());
 }
 
 TEST_F(NodeAaeTest, WatermarkFromTheFutureIsRefused) {
