@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <sstream>
 
 #include "server/cluster/aae_gate.h"
@@ -173,6 +174,12 @@ class AntiEntropy::Impl final : public std::enable_shared_from_this<Impl> {
   // job starts at once, and an incomplete pair goes again first.
   bool hurry_ = false;
   std::optional<std::pair<uint32_t, std::string>> again_;
+  // Catch-up: a peer found behind (an exchange repaired something) has most
+  // likely missed writes in every partition it shares with this node (it was
+  // down, or without hints): those pairs are queued and exchanged back to
+  // back, in sync or not, instead of waiting for the cycle to reach them.
+  std::deque<std::pair<uint32_t, std::string>> catchup_;
+  std::set<std::string> catching_up_;  // peers with pairs in catchup_
 };
 
 AntiEntropy::Impl::Replicated AntiEntropy::Impl::ReplicatedPartitions() const {
@@ -294,7 +301,7 @@ void AntiEntropy::Impl::OnAlarm(bool kick) {
     std::lock_guard<std::mutex> l(mu_);
     if (job_running_ || !options_.exchanges) return;
     job_running_ = true;
-    rebuild_only = !hurry_;
+    rebuild_only = !hurry_ && catchup_.empty();
     hurry_ = false;
   }
   if (busy_ && busy_()) {
@@ -428,6 +435,18 @@ void AntiEntropy::Impl::StartJob(bool rebuild_only) {
       again_.reset();
     }
     if (pick && (!is_up_(pick->second) || replica_(pick->second) == nullptr)) pick.reset();
+    while (!pick) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (catchup_.empty()) {
+          catching_up_.clear();
+          break;
+        }
+        pick = catchup_.front();
+        catchup_.pop_front();
+      }
+      if (!is_up_(pick->second) || replica_(pick->second) == nullptr) pick.reset();
+    }
     if (!pick) pick = PickExchange();
   }
   AaeReplica* local = replica_(options_.self);
@@ -573,6 +592,28 @@ void AntiEntropy::Impl::OnExchanged(const std::shared_ptr<Job>& job, const Excha
   }
   bool round_complete = Record(*job, r);
   bool more = r.outcome == Outcome::kRepaired || (r.incomplete && r.outcome != Outcome::kFailed);
+  if (r.outcome == Outcome::kRepaired && !job->rebuild) {
+    bool queue;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue = catching_up_.insert(job->peer).second;
+    }
+    if (queue) {
+      std::vector<std::pair<uint32_t, std::string>> pairs;
+      for (const auto& [p, replicas] : ReplicatedPartitions()) {
+        if (p != job->partition &&
+            std::find(replicas.begin(), replicas.end(), job->peer) != replicas.end()) {
+          pairs.emplace_back(p, job->peer);
+        }
+      }
+      spdlog::info(
+          "[aae] {} was behind in partition {}: exchanging the other {} partitions "
+          "it shares with this node at once",
+          job->peer, job->partition, pairs.size());
+      std::lock_guard<std::mutex> l(mu_);
+      catchup_.insert(catchup_.end(), pairs.begin(), pairs.end());
+    }
+  }
   if (more && !job->rebuild) {
     std::lock_guard<std::mutex> l(mu_);
     hurry_ = true;
@@ -673,7 +714,7 @@ void AntiEntropy::Impl::EndJob(bool next) {
   {
     std::lock_guard<std::mutex> l(mu_);
     job_running_ = false;
-    more = RebuildingLocked() || hurry_;
+    more = RebuildingLocked() || hurry_ || !catchup_.empty();
   }
   if (next && more && !life_->closed()) Kick();
 }

@@ -14,6 +14,10 @@
 //     some for later) the next job starts at once too: a diverged node
 //     converges at the speed of the pauses and the repair budget, not of
 //     the tick; an in-sync node runs one exchange a tick.
+//   - catch-up: once an exchange with a peer repairs something, every other
+//     partition this node shares with that peer is queued and exchanged back
+//     to back (a peer behind in one partition was most likely away for all
+//     of them), in sync or not, until the queue is empty.
 //   - exchange: the next (partition, peer) of a shuffled cycle over every
 //     partition this node replicates and every other replica of it that is
 //     up.
