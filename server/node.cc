@@ -164,6 +164,8 @@ namespace {
 constexpr char kFreshValue[] = "fresh";           // set while a new data dir checks with its peers
 constexpr char kSeenPeersValue[] = "seen_peers";  // "id=dir,id=dir"
 constexpr char kDirIdValue[] = "dir_id";
+// Compaction debt beyond which anti-entropy pauses (see OpenAntiEntropy).
+constexpr uint64_t kAaeBusyCompactionDebt = 1ULL << 30;
 
 std::map<std::string, std::string> SplitSeen(const std::string& text) {
   std::map<std::string, std::string> out;
@@ -674,7 +676,12 @@ Status Node::Impl::OpenAntiEntropy() {
       [this](const std::string& node) { return membership_.IsUp(node); },
       [this](const std::string& node) { return AaeReplicaOf(node); }, background_.get(),
       [clock = opts_.clock] { return clock->NowMs(); }, &hlc_, aae_state_.get(),
-      [this] { return store_->Properties().write_error; });
+      [this] {
+        // Busy: the store refuses writes (a full disk), or compaction is far
+        // behind (exchanges would add scans and repairs to its debt).
+        StoreProperties props = store_->Properties();
+        return props.write_error || props.pending_compaction_bytes > kAaeBusyCompactionDebt;
+      });
   replica_->SetRebuildGate([this](uint32_t p) { return RefusesQuorumReads(p); });
   return anti_entropy_->Start();
 }

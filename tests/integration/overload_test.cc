@@ -45,7 +45,11 @@ using Clock = std::chrono::steady_clock;
 
 // The promises checked in every load test.
 constexpr int64_t kMaxPeakRssKiB = 1024 * 1024;  // 1 GiB
-constexpr double kMaxPingP99Ms = 250;
+// Starvation (a fresh client queued behind the abusive connections' backlog)
+// shows as seconds or timeouts; a fair loop keeps the p99 well under a
+// second. The bound leaves room for this 2-core machine's speed, which varies
+// about 2x from day to day (docs/benchmarks.md, issue #10).
+constexpr double kMaxPingP99Ms = 1000;
 constexpr int kPings = 100;
 // Pings slower than this are printed one by one.
 constexpr double kSlowPingMs = 50;
