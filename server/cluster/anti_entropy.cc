@@ -163,6 +163,7 @@ class AntiEntropy::Impl final : public std::enable_shared_from_this<Impl> {
   std::vector<std::pair<uint32_t, std::string>> cycle_;
   size_t cycle_pos_ = 0;
   std::map<uint32_t, std::set<std::string>> rebuild_;  // partition -> peers pending
+  std::atomic<bool> any_rebuild_{false};               // !rebuild_.empty(), read without mu_
   std::set<std::pair<uint32_t, std::string>> pulled_;  // rebuild pulls done (not persisted)
   uint32_t rebuild_total_ = 0;
   uint64_t rebuild_records_ = 0, rebuild_bytes_ = 0;
@@ -217,6 +218,7 @@ Status AntiEntropy::Impl::Start() {
     if (started_) return Status::OK();
     started_ = true;
     rebuild_ = std::move(pending);
+    any_rebuild_.store(!rebuild_.empty(), std::memory_order_release);
     resumed = rebuild_.size();
     rebuild_total_ = resumed == 0 ? 0 : std::max(total, static_cast<uint32_t>(resumed));
     tick_ = std::make_shared<Alarm>();
@@ -642,6 +644,7 @@ void AntiEntropy::Impl::StrikeOff(uint32_t partition, const std::string& peer) {
     auto it = rebuild_.find(partition);
     if (it == rebuild_.end() || it->second.erase(peer) == 0) return;
     if (it->second.empty()) rebuild_.erase(it);
+    any_rebuild_.store(!rebuild_.empty(), std::memory_order_release);
     pulled_.erase({partition, peer});  // a later rebuild pulls again
     last = rebuild_.empty();
   }
@@ -722,6 +725,8 @@ void AntiEntropy::Impl::EndJob(bool next) {
 bool AntiEntropy::Impl::RebuildingLocked() const { return !rebuild_.empty(); }
 
 bool AntiEntropy::Impl::IsRebuilding(uint32_t partition) const {
+  // Asked on every quorum read of this replica: no lock unless a rebuild runs.
+  if (!any_rebuild_.load(std::memory_order_acquire)) return false;
   std::lock_guard<std::mutex> l(mu_);
   auto it = rebuild_.find(partition);
   return it != rebuild_.end() && !it->second.empty();
@@ -759,6 +764,7 @@ Status AntiEntropy::Impl::BeginRebuild() {
     std::lock_guard<std::mutex> l(mu_);
     rebuild_total_ = static_cast<uint32_t>(pending.size());
     rebuild_ = std::move(pending);
+    any_rebuild_.store(!rebuild_.empty(), std::memory_order_release);
     pulled_.clear();
     started = started_;
   }
