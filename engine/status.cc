@@ -26,6 +26,10 @@ std::string_view Status::CodeName(Code code) {
       return "internal";
     case Code::kOverloaded:
       return "overloaded";
+    case Code::kUnauthenticated:
+      return "unauthenticated";
+    case Code::kForbidden:
+      return "forbidden";
     case Code::kStale:
       return "stale";
   }

@@ -30,6 +30,8 @@ class [[nodiscard]] Status {
     kTimeout,
     kInternal,
     kOverloaded,
+    kUnauthenticated,  // PROTOCOL.md §11: not authenticated, or wrong credentials
+    kForbidden,        // the role does not allow the op, or an internal op from a non-peer
     // Not a client error: a replica's answer to a write whose version is not
     // newer than the one it holds; message() is the held version's string
     // (Version::ToString). The coordinator re-stamps above it (PROTOCOL §8).
@@ -49,6 +51,8 @@ class [[nodiscard]] Status {
   static Status Timeout(std::string_view msg) { return {Code::kTimeout, msg}; }
   static Status Internal(std::string_view msg) { return {Code::kInternal, msg}; }
   static Status Overloaded(std::string_view msg) { return {Code::kOverloaded, msg}; }
+  static Status Unauthenticated(std::string_view msg) { return {Code::kUnauthenticated, msg}; }
+  static Status Forbidden(std::string_view msg) { return {Code::kForbidden, msg}; }
   static Status Stale(std::string_view held_version) { return {Code::kStale, held_version}; }
   // A status of `code` (any code but kOk) with `msg`.
   static Status FromCode(Code code, std::string_view msg) {

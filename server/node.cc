@@ -38,7 +38,7 @@ class Node::Impl {
   explicit Impl(const NodeOptions& o);
 
   Status Open();
-  void Handle(std::string_view line, Done done);
+  void Handle(const std::shared_ptr<Connection>& conn, std::string_view line, Done done);
   std::string RequestTooLarge();
   void SetAdvertisedAddress(std::string address);
   void SetPeerTransport(cluster::ReplicaTransport* peers) { router_->SetRemote(peers); }
@@ -256,7 +256,8 @@ Status Node::Impl::Open() {
   return OpenAntiEntropy();
 }
 
-void Node::Impl::Handle(std::string_view line, Done done) {
+void Node::Impl::Handle(const std::shared_ptr<Connection>& conn, std::string_view line,
+                        Done done) {
   auto start = std::chrono::steady_clock::now();
   Request req;
   Status s = ParseRequest(line, limits_, &req);
@@ -874,7 +875,9 @@ Status Node::Open(const NodeOptions& options, std::unique_ptr<Node>* out) {
 Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Node::~Node() { impl_->Shutdown(); }
 
-void Node::Handle(std::string_view line, Done done) { impl_->Handle(line, std::move(done)); }
+void Node::Handle(const std::shared_ptr<Connection>& conn, std::string_view line, Done done) {
+  impl_->Handle(conn, line, std::move(done));
+}
 std::string Node::RequestTooLargeResponse() { return impl_->RequestTooLarge(); }
 void Node::SetAdvertisedAddress(std::string address) {
   impl_->SetAdvertisedAddress(std::move(address));

@@ -41,7 +41,7 @@ enum class Op {
 };
 constexpr int kOpCount = static_cast<int>(Op::kCount);
 // Error codes counted in stats (kStale is an internal answer between peers).
-constexpr int kCodeCount = static_cast<int>(Status::Code::kOverloaded) + 1;
+constexpr int kCodeCount = static_cast<int>(Status::Code::kForbidden) + 1;
 
 class Stats {
  public:

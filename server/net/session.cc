@@ -72,10 +72,18 @@ Session::Session(Socket socket, RequestHandler* handler, SessionOptions options,
       options_(options),
       on_closed_(std::move(on_closed)),
       peer_(FormatPeer(socket_)),
+      conn_(std::make_shared<Connection>()),
       linger_timer_(socket_.get_executor()),
-      read_buf_(kReadBufferBytes) {}
+      read_buf_(kReadBufferBytes) {
+  conn_->remote = peer_;
+}
 
 Session::~Session() = default;
+
+void Session::SetTransport(bool tls, bool peer_verified) {
+  conn_->tls = tls;
+  conn_->tls_peer_verified = peer_verified;
+}
 
 void Session::Start() {
   asio::post(socket_.get_executor(), [self = shared_from_this()] { self->Resume(); });
@@ -232,9 +240,16 @@ void Session::ServeLine(std::string_view line) {
     // (held by a handler that shuts down later) must not keep a session, and
     // with it asio objects, alive past their io_context. The server's
     // registry keeps the session alive until it closes.
-    handler_->Handle(line, [weak = weak_from_this(), seq](std::string response) {
+    handler_->Handle(conn_, line, [weak = weak_from_this(), seq](std::string response) {
       if (auto self = weak.lock()) self->OnResponse(seq, std::move(response));
     });
+    // A request that changes the connection's state (auth) is answered
+    // before the next line is served; answered inline, there is no wait.
+    if (conn_->TakeHold() && seq - base_seq_ < pending_.size() &&
+        !pending_[seq - base_seq_].response) {
+      holding_ = true;
+      hold_seq_ = seq;
+    }
   } catch (const std::exception& e) {
     // A bug in the handler. Dropping this connection is better than letting
     // the exception unwind an I/O thread that serves every other connection.
@@ -312,6 +327,7 @@ void Session::StoreResponse(uint64_t seq, std::string response) {
     return;
   }
   Slot& slot = pending_[seq - base_seq_];
+  if (holding_ && seq == hold_seq_) holding_ = false;
   unanswered_bytes_ -= slot.request_bytes;
   answered_bytes_ += response.size() + 1;
   slot.response = std::move(response);
@@ -356,7 +372,7 @@ void Session::OnWrite(const std::error_code& ec) {
 }
 
 bool Session::Backlogged() const {
-  return pending_.size() >= options_.max_pending_requests ||
+  return holding_ || pending_.size() >= options_.max_pending_requests ||
          unanswered_bytes_ >= options_.max_unanswered_request_bytes ||
          answered_bytes_ + outbox_.size() + write_buf_.size() >= options_.max_outbox_bytes;
 }

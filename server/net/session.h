@@ -120,6 +120,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Closes the socket now, dropping unsent responses. Thread-safe; idempotent.
   void Abort();
 
+  // What the transport proved (TLS, a verified certificate), for the
+  // handler's Connection. Call before Start().
+  void SetTransport(bool tls, bool peer_verified);
+
   // "ip:port" of the remote end, for logs.
   const std::string& peer() const { return peer_; }
 
@@ -157,6 +161,8 @@ class Session : public std::enable_shared_from_this<Session> {
   const SessionOptions options_;
   const ClosedCallback on_closed_;
   std::string peer_;
+  // The connection's authentication state, handed to every request.
+  const std::shared_ptr<Connection> conn_;
   Timer linger_timer_;
 
   // All of the following are touched only on the strand.
@@ -174,6 +180,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool resume_posted_ = false;  // a Resume() is queued on the strand
   bool read_closed_ = false;    // no further requests will be taken
   bool too_large_ = false;      // the last response is request_too_large
+  // A request asked to be answered before the next line (Connection::HoldUntilAnswered).
+  bool holding_ = false;
+  uint64_t hold_seq_ = 0;
 
   // Responses. pending_[i] is the slot of request number base_seq_ + i; its
   // response is empty until its `done` has fired.

@@ -73,7 +73,8 @@ class FakeHandler : public RequestHandler {
 
   ~FakeHandler() override { StopWorkers(); }
 
-  void Handle(std::string_view line, Done done) override {
+  void Handle(const std::shared_ptr<Connection>& /*conn*/, std::string_view line,
+              Done done) override {
     std::unique_lock<std::mutex> lock(mu_);
     lines_.emplace_back(line);
     max_line_ = std::max(max_line_, line.size());

@@ -33,7 +33,7 @@ class NodeFixture : public ::testing::Test {
   std::string CallRaw(std::string_view line) {
     std::promise<std::string> p;
     auto f = p.get_future();
-    node_->Handle(line, [&p](std::string response) { p.set_value(std::move(response)); });
+    node_->Handle(conn_, line, [&p](std::string response) { p.set_value(std::move(response)); });
     return f.get();
   }
   nlohmann::json Call(const nlohmann::json& req) { return Parse(CallRaw(req.dump())); }
@@ -54,6 +54,8 @@ class NodeFixture : public ::testing::Test {
   testutil::ScopedTempDir temp_dir_{"ringkv-node"};
   const std::string& dir_ = temp_dir_.path();
   std::unique_ptr<Node> node_;
+  // The one connection every call goes over (a fresh, unauthenticated one).
+  std::shared_ptr<Connection> conn_ = std::make_shared<Connection>();
 };
 
 }  // namespace ringkv

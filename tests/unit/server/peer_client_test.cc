@@ -69,7 +69,8 @@ Record MakeRecord(uint64_t hlc, std::string value_json) {
 // test releases them; everything else is answered before Handle() returns.
 class FakeReplica : public RequestHandler {
  public:
-  void Handle(std::string_view line, Done done) override {
+  void Handle(const std::shared_ptr<Connection>& /*conn*/, std::string_view line,
+              Done done) override {
     Limits limits;
     limits.max_value_bytes = 64ULL << 20;
     Request req;
