@@ -256,7 +256,7 @@ Status Node::Impl::Open() {
   return OpenAntiEntropy();
 }
 
-void Node::Impl::Handle(const std::shared_ptr<Connection>& conn, std::string_view line,
+void Node::Impl::Handle(const std::shared_ptr<Connection>& /*conn*/, std::string_view line,
                         Done done) {
   auto start = std::chrono::steady_clock::now();
   Request req;
