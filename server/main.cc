@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
 #include <asio/signal_set.hpp>
 #include <atomic>
 #include <cerrno>
@@ -31,6 +32,7 @@
 #include <cstring>
 #include <cxxopts.hpp>
 #include <exception>
+#include <functional>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -49,6 +51,7 @@
 #include "server/net/peer_client.h"
 #include "server/net/remote_aae_replica.h"
 #include "server/net/server.h"
+#include "server/net/tls.h"
 #include "server/node.h"
 #include "server/node_options.h"
 
@@ -126,6 +129,11 @@ std::vector<FlagSpec> FlagSpecs() {
        to_string(d.aae_repair_keys_per_s)},
       {"aae-repair-mb-per-s", "anti-entropy repaired MiB of values per second (0: no limit)", "M",
        mib(d.aae_repair_bytes_per_s)},
+      {"auth-file", "users file: clients must authenticate (docs/security.md)", "PATH", ""},
+      {"cluster-secret-file", "the cluster secret, which peers prove to each other", "PATH", ""},
+      {"tls-cert", "TLS certificate chain (PEM) for the listen port and peers", "FILE", ""},
+      {"tls-key", "TLS private key (PEM)", "FILE", ""},
+      {"tls-ca", "CA bundle (PEM) that peers' certificates are verified against", "FILE", ""},
       {"sync-writes", "fsync the write-ahead log on every write", nullptr, ""},
       {"wal-sync-ms", "fsync the write-ahead log this often", "MS", to_string(d.wal_sync_ms)},
       {"block-cache-mb", "RocksDB block cache in MiB", "M", mib(d.block_cache_bytes)},
@@ -270,6 +278,13 @@ bool MapFlags(const cxxopts::ParseResult& r, KvdFlags* flags) {
       return false;
     }
   }
+  for (auto [flag, field] : {std::pair{"auth-file", &o->auth_file},
+                             {"cluster-secret-file", &o->cluster_secret_file},
+                             {"tls-cert", &o->tls_cert},
+                             {"tls-key", &o->tls_key},
+                             {"tls-ca", &o->tls_ca}}) {
+    if (r.count(flag)) *field = r[flag].as<std::string>();
+  }
   o->hinted_handoff = !r["no-hinted-handoff"].as<bool>();
   o->anti_entropy = !r["no-anti-entropy"].as<bool>();
   o->sync_writes = r["sync-writes"].as<bool>();
@@ -358,14 +373,32 @@ Status MakeDataDir(const std::string& dir) {
   return Status::OK();
 }
 
-net::ServerOptions ServerOptionsFor(const NodeOptions& node, ConnectionStats* stats) {
+net::ServerOptions ServerOptionsFor(const NodeOptions& node, ConnectionStats* stats,
+                                    std::shared_ptr<net::TlsContext> tls) {
   net::ServerOptions options;
+  options.tls = std::move(tls);
   options.listen = node.listen;
   options.io_threads = node.io_threads;
   options.session.max_request_bytes = node.max_request_bytes;
   options.max_connections = node.max_connections;
   options.stats = stats;
   return options;
+}
+
+// PROTOCOL.md §11: a node reachable beyond loopback without authentication
+// says so once at start.
+void WarnIfOpen(const NodeOptions& o) {
+  if (!o.auth_file.empty()) return;
+  const std::string host = o.listen.substr(0, o.listen.rfind(':'));
+  std::error_code ec;
+  const asio::ip::address address = asio::ip::make_address(
+      host.size() > 2 && host.front() == '[' ? host.substr(1, host.size() - 2) : host, ec);
+  if (!ec && address.is_loopback()) return;
+  if (host == "localhost") return;
+  spdlog::warn(
+      "[security] listening on {} with authentication off: anyone who can reach this port can "
+      "read and write every key (set --auth-file; see docs/security.md)",
+      o.listen);
 }
 
 // Every connection is a file descriptor: raises the soft limit on open files
@@ -393,6 +426,7 @@ void RaiseFileLimit(uint64_t max_connections) {
 // failure detector pinging peers and delivering hints, and logging of
 // membership changes.
 void StartClusterLayer(const NodeOptions& options, Node* node,
+                       std::shared_ptr<net::TlsContext> tls,
                        std::unique_ptr<net::PeerClient>* peers,
                        std::unique_ptr<net::FailureDetector>* detector) {
   cluster::Membership* membership = node->membership();
@@ -403,7 +437,10 @@ void StartClusterLayer(const NodeOptions& options, Node* node,
       spdlog::warn("[membership] node {} is down", id);
     }
   });
-  *peers = std::make_unique<net::PeerClient>(net::PeerClientOptions{}, membership, options.node_id,
+  net::PeerClientOptions peer_options;
+  peer_options.tls = std::move(tls);
+  peer_options.handshake = node->PeerHandshakes();
+  *peers = std::make_unique<net::PeerClient>(peer_options, membership, options.node_id,
                                              node->cluster_fingerprint());
   (*peers)->SetHybridClock(node->hybrid_clock());
   (*peers)->SetHelloListener(
@@ -451,19 +488,48 @@ int Serve(const KvdFlags& flags) {
     PrintError("cannot install signal handlers: " + ec.message());
     return kExitStartupFailure;
   }
-  int received = 0;
-  signals.async_wait([&received](const std::error_code& e, int signo) {
-    if (!e) received = signo;
-  });
-
+  if (!ec) signals.add(SIGHUP, ec);
+  if (ec) {
+    PrintError("cannot install signal handlers: " + ec.message());
+    return kExitStartupFailure;
+  }
   const NodeOptions& options = flags.node;
   std::unique_ptr<Node> node;
+  std::shared_ptr<net::TlsContext> tls;
+  // SIGHUP reloads the users and the certificates; SIGTERM or SIGINT stops.
+  int received = 0;
+  std::function<void(const std::error_code&, int)> on_signal = [&](const std::error_code& e,
+                                                                   int signo) {
+    if (e) return;
+    if (signo != SIGHUP) {
+      received = signo;
+      return;
+    }
+    spdlog::info("[server] SIGHUP received; reloading users and certificates");
+    if (node) (void)node->ReloadUsers();  // it logs why it failed
+    if (tls) {
+      Status r = tls->Reload();
+      if (r.ok()) {
+        spdlog::info("[security] TLS certificates reloaded");
+      } else {
+        spdlog::error("[security] reloading the TLS certificates failed, keeping the old: {}",
+                      r.message());
+      }
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
   Status s = MakeDataDir(options.data_dir);
+  if (s.ok() && !options.tls_cert.empty()) {
+    s = net::TlsContext::Make({options.tls_cert, options.tls_key, options.tls_ca}, &tls);
+  }
   if (s.ok()) s = Node::Open(options, &node);
   if (!s.ok()) {
     PrintError(s.message());
     return kExitStartupFailure;
   }
+  WarnIfOpen(options);
   // The metrics endpoint comes up before the client listener, so that
   // /health answers 503 while the node is still starting; `serving` is set
   // once clients are served and cleared as soon as shutdown begins.
@@ -474,11 +540,11 @@ int Serve(const KvdFlags& flags) {
   std::unique_ptr<net::PeerClient> peers;
   std::unique_ptr<net::FailureDetector> detector;
   if (s.ok() && options.cluster.size() > 1) {
-    StartClusterLayer(options, node.get(), &peers, &detector);
+    StartClusterLayer(options, node.get(), tls, &peers, &detector);
   }
 
-  auto server = std::make_unique<net::Server>(ServerOptionsFor(options, node->connection_stats()),
-                                              node.get());
+  auto server = std::make_unique<net::Server>(
+      ServerOptionsFor(options, node->connection_stats(), tls), node.get());
   if (s.ok()) s = server->Listen();
   if (s.ok()) {
     node->SetAdvertisedAddress(server->BoundAddress());
@@ -489,7 +555,8 @@ int Serve(const KvdFlags& flags) {
   if (s.ok()) {
     spdlog::info("[server] node {} listening on {}", options.node_id, server->BoundAddress());
     serving.store(true, std::memory_order_release);
-    signal_io.run();  // until SIGTERM or SIGINT
+    while (received == 0 && signal_io.run_one() > 0) {
+    }  // until SIGTERM or SIGINT (SIGHUPs are handled on the way)
     // From here on /health says 503: the node is draining.
     serving.store(false, std::memory_order_release);
     // Shutting down already: a second signal (Ctrl-C reaching the process

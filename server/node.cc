@@ -27,6 +27,7 @@
 #include "server/local_replica.h"
 #include "server/metrics.h"
 #include "server/protocol.h"
+#include "server/auth_gate.h"
 #include "server/protocol_aae.h"
 #include "server/stats.h"
 #include "server/write_batcher.h"
@@ -50,6 +51,8 @@ class Node::Impl {
   void SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes);
   void OnPeerHello(const std::string& peer, bool dir_changed);
   const std::string& data_dir_id() const { return dir_id_; }
+  Status ReloadUsers();
+  net::PeerHandshakeFactory PeerHandshakes() const;
 
  private:
   using Handler = void (Impl::*)(const Request&, Done);
@@ -77,6 +80,10 @@ class Node::Impl {
   void PeerAaeFetch(const Request& req, Done done);
   void PeerAaeScan(const Request& req, Done done);
   void PeerAaeGc(const Request& req, Done done);
+  void Auth(const Request& req, Done done);
+  void PeerChallenge(const Request& req, Done done);
+  void PeerAuth(const Request& req, Done done);
+
   // Runs `fn` on the background worker, answering a request whose partition
   // is out of range at once.
   void OnWorker(const Request& req, Done done, std::function<std::string()> fn);
@@ -120,6 +127,9 @@ class Node::Impl {
   std::unique_ptr<cluster::ReplicaRouter> router_;
   std::unique_ptr<cluster::HintedHandoff> handoff_;
   std::unique_ptr<cluster::Coordinator> coordinator_;
+
+  // Who may do what (PROTOCOL.md §11): users, the cluster secret.
+  std::unique_ptr<AuthGate> gate_;
 
   // Anti-entropy. The remotes are set once the peer client runs.
   class StateStore;
@@ -253,22 +263,38 @@ Status Node::Impl::Open() {
   co.background = background_.get();
   coordinator_ = std::make_unique<cluster::Coordinator>(co, &ring_, &membership_, router_.get(),
                                                         &hlc_, handoff_.get(), &counters_);
+  AuthGate::Options go;
+  go.node_id = opts_.node_id;
+  go.auth_file = opts_.auth_file;
+  go.cluster_secret_file = opts_.cluster_secret_file;
+  go.tls_verifies_peers = !opts_.tls_ca.empty();
+  go.tls_key_file = opts_.tls_key;
+  go.is_member = [this](const std::string& id) { return !membership_.AddressOf(id).empty(); };
+  RINGKV_RETURN_IF_ERROR(AuthGate::Open(go, &gate_));
   return OpenAntiEntropy();
 }
 
-void Node::Impl::Handle(const std::shared_ptr<Connection>& /*conn*/, std::string_view line,
+void Node::Impl::Handle(const std::shared_ptr<Connection>& conn, std::string_view line,
                         Done done) {
   auto start = std::chrono::steady_clock::now();
   Request req;
   Status s = ParseRequest(line, limits_, &req);
+  if (!s.ok()) {
+    // Who may send the op comes before what is wrong with its fields; a
+    // line that is not a request is bad_request for everyone.
+    if (req.op_known || s.code() == Status::Code::kUnknownOp) {
+      Status admitted = req.op_known ? gate_->Admit(*conn, req.op) : gate_->AdmitUnknown(*conn);
+      if (!admitted.ok()) return done(Fail(req.id_json, admitted));
+    }
+    return done(Fail(req.id_json, s));
+  }
+  // Indexed by Op: the op table's handler column (server/op_list.h).
+#define RINGKV_OP_HANDLER(e, name, parser, handler, role, scope) &Impl::handler,
+  static constexpr std::array<Handler, kOpCount> kHandlers = {RINGKV_OPS(RINGKV_OP_HANDLER)};
+#undef RINGKV_OP_HANDLER
+  s = gate_->Admit(*conn, req.op);
   if (!s.ok()) return done(Fail(req.id_json, s));
-  // Indexed by Op, in the order of the protocol's op table.
-  static constexpr std::array<Handler, kOpCount> kHandlers = {
-      &Impl::Put,         &Impl::Get,         &Impl::Delete,      &Impl::Ping,
-      &Impl::StatsOp,     &Impl::ClusterOp,   &Impl::Locate,      &Impl::Backup,
-      &Impl::AaeOp,       &Impl::Compact,     &Impl::PeerWrite,   &Impl::PeerRead,
-      &Impl::PeerHello,   &Impl::PeerAaeTree, &Impl::PeerAaeKeys, &Impl::PeerAaeFetch,
-      &Impl::PeerAaeScan, &Impl::PeerAaeGc};
+  req.conn = conn.get();
   Op op = req.op;
   auto finish = [this, op, start, key = req.key, done = std::move(done)](std::string response) {
     auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -440,6 +466,8 @@ std::string Node::Impl::StatsJson() {
       {"hints_delivered", counters_.hints_delivered.load()},
       {"hints_dropped", counters_.hints_dropped.load()},
       {"read_repairs", counters_.read_repairs.load()},
+      {"auth_failures", gate_->auth_failures()},
+      {"peer_auth_failures", gate_->peer_auth_failures()},
       {"clock_skew_rejections", counters_.clock_skew_rejections.load()},
       {"hints_failed", counters_.hints_failed.load()},
       {"write_restamps", counters_.write_restamps.load()},
@@ -569,6 +597,41 @@ void Node::Impl::PeerWrite(const Request& req, Done done) {
                          done(ResponseBuilder(id).Finish());
                        });
 }
+
+void Node::Impl::Auth(const Request& req, Done done) {
+  // The next request on this connection must see the outcome.
+  req.conn->HoldUntilAnswered();
+  gate_->Auth(req.conn->shared_from_this(), req.user, req.password,
+              [this, id = req.id_json, done = std::move(done)](
+                  Status s, const std::string& user, security::Role role) {
+                if (!s.ok()) return done(Fail(id, s));
+                done(ResponseBuilder(id)
+                         .AddString("user", user)
+                         .AddString("role", security::RoleName(role))
+                         .Finish());
+              });
+}
+
+void Node::Impl::PeerChallenge(const Request& req, Done done) {
+  std::string nonce;
+  Status s = gate_->Challenge(req.conn, &nonce);
+  if (!s.ok()) return done(Fail(req.id_json, s));
+  done(ResponseBuilder(req.id_json).AddString("nonce", nonce).Finish());
+}
+
+void Node::Impl::PeerAuth(const Request& req, Done done) {
+  std::string proof;
+  Status s = gate_->PeerAuth(req.conn, req.from, req.nonce, req.proof, &proof);
+  if (!s.ok()) return done(Fail(req.id_json, s));
+  done(ResponseBuilder(req.id_json)
+           .AddString("node", opts_.node_id)
+           .AddString("proof", proof)
+           .Finish());
+}
+
+Status Node::Impl::ReloadUsers() { return gate_->ReloadUsers(); }
+
+net::PeerHandshakeFactory Node::Impl::PeerHandshakes() const { return gate_->PeerHandshakes(); }
 
 void Node::Impl::PeerRead(const Request& req, Done done) {
   Record record;
@@ -874,6 +937,10 @@ Status Node::Open(const NodeOptions& options, std::unique_ptr<Node>* out) {
 
 Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Node::~Node() { impl_->Shutdown(); }
+
+Status Node::ReloadUsers() { return impl_->ReloadUsers(); }
+
+net::PeerHandshakeFactory Node::PeerHandshakes() const { return impl_->PeerHandshakes(); }
 
 void Node::Handle(const std::shared_ptr<Connection>& conn, std::string_view line, Done done) {
   impl_->Handle(conn, line, std::move(done));

@@ -14,6 +14,7 @@
 
 #include "engine/status.h"
 #include "server/connection_stats.h"
+#include "server/net/peer_handshake.h"
 #include "server/node_options.h"
 #include "server/request_handler.h"
 
@@ -72,6 +73,13 @@ class Node final : public RequestHandler {
   HybridClock* hybrid_clock();
   // What this node sends in _hello, for peers to compare with their own.
   const std::string& cluster_fingerprint() const;
+
+  // Re-reads --auth-file (SIGHUP); on failure keeps the users it had and
+  // returns why.
+  Status ReloadUsers();
+  // The handshake the peer client runs on every new connection (the cluster
+  // secret's proof), or an empty factory when there is no secret.
+  net::PeerHandshakeFactory PeerHandshakes() const;
 
   // Waits for background jobs (backups) to finish. Call before destruction,
   // after the network layer has stopped accepting requests.

@@ -73,6 +73,20 @@ Status FinalizeNodeOptions(NodeOptions* o) {
     return Bad("--replicas must be from 1 to the number of members (" + std::to_string(members) +
                ")");
   }
+  if (o->tls_cert.empty() != o->tls_key.empty()) {
+    return Bad("--tls-cert and --tls-key must be given together");
+  }
+  if (!o->tls_ca.empty() && o->tls_cert.empty()) {
+    return Bad("--tls-ca needs --tls-cert and --tls-key");
+  }
+  if (members > 1 && !o->tls_cert.empty() && o->tls_ca.empty()) {
+    return Bad("a cluster of more than one member with TLS needs --tls-ca, so that peers "
+               "verify each other");
+  }
+  if (members > 1 && !o->auth_file.empty() && o->cluster_secret_file.empty()) {
+    return Bad("a cluster of more than one member with --auth-file needs --cluster-secret-file, "
+               "so that only members may send the internal ops");
+  }
   int majority = o->replicas / 2 + 1;
   if (o->read_quorum == 0) o->read_quorum = majority;
   if (o->write_quorum == 0) o->write_quorum = majority;

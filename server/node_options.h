@@ -79,6 +79,13 @@ struct NodeOptions {
   // Client connections served at once; more are refused with `overloaded`
   // (PROTOCOL.md §8). Default: 10000.
   uint64_t max_connections = 10000;
+  // Security (PROTOCOL.md §11, docs/security.md); every one is off when empty.
+  // The users file: with it, clients must `auth` first.
+  std::string auth_file;
+  // The cluster secret's file: peers prove it to each other.
+  std::string cluster_secret_file;
+  // TLS on the listen port and to peers: certificate chain, key, CA bundle.
+  std::string tls_cert, tls_key, tls_ca;
   // Source of wall-clock time. REQUIRES: outlives the node. Default: system clock.
   const Clock* clock = SystemClock::Default();
 };

@@ -15,9 +15,12 @@
 
 #include "engine/record.h"
 #include "engine/status.h"
+#include "server/security/role.h"
 #include "server/stats.h"
 
 namespace ringkv {
+
+struct Connection;
 
 // How many replicas a request waits for: a number or a name resolved against N.
 struct QuorumSpec {
@@ -42,6 +45,9 @@ constexpr uint64_t kMaxTtlMs = 100ULL * 365 * 24 * 3600 * 1000;
 
 struct Request {
   Op op = Op::kPing;
+  // The line named a known op (set even when its fields then failed to
+  // parse, so that authentication can be checked before field errors).
+  bool op_known = false;
   std::string id_json;  // the id as compact JSON, empty if the request had none
   std::string key;
   std::string value_json;  // put: the value as compact JSON text
@@ -64,7 +70,19 @@ struct Request {
   std::string after;              // _aae_scan: the last key of the previous page
   std::vector<std::string> keys;  // _aae_fetch
   uint64_t watermark = 0;         // _aae_gc
+  // Authentication (auth, _peer_auth).
+  std::string user, password;  // auth
+  std::string nonce, proof;    // _peer_auth (with `from`)
+  // The connection the request came on; set by the node, not parsed.
+  Connection* conn = nullptr;
 };
+
+// Who may send an op, from the op table (server/op_list.h).
+struct OpAccess {
+  security::Role role = security::Role::kNone;  // least role (kClient ops)
+  OpScope scope = OpScope::kClient;
+};
+OpAccess AccessOf(Op op);
 
 // Parses and validates one request line. On failure returns the error to
 // answer, and still sets out->id_json if the id could be found.
@@ -147,6 +165,16 @@ Status ParsePeerReadReply(std::string_view line, Record* out);
 // *dir_changed (if given): the peer knew this node with another data dir
 // ("dir_changed" in the reply; false when absent).
 Status ParsePeerHelloReply(std::string_view line, bool* dir_changed = nullptr);
+
+// The peer handshake (security/peer_proof.h):
+// _challenge  {"op":"_challenge"} -> {"ok":true,"nonce":NB}
+// _peer_auth  {"op":"_peer_auth","from":ID,"nonce":NA,"proof":P}
+//             -> {"ok":true,"node":ID,"proof":P'} | forbidden
+std::string EncodePeerChallenge();
+std::string EncodePeerAuth(std::string_view from, std::string_view nonce, std::string_view proof);
+// The peer's error (its code and message) if it refused; Internal if malformed.
+Status ParsePeerChallengeReply(std::string_view line, std::string* nonce);
+Status ParsePeerAuthReply(std::string_view line, std::string* node, std::string* proof);
 
 // What nodes must agree on to form a cluster: every member (id and address,
 // sorted), Q and N, as one string.

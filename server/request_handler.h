@@ -26,7 +26,7 @@ namespace ringkv {
 // then serves no further line of the connection until that request's
 // response has arrived, so the next request sees the new state. The fields
 // are atomics or guarded by that ordering.
-struct Connection {
+struct Connection : std::enable_shared_from_this<Connection> {
   // ---- Set by the network layer before the first request ----
   std::string remote;              // "ip:port" of the other end, for logs
   bool tls = false;                // the connection runs over TLS

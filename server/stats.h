@@ -12,33 +12,16 @@
 
 #include "engine/status.h"
 #include "server/histogram.h"
+#include "server/op_list.h"
 
 namespace ringkv {
 
 // Every client operation, in the order of the protocol's op table.
 // Ops whose names start with "_" are peer-to-peer (replica writes and reads,
 // the membership handshake); clients are not meant to use them.
-enum class Op {
-  kPut,
-  kGet,
-  kDelete,
-  kPing,
-  kStats,
-  kCluster,
-  kLocate,
-  kBackup,
-  kAae,
-  kCompact,
-  kPeerWrite,
-  kPeerRead,
-  kPeerHello,
-  kAaeTree,
-  kAaeKeys,
-  kAaeFetch,
-  kAaeScan,
-  kAaeGc,
-  kCount
-};
+#define RINGKV_OP_ENUM(e, name, parser, handler, role, scope) e,
+enum class Op { RINGKV_OPS(RINGKV_OP_ENUM) kCount };
+#undef RINGKV_OP_ENUM
 constexpr int kOpCount = static_cast<int>(Op::kCount);
 // Error codes counted in stats (kStale is an internal answer between peers).
 constexpr int kCodeCount = static_cast<int>(Status::Code::kForbidden) + 1;
