@@ -75,12 +75,35 @@ TEST(ProtocolTest, BadRequests) {
                            R"({"op":"backup"})",
                            R"({"op":"backup","dir":""})",
                            R"({"op":"backup","dir":"rel/dir"})",
+                           R"({"op":"backup","dir":"/a/../etc"})",
+                           R"({"op":"backup","dir":"/.."})",
+                           R"({"op":"backup","dir":"/a/b/.."})",
+                           R"({"op":"auth","user":"u"})",
+                           R"({"op":"auth","password":"p"})",
+                           R"({"op":"auth","user":1,"password":"p"})",
+                           R"({"op":"_peer_auth","from":"n1","nonce":"x"})",
                            R"({"op":"ping","id":[1]})",
                            R"({"op":"ping","id":1.5})",
                            "{\"op\":\"ping\"} trailing",
                            "{\"op\":\"ping\",\"key\":\"\xff\"}"}) {
     EXPECT_EQ(CodeOf(line), C::kBadRequest) << line;
   }
+}
+
+TEST(ProtocolTest, BackupDirMayHoldDotsInNames) {
+  Request r;
+  ASSERT_TRUE(Parse(R"({"op":"backup","dir":"/b/..x/a..b/.c"})", &r).ok());
+  EXPECT_EQ(r.dir, "/b/..x/a..b/.c");
+}
+
+TEST(ProtocolTest, FieldErrorsStillNameTheOp) {
+  Request r;
+  EXPECT_EQ(Parse(R"({"op":"put","id":1})", &r).code(), Status::Code::kBadRequest);
+  EXPECT_TRUE(r.op_known);
+  EXPECT_EQ(r.op, Op::kPut);
+  Request u;
+  EXPECT_EQ(Parse(R"({"op":"nope"})", &u).code(), Status::Code::kUnknownOp);
+  EXPECT_FALSE(u.op_known);
 }
 
 TEST(ProtocolTest, UnknownOp) {
