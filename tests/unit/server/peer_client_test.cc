@@ -36,7 +36,11 @@
 #include "server/net/server.h"
 #include "server/protocol.h"
 #include "server/request_handler.h"
+#include "server/net/peer_handshake.h"
+#include "server/net/tls.h"
 #include "tests/util/loopback.h"
+#include "tests/util/temp_dir.h"
+#include "tests/util/test_ca.h"
 #include "tests/util/wait_for.h"
 
 namespace ringkv::net {
@@ -69,8 +73,14 @@ Record MakeRecord(uint64_t hlc, std::string value_json) {
 // test releases them; everything else is answered before Handle() returns.
 class FakeReplica : public RequestHandler {
  public:
-  void Handle(const std::shared_ptr<Connection>& /*conn*/, std::string_view line,
+  // Requests that came over TLS, and over TLS with a verified certificate.
+  std::atomic<int> tls_requests_{0};
+  std::atomic<int> verified_requests_{0};
+
+  void Handle(const std::shared_ptr<Connection>& conn, std::string_view line,
               Done done) override {
+    if (conn->tls) tls_requests_.fetch_add(1);
+    if (conn->tls_peer_verified) verified_requests_.fetch_add(1);
     Limits limits;
     limits.max_value_bytes = 64ULL << 20;
     Request req;
@@ -189,8 +199,11 @@ class PeerClientTest : public ::testing::Test {
     if (server_) server_->Stop();
   }
 
-  void StartServer(milliseconds drain = milliseconds(5000)) {
+  void StartServer(milliseconds drain = milliseconds(5000),
+                   std::shared_ptr<TlsContext> tls = nullptr) {
+    if (server_) server_->Stop();
     ServerOptions options;
+    options.tls = std::move(tls);
     options.listen = "127.0.0.1:0";
     options.io_threads = 2;
     options.drain_timeout = drain;
@@ -689,6 +702,143 @@ TEST_F(PeerClientTest, FailureDetectorTracksPeersAndTicks) {
     if (change.first != "named") seen.push_back(change);
   }
   EXPECT_EQ(seen, expected);
+}
+
+}  // namespace
+}  // namespace ringkv::net
+
+namespace ringkv::net {
+namespace {
+
+// A handshake that sends one request the fake replica accepts (a _write) and
+// wants "ok":true back, or fails at once.
+class PingHandshake final : public PeerHandshake {
+ public:
+  explicit PingHandshake(bool fail) : fail_(fail) {}
+  Status Step(const std::string* reply, std::string* send) override {
+    send->clear();
+    if (fail_) return Status::Unavailable("test handshake refuses");
+    if (reply == nullptr) {
+      *send = EncodePeerWrite("handshake", MakeRecord(1, "0"));
+      return Status::OK();
+    }
+    if (reply->find("\"ok\":true") == std::string::npos) {
+      return Status::Unavailable("test handshake got " + *reply);
+    }
+    return Status::OK();
+  }
+
+ private:
+  const bool fail_;
+};
+
+class PeerClientTlsTest : public PeerClientTest {
+ protected:
+  void SetUp() override {
+    ca_ = std::make_unique<testutil::TestCa>(dir_.path(), "ca");
+    other_ = std::make_unique<testutil::TestCa>(dir_.path(), "other");
+    ASSERT_TRUE(ca_->ok() && other_->ok()) << "openssl is needed";
+    node_ = ca_->Issue("srv");
+    stranger_ = other_->Issue("stranger");
+    ASSERT_FALSE(node_.cert.empty());
+    ASSERT_FALSE(stranger_.cert.empty());
+    ASSERT_TRUE(TlsContext::Make({node_.cert, node_.key, ca_->cert()}, &server_tls_).ok());
+    StartServer(milliseconds(5000), server_tls_);
+  }
+
+  std::shared_ptr<TlsContext> ClientTls(const testutil::CertFiles& files, const std::string& ca) {
+    std::shared_ptr<TlsContext> tls;
+    Status s = TlsContext::Make({files.cert, files.key, ca}, &tls);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return tls;
+  }
+
+  testutil::ScopedTempDir dir_{"ringkv-peer-tls"};
+  std::unique_ptr<testutil::TestCa> ca_, other_;
+  testutil::CertFiles node_, stranger_;
+  std::shared_ptr<TlsContext> server_tls_;
+};
+
+TEST_F(PeerClientTlsTest, VerifiedTlsAndHandshakeBeforeRequests) {
+  PeerClientOptions options;
+  options.tls = ClientTls(node_, ca_->cert());
+  std::atomic<int> handshakes{0};
+  options.handshake = [&handshakes](const std::string& peer) -> std::unique_ptr<PeerHandshake> {
+    EXPECT_EQ(peer, "srv");
+    handshakes.fetch_add(1);
+    return std::make_unique<PingHandshake>(false);
+  };
+  MakeClient(options);
+  Outcome wrote;
+  Write("srv", "k", MakeRecord(7, "1"), 2000, &wrote);
+  ASSERT_TRUE(wrote.Wait());
+  ASSERT_TRUE(wrote.Get().ok()) << wrote.Get().ToString();
+  Outcome read;
+  Read("srv", "k", 2000, &read);
+  ASSERT_TRUE(read.Wait());
+  ASSERT_TRUE(read.Get().ok()) << read.Get().ToString();
+  EXPECT_EQ(read.record.value, "1");
+  EXPECT_GE(handshakes.load(), 1);
+  // The handshake's request, the write and the read, all over verified TLS.
+  EXPECT_GE(replica_.tls_requests_.load(), 3);
+  EXPECT_EQ(replica_.verified_requests_.load(), replica_.tls_requests_.load());
+}
+
+TEST_F(PeerClientTlsTest, UntrustedServerCertificateKeepsThePeerOut) {
+  PeerClientOptions options;
+  options.tls = ClientTls(stranger_, other_->cert());  // trusts only the other CA
+  MakeClient(options);
+  Outcome wrote;
+  Write("srv", "k", MakeRecord(7, "1"), 2000, &wrote);
+  ASSERT_TRUE(wrote.Wait());
+  EXPECT_EQ(wrote.Get().code(), Status::Code::kUnavailable);
+  EXPECT_NE(wrote.Get().message().find("certificate verify failed"), std::string::npos)
+      << wrote.Get().ToString();
+  EXPECT_EQ(replica_.tls_requests_.load(), 0);
+}
+
+TEST_F(PeerClientTlsTest, UntrustedClientCertificateIsRefusedByTheServer) {
+  PeerClientOptions options;
+  options.tls = ClientTls(stranger_, ca_->cert());  // trusts the server; the server does not trust it
+  MakeClient(options);
+  Outcome wrote;
+  Write("srv", "k", MakeRecord(7, "1"), 2000, &wrote);
+  ASSERT_TRUE(wrote.Wait());
+  EXPECT_EQ(wrote.Get().code(), Status::Code::kUnavailable) << wrote.Get().ToString();
+  EXPECT_EQ(replica_.tls_requests_.load(), 0);
+}
+
+TEST_F(PeerClientTlsTest, FailedHandshakeFailsRequestsWithItsReason) {
+  PeerClientOptions options;
+  options.tls = ClientTls(node_, ca_->cert());
+  options.handshake = [](const std::string&) { return std::make_unique<PingHandshake>(true); };
+  MakeClient(options);
+  Outcome wrote;
+  Write("srv", "k", MakeRecord(7, "1"), 2000, &wrote);
+  ASSERT_TRUE(wrote.Wait());
+  EXPECT_EQ(wrote.Get().code(), Status::Code::kUnavailable);
+  EXPECT_NE(wrote.Get().message().find("test handshake refuses"), std::string::npos)
+      << wrote.Get().ToString();
+  EXPECT_EQ(replica_.tls_requests_.load(), 0);
+}
+
+TEST_F(PeerClientTlsTest, PlaintextToATlsPortGetsTheRefusalLine) {
+  MakeClient();  // no TLS
+  Outcome wrote;
+  Write("srv", "k", MakeRecord(7, "1"), 2000, &wrote);
+  ASSERT_TRUE(wrote.Wait());
+  EXPECT_FALSE(wrote.Get().ok());
+  EXPECT_NE(wrote.Get().message().find("requires TLS"), std::string::npos)
+      << wrote.Get().ToString();
+  // The server goes on serving TLS peers.
+  peers_->Stop();
+  PeerClientOptions options;
+  options.tls = ClientTls(node_, ca_->cert());
+  MakeClient(options);
+  Outcome again;
+  Write("srv", "k", MakeRecord(8, "2"), 2000, &again);
+  ASSERT_TRUE(again.Wait());
+  EXPECT_TRUE(again.Get().ok()) << again.Get().ToString();
 }
 
 }  // namespace
