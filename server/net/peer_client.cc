@@ -7,6 +7,7 @@
 #include <asio/error.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl.hpp>
 #include <asio/write.hpp>
 #include <atomic>
 #include <exception>
@@ -68,7 +69,20 @@ bool IsGone(const std::error_code& ec) {
          ec == asio::error::eof || ec == asio::error::broken_pipe;
 }
 
+// A handshake failure is logged at most this often per peer.
+constexpr auto kHandshakeLogInterval = std::chrono::minutes(1);
+
 }  // namespace
+
+// A connection's TLS stream over its socket, with the context it was made
+// with. Completion handlers hold it, so that an operation still pending when
+// the connection closes never outlives the stream it runs on.
+struct TlsStream {
+  TlsStream(std::shared_ptr<asio::ssl::context> c, asio::ip::tcp::socket& socket)
+      : context(std::move(c)), stream(socket, *context) {}
+  std::shared_ptr<asio::ssl::context> context;
+  asio::ssl::stream<asio::ip::tcp::socket&> stream;
+};
 
 // One request. Owned by its connection's FIFO until it leaves it (answered,
 // dropped unsent, or failed with the connection); the deadline heap holds it
@@ -86,7 +100,8 @@ struct PeerClient::Call {
 };
 
 struct PeerClient::Conn {
-  enum class State { kClosed, kConnecting, kOpen };
+  // kHandshaking: connected, TLS and/or the peer handshake under way.
+  enum class State { kClosed, kConnecting, kHandshaking, kOpen };
 
   Conn(asio::io_context& io, Peer* p) : peer(p), socket(io), resolver(io) {}
 
@@ -107,6 +122,8 @@ struct PeerClient::Conn {
   bool writing = false;
   std::shared_ptr<std::vector<char>> read_buf;
   std::string partial;  // an incomplete response line
+  std::shared_ptr<TlsStream> tls;             // null for plaintext
+  std::unique_ptr<PeerHandshake> handshake;   // while kHandshaking
 };
 
 struct PeerClient::Peer {
@@ -129,6 +146,7 @@ struct PeerClient::Peer {
   // A connection to the peer stalled and the peer has not answered since:
   // further stalls (while it stays frozen) are not logged again.
   bool stalled = false;
+  std::chrono::steady_clock::time_point next_handshake_log{};
 };
 
 PeerClient::PeerClient(PeerClientOptions options, const cluster::Membership* membership,
@@ -382,18 +400,113 @@ void PeerClient::OnConnected(Conn* conn, uint64_t gen, const std::error_code& ec
   if (ec) return ConnectFailed(conn, ec.message(), ec == asio::error::connection_refused);
   std::error_code ignored;
   conn->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  conn->partial.clear();
+  if (options_.tls == nullptr) return StartHandshake(conn);
+  conn->state = Conn::State::kHandshaking;
+  conn->connect_deadline = Clock::now() + options_.connect_timeout;
+  conn->tls = std::make_shared<TlsStream>(options_.tls->client(), conn->socket);
+  conn->tls->stream.async_handshake(
+      asio::ssl::stream_base::client,
+      [this, conn, gen, tls = conn->tls](const std::error_code& e) {
+        if (gen != conn->gen || shut_) return;
+        if (e) {
+          std::string reason = "TLS handshake failed: " + e.message();
+          const long verify = SSL_get_verify_result(tls->stream.native_handle());
+          if (verify != X509_V_OK) {
+            reason += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+          }
+          return HandshakeFailed(conn, reason);
+        }
+        StartHandshake(conn);
+      });
+}
+
+// After TCP (and TLS): the peer handshake if there is one, then requests.
+void PeerClient::StartHandshake(Conn* conn) {
+  if (options_.handshake) conn->handshake = options_.handshake(conn->peer->id);
+  if (conn->handshake == nullptr) return Opened(conn);
+  conn->state = Conn::State::kHandshaking;
+  conn->connect_deadline = Clock::now() + options_.connect_timeout;
+  BeginReading(conn);
+  std::string send;
+  Status s = conn->handshake->Step(nullptr, &send);
+  if (!s.ok()) return HandshakeFailed(conn, s.message());
+  if (send.empty()) return Opened(conn);
+  WriteHandshake(conn, std::move(send));
+}
+
+// A reply during the handshake. False if the connection had to be closed.
+bool PeerClient::HandshakeReply(Conn* conn, std::string_view line) {
+  const std::string reply(line);
+  std::string send;
+  Status s = conn->handshake->Step(&reply, &send);
+  if (!s.ok()) {
+    HandshakeFailed(conn, s.message());
+    return false;
+  }
+  if (send.empty()) {
+    Opened(conn);
+  } else {
+    WriteHandshake(conn, std::move(send));
+  }
+  return true;
+}
+
+void PeerClient::WriteHandshake(Conn* conn, std::string line) {
+  auto buf = std::make_shared<std::string>(std::move(line));
+  buf->push_back('\n');
+  conn->writing = true;
+  AsyncWrite(conn, buf, [this, conn, gen = conn->gen](const std::error_code& ec, size_t) {
+    if (gen != conn->gen) return;
+    conn->writing = false;
+    if (ec) return HandshakeFailed(conn, "connection lost during the handshake: " + ec.message());
+    Flush(conn);  // the handshake may have completed meanwhile
+  });
+}
+
+void PeerClient::HandshakeFailed(Conn* conn, const std::string& reason) {
+  Peer* peer = conn->peer;
+  const auto now = Clock::now();
+  if (now >= peer->next_handshake_log) {
+    peer->next_handshake_log = now + kHandshakeLogInterval;
+    spdlog::warn("[peer] {} at {} kept out: {}", peer->id, peer->address, reason);
+    peer->link = Peer::Link::kDown;  // ConnectFailed need not log it again
+  }
+  ConnectFailed(conn, reason, false);
+}
+
+void PeerClient::Opened(Conn* conn) {
   conn->state = Conn::State::kOpen;
+  conn->handshake.reset();
   Peer* peer = conn->peer;
   peer->retry_at = {};
   peer->backoff = options_.backoff_min;
   if (peer->link != Peer::Link::kUp) {
-    spdlog::info("[peer] connected to {} at {}", peer->id, peer->address);
+    spdlog::info("[peer] connected to {} at {}{}", peer->id, peer->address,
+                 conn->tls != nullptr ? " (TLS)" : "");
     peer->link = Peer::Link::kUp;
   }
-  conn->read_buf = std::make_shared<std::vector<char>>(kReadBufferBytes);
-  conn->partial.clear();
-  DoRead(conn);
+  BeginReading(conn);
   Flush(conn);
+}
+
+void PeerClient::BeginReading(Conn* conn) {
+  if (conn->read_buf != nullptr) return;
+  conn->read_buf = std::make_shared<std::vector<char>>(kReadBufferBytes);
+  DoRead(conn);
+}
+
+template <typename Handler>
+void PeerClient::AsyncWrite(Conn* conn, const std::shared_ptr<std::string>& buf, Handler handler) {
+  if (conn->tls != nullptr) {
+    asio::async_write(conn->tls->stream, asio::buffer(*buf),
+                      [tls = conn->tls, buf, handler = std::move(handler)](
+                          const std::error_code& ec, size_t n) mutable { handler(ec, n); });
+  } else {
+    asio::async_write(conn->socket, asio::buffer(*buf),
+                      [buf, handler = std::move(handler)](const std::error_code& ec,
+                                                          size_t n) mutable { handler(ec, n); });
+  }
 }
 
 void PeerClient::ConnectFailed(Conn* conn, const std::string& reason, bool refused) {
@@ -440,9 +553,8 @@ void PeerClient::Flush(Conn* conn) {
   }
   if (buf->empty()) return;
   conn->writing = true;
-  asio::async_write(
-      conn->socket, asio::buffer(*buf),
-      [this, conn, gen = conn->gen, buf](const std::error_code& ec, size_t) {
+  AsyncWrite(
+      conn, buf, [this, conn, gen = conn->gen](const std::error_code& ec, size_t) {
         if (gen != conn->gen) return;
         conn->writing = false;
         if (ec) {
@@ -461,10 +573,16 @@ void PeerClient::Flush(Conn* conn) {
 
 void PeerClient::DoRead(Conn* conn) {
   auto buf = conn->read_buf;
-  conn->socket.async_read_some(
-      asio::buffer(*buf), [this, conn, gen = conn->gen, buf](const std::error_code& ec, size_t n) {
-        OnRead(conn, gen, ec, n);
-      });
+  auto on_read = [this, conn, gen = conn->gen, buf](const std::error_code& ec, size_t n) {
+    OnRead(conn, gen, ec, n);
+  };
+  if (conn->tls != nullptr) {
+    conn->tls->stream.async_read_some(
+        asio::buffer(*buf), [tls = conn->tls, on_read = std::move(on_read)](
+                                const std::error_code& ec, size_t n) { on_read(ec, n); });
+  } else {
+    conn->socket.async_read_some(asio::buffer(*buf), std::move(on_read));
+  }
 }
 
 void PeerClient::OnRead(Conn* conn, uint64_t gen, const std::error_code& ec, size_t n) {
@@ -510,6 +628,7 @@ void PeerClient::OnRead(Conn* conn, uint64_t gen, const std::error_code& ec, siz
 // Matches `line` to the oldest request in flight. False if the connection had
 // to be closed.
 bool PeerClient::TakeResponse(Conn* conn, std::string_view line) {
+  if (conn->state == Conn::State::kHandshaking) return HandshakeReply(conn, line);
   Peer* peer = conn->peer;
   if (conn->inflight.empty()) {
     spdlog::warn("[peer] unexpected response from {}; reconnecting", peer->id);
@@ -542,6 +661,8 @@ void PeerClient::CloseConn(Conn* conn, const Status& status, bool refused) {
   std::error_code ignored;
   conn->resolver.cancel();
   conn->socket.close(ignored);
+  conn->tls.reset();  // pending operations hold it until they complete
+  conn->handshake.reset();
   std::string().swap(conn->partial);
   conn->read_buf.reset();
   std::deque<std::shared_ptr<Call>> calls;
@@ -582,9 +703,13 @@ void PeerClient::Sweep() {
   for (const auto& [id, peer] : peers_) {
     for (const auto& owned : peer->conns) {
       Conn* conn = owned.get();
-      if (conn->state == Conn::State::kConnecting) {
+      if (conn->state == Conn::State::kConnecting || conn->state == Conn::State::kHandshaking) {
         if (now >= conn->connect_deadline) {
-          ConnectFailed(conn, "connect timed out", false);
+          if (conn->state == Conn::State::kHandshaking) {
+            HandshakeFailed(conn, "the TLS or peer handshake timed out");
+          } else {
+            ConnectFailed(conn, "connect timed out", false);
+          }
         } else {
           busy = true;
         }

@@ -75,6 +75,8 @@
 #include "engine/version.h"
 #include "server/cluster/membership.h"
 #include "server/cluster/transport.h"
+#include "server/net/peer_handshake.h"
+#include "server/net/tls.h"
 
 namespace ringkv::net {
 
@@ -101,6 +103,12 @@ struct PeerClientOptions {
   // The longest response line accepted; longer closes the connection.
   // Default: 256 MiB.
   size_t max_response_bytes = 256ULL << 20;
+  // TLS to every peer (PROTOCOL.md §11); null for plaintext. Each new
+  // connection takes the client context current then.
+  std::shared_ptr<TlsContext> tls;
+  // What each new connection says before any request (the cluster-secret
+  // proof); empty for nothing. The connect timeout covers TLS and this too.
+  PeerHandshakeFactory handshake;
 };
 
 class PeerClient final : public cluster::ReplicaTransport {
@@ -185,6 +193,14 @@ class PeerClient final : public cluster::ReplicaTransport {
   Conn* PickConn(Peer* peer);
   void Connect(Conn* conn);
   void OnConnected(Conn* conn, uint64_t gen, const std::error_code& ec);
+  void StartHandshake(Conn* conn);
+  bool HandshakeReply(Conn* conn, std::string_view line);
+  void WriteHandshake(Conn* conn, std::string line);
+  void HandshakeFailed(Conn* conn, const std::string& reason);
+  void Opened(Conn* conn);
+  void BeginReading(Conn* conn);
+  template <typename Handler>
+  void AsyncWrite(Conn* conn, const std::shared_ptr<std::string>& buf, Handler handler);
   void ConnectFailed(Conn* conn, const std::string& reason, bool refused);
   void Flush(Conn* conn);
   void DoRead(Conn* conn);

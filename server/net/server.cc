@@ -102,6 +102,8 @@ Server::Server(ServerOptions options, RequestHandler* handler)
                                                           std::to_string(options_.max_connections) +
                                                           "); retry later")) +
                        "\n"),
+      plaintext_refusal_(
+          RenderError("", Status::BadRequest("this port requires TLS (kvctl --tls)"))),
       ios_(MakeIoContexts(options_.io_threads)),
       accept_strand_(asio::make_strand(*ios_[0])),
       acceptor_(accept_strand_),
@@ -227,8 +229,15 @@ void Server::Serve(Socket socket) {
   // Responses are small and latency matters more than packet count; the
   // session already batches everything that is ready into one write.
   socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  SessionTls tls;
+  if (options_.tls != nullptr) {
+    tls.context = options_.tls->server();
+    tls.plaintext_refusal = plaintext_refusal_;
+    tls.handshake_timeout = options_.tls_handshake_timeout;
+  }
   auto session = std::make_shared<Session>(std::move(socket), handler_, options_.session,
-                                           [this](Session* s) { OnSessionClosed(s); });
+                                           [this](Session* s) { OnSessionClosed(s); },
+                                           std::move(tls));
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;  // the session's socket closes with it

@@ -46,6 +46,7 @@
 #include "engine/status.h"
 #include "server/connection_stats.h"
 #include "server/net/session.h"
+#include "server/net/tls.h"
 #include "server/request_handler.h"
 
 namespace ringkv::net {
@@ -67,6 +68,11 @@ struct ServerOptions {
   // Where the server keeps its connection counts; null for none.
   // REQUIRES: outlives the server's I/O (until Stop() returns).
   ConnectionStats* stats = nullptr;
+  // TLS for every connection (PROTOCOL.md §11); null for plaintext. Each
+  // new connection takes the context current then (SIGHUP reloads it).
+  std::shared_ptr<TlsContext> tls;
+  // A TLS handshake not done by then closes the connection. Default: 10 s.
+  std::chrono::milliseconds tls_handshake_timeout{10000};
 };
 
 class Server {
@@ -123,6 +129,7 @@ class Server {
   const ServerOptions options_;
   RequestHandler* const handler_;
   const std::string overloaded_line_;  // the refusal, "\n" included
+  const std::string plaintext_refusal_;  // to a plaintext client on a TLS port, no "\n"
 
   // One io_context per I/O thread (concurrency hint 1: no internal locking
   // for its own thread's work), each session pinned to one of them: a

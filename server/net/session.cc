@@ -6,6 +6,7 @@
 #include <asio/buffer.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl.hpp>
 #include <asio/write.hpp>
 #include <exception>
 #include <utility>
@@ -66,8 +67,9 @@ void ReleaseIfHuge(std::string* buffer) {
 }  // namespace
 
 Session::Session(Socket socket, RequestHandler* handler, SessionOptions options,
-                 ClosedCallback on_closed)
+                 ClosedCallback on_closed, SessionTls tls)
     : socket_(std::move(socket)),
+      tls_options_(std::move(tls)),
       handler_(handler),
       options_(options),
       on_closed_(std::move(on_closed)),
@@ -86,7 +88,65 @@ void Session::SetTransport(bool tls, bool peer_verified) {
 }
 
 void Session::Start() {
+  if (tls_options_.context != nullptr) {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->StartTls(); });
+    return;
+  }
   asio::post(socket_.get_executor(), [self = shared_from_this()] { self->Resume(); });
+}
+
+// ---- TLS ----
+
+void Session::StartTls() {
+  if (closed_) return;
+  linger_timer_.expires_after(tls_options_.handshake_timeout);
+  linger_timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+    if (ec || self->handshaken_ || self->closed_ || self->lingering_) return;
+    spdlog::info("[session] {}: no TLS handshake within {} ms; closing", self->peer_,
+                 self->tls_options_.handshake_timeout.count());
+    self->Close();
+  });
+  // Peek, not read: the byte stays for the TLS engine.
+  socket_.async_receive(asio::buffer(&peek_byte_, 1), asio::socket_base::message_peek,
+                        [self = shared_from_this()](const std::error_code& ec, size_t n) {
+                          self->OnPeeked(ec, n);
+                        });
+}
+
+void Session::OnPeeked(const std::error_code& ec, size_t n) {
+  if (closed_) return;
+  if (ec || n == 0) return Close();
+  if (static_cast<unsigned char>(peek_byte_) != 0x16) {
+    // A plaintext client: one refusal it can read, then the lingering close
+    // that keeps the line from being destroyed by a reset.
+    spdlog::info("[session] {}: plaintext on a TLS port refused", peer_);
+    linger_timer_.cancel();
+    StoreResponse(TakeSlot(0), tls_options_.plaintext_refusal);
+    too_large_ = true;  // close as after request_too_large
+    StopReading();
+    Flush();
+    MaybeFinish();
+    return;
+  }
+  tls_ = std::make_unique<asio::ssl::stream<Socket&>>(socket_, *tls_options_.context);
+  tls_->async_handshake(asio::ssl::stream_base::server,
+                        [self = shared_from_this()](const std::error_code& e) {
+                          self->OnHandshake(e);
+                        });
+}
+
+void Session::OnHandshake(const std::error_code& ec) {
+  if (closed_) return;
+  if (ec) {
+    spdlog::info("[session] {}: TLS handshake failed: {}", peer_, ec.message());
+    return Close();
+  }
+  handshaken_ = true;
+  linger_timer_.cancel();
+  SSL* ssl = tls_->native_handle();
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  SetTransport(true, cert != nullptr && SSL_get_verify_result(ssl) == X509_V_OK);
+  Resume();
 }
 
 void Session::Stop() {
@@ -158,9 +218,14 @@ void Session::DoRead() {
 
 void Session::ReadSome() {
   read_pending_ = true;
-  socket_.async_read_some(
-      asio::buffer(read_buf_),
-      [self = shared_from_this()](const std::error_code& ec, size_t n) { self->OnRead(ec, n); });
+  auto on_read = [self = shared_from_this()](const std::error_code& ec, size_t n) {
+    self->OnRead(ec, n);
+  };
+  if (tls_ != nullptr) {
+    tls_->async_read_some(asio::buffer(read_buf_), std::move(on_read));
+  } else {
+    socket_.async_read_some(asio::buffer(read_buf_), std::move(on_read));
+  }
 }
 
 void Session::OnRead(const std::error_code& ec, size_t n) {
@@ -353,9 +418,14 @@ void Session::DoWrite() {
   write_buf_.swap(outbox_);
   outbox_.clear();
   write_pending_ = true;
-  asio::async_write(
-      socket_, asio::buffer(write_buf_),
-      [self = shared_from_this()](const std::error_code& ec, size_t /*n*/) { self->OnWrite(ec); });
+  auto on_write = [self = shared_from_this()](const std::error_code& ec, size_t /*n*/) {
+    self->OnWrite(ec);
+  };
+  if (tls_ != nullptr) {
+    asio::async_write(*tls_, asio::buffer(write_buf_), std::move(on_write));
+  } else {
+    asio::async_write(socket_, asio::buffer(write_buf_), std::move(on_write));
+  }
 }
 
 void Session::OnWrite(const std::error_code& ec) {

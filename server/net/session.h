@@ -56,6 +56,8 @@
 #include <asio/basic_waitable_timer.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/strand.hpp>
 #include <chrono>
 #include <cstddef>
@@ -94,6 +96,23 @@ struct SessionOptions {
   size_t max_outbox_bytes = 4ULL << 20;
 };
 
+// TLS on a session (PROTOCOL.md §11 "TLS"). With a context, the session peeks
+// at the first byte: a TLS handshake starts with 0x16 (a handshake record);
+// anything else is a plaintext client, which gets `plaintext_refusal` (one
+// response line) in plaintext and is closed as after request_too_large. A
+// handshake that has not completed within `handshake_timeout` (or fails)
+// closes the connection. The verified certificate, if any, is recorded in the
+// Connection (a peer's --tls-ca proof).
+//
+// No close_notify is sent when the server closes: every close the server
+// starts is either after the client finished (its EOF) or a shutdown, where a
+// client sees the same as after a crash.
+struct SessionTls {
+  std::shared_ptr<asio::ssl::context> context;  // null: plaintext
+  std::string plaintext_refusal;                // the response line, without "\n"
+  std::chrono::milliseconds handshake_timeout{10000};
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // Called once, on the session's strand, when the socket has been closed.
@@ -104,7 +123,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // `socket` is connected; its strand serialises all of the session's work.
   // REQUIRES: `handler` outlives the session's requests; `on_closed` stays
   // callable while the socket's io_context runs.
-  Session(Socket socket, RequestHandler* handler, SessionOptions options, ClosedCallback on_closed);
+  Session(Socket socket, RequestHandler* handler, SessionOptions options, ClosedCallback on_closed,
+          SessionTls tls = {});
   ~Session();
 
   Session(const Session&) = delete;
@@ -121,13 +141,19 @@ class Session : public std::enable_shared_from_this<Session> {
   void Abort();
 
   // What the transport proved (TLS, a verified certificate), for the
-  // handler's Connection. Call before Start().
+  // handler's Connection. Called by the TLS handshake; tests may call it
+  // before Start().
   void SetTransport(bool tls, bool peer_verified);
 
   // "ip:port" of the remote end, for logs.
   const std::string& peer() const { return peer_; }
 
  private:
+  // TLS.
+  void StartTls();
+  void OnPeeked(const std::error_code& ec, size_t n);
+  void OnHandshake(const std::error_code& ec);
+
   // Reading and framing.
   void Resume();  // serves a turn of what is buffered, flushes, reads more, may close
   void PostResume();
@@ -157,6 +183,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close();
 
   Socket socket_;
+  // Over socket_ once the first byte says TLS; null for plaintext. Declared
+  // after socket_, which it refers to.
+  const SessionTls tls_options_;
+  std::unique_ptr<asio::ssl::stream<Socket&>> tls_;
+  bool handshaken_ = false;
+  char peek_byte_ = 0;
   RequestHandler* const handler_;
   const SessionOptions options_;
   const ClosedCallback on_closed_;
