@@ -33,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <exception>
@@ -371,7 +372,7 @@ std::string BuildRequest(const Invocation& inv, json* request) {
 
 int UsageError(const std::string& message) {
   std::string_view usage_line(kUsage);
-  usage_line = usage_line.substr(0, usage_line.find('\n') + 1);
+  usage_line = usage_line.substr(0, usage_line.find("commands:\n"));
   std::cerr << "kvctl: " << message << "\n"
             << usage_line << "run 'kvctl --help' for the commands\n";
   return kExitUsage;
@@ -1329,15 +1330,20 @@ int PrintHuman(const Invocation& inv, const json& resp) {
 int Run(int argc, char** argv) {
   Invocation inv;
   std::vector<std::string> args(argv + 1, argv + argc);
-  Status st = ParseSecurityFlags(&args, &inv.security, ValueOptions());
+  SecurityFlags security_flags;
+  Status st = ExtractSecurityFlags(&args, &security_flags, ValueOptions());
   if (!st.ok()) return UsageError(st.message());
   if (std::string err = ParseArgs(args, &inv); !err.empty()) return UsageError(err);
   if (inv.help) {
     std::cout << kUsage << kSecurityFlagsHelp;
     return kExitOk;
   }
+  // These connect to no node: the security flags (kv-restore passes them on)
+  // do not apply, and no password is needed.
   if (inv.command == "restore") return RunRestore(inv);
   if (inv.command == "user") return RunUser(inv);
+  st = ResolveSecurity(security_flags, std::getenv(kPasswordEnvVar), &inv.security);
+  if (!st.ok()) return UsageError(st.message());
   // One TLS context (CA loaded once) for every connection; a CA file that
   // cannot be loaded is a usage error, found before connecting.
   if (st = PrepareTls(&inv.security); !st.ok()) return UsageError(st.message());
