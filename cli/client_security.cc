@@ -13,11 +13,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
-#include <mutex>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 namespace ringkv {
 
@@ -68,8 +68,7 @@ Status SetExpectedHost(SSL* ssl, const std::string& host) {
     return Status::OK();
   }
   if (SSL_set_tlsext_host_name(ssl, host.c_str()) != 1 || SSL_set1_host(ssl, host.c_str()) != 1) {
-    return Status::Internal("cannot check the certificate against " + host + ": " +
-                            TlsErrorText());
+    return Status::Internal("cannot check the certificate against " + host + ": " + TlsErrorText());
   }
   return Status::OK();
 }
@@ -153,8 +152,8 @@ Status ExtractSecurityFlags(std::vector<std::string>* args, SecurityFlags* flags
     if (name != "--tls-ca" && name != "--user" && name != "--password-file") {
       rest.push_back(arg);
       // Another option's value is not a flag, even if it looks like one.
-      bool takes_value = std::find(value_options.begin(), value_options.end(), arg) !=
-                         value_options.end();
+      bool takes_value =
+          std::find(value_options.begin(), value_options.end(), arg) != value_options.end();
       if (takes_value && i + 1 < args->size()) rest.push_back((*args)[++i]);
       continue;
     }
@@ -179,7 +178,8 @@ Status ExtractSecurityFlags(std::vector<std::string>* args, SecurityFlags* flags
 
 Status ReadPasswordFile(const std::string& path, std::string* password) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::BadRequest("cannot read password file " + path + ": " + ErrnoText(errno));
+  if (fd < 0)
+    return Status::BadRequest("cannot read password file " + path + ": " + ErrnoText(errno));
   std::string content;
   char buf[4096];
   int err = 0;
@@ -191,11 +191,13 @@ Status ReadPasswordFile(const std::string& path, std::string* password) {
     content.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
-  if (err != 0) return Status::BadRequest("cannot read password file " + path + ": " + ErrnoText(err));
+  if (err != 0)
+    return Status::BadRequest("cannot read password file " + path + ": " + ErrnoText(err));
   content.resize(std::min(content.size(), content.find('\n')));
   if (!content.empty() && content.back() == '\r') content.pop_back();
   if (content.empty()) {
-    return Status::BadRequest("password file " + path + " is empty (the password is its first line)");
+    return Status::BadRequest("password file " + path +
+                              " is empty (the password is its first line)");
   }
   *password = std::move(content);
   return Status::OK();
@@ -203,7 +205,8 @@ Status ReadPasswordFile(const std::string& path, std::string* password) {
 
 Status ResolveSecurity(const SecurityFlags& flags, const char* env_password, ClientSecurity* out) {
   ClientSecurity security;
-  if (flags.tls_ca_given && flags.tls_ca.empty()) return Status::BadRequest("--tls-ca needs a file");
+  if (flags.tls_ca_given && flags.tls_ca.empty())
+    return Status::BadRequest("--tls-ca needs a file");
   security.tls = flags.tls || flags.tls_ca_given;
   security.tls_ca = flags.tls_ca;
   if (flags.password_file_given && !flags.user_given) {
@@ -291,8 +294,8 @@ Status TlsHandshake(ssl_ctx_st* ctx, int fd, std::string_view host, std::string_
     int err = SSL_get_error(ssl.get(), rc);
     short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
     if (events == 0) {
-      return Status::Unavailable(where + " failed: " +
-                                 HandshakeFailure(ssl.get(), err, saved_errno));
+      return Status::Unavailable(where +
+                                 " failed: " + HandshakeFailure(ssl.get(), err, saved_errno));
     }
     pollfd pfd{fd, events, 0};
     int ready = ::poll(&pfd, 1, RemainingMs(bounded, deadline));

@@ -89,8 +89,7 @@ Status ExtractSecurityFlags(std::vector<std::string>* args, SecurityFlags* flags
 // or --password-file"), --password-file is given without --user, the password
 // file cannot be read or its first line is empty, or --tls-ca is empty.
 // The message never contains the password.
-Status ResolveSecurity(const SecurityFlags& flags, const char* env_password,
-                       ClientSecurity* out);
+Status ResolveSecurity(const SecurityFlags& flags, const char* env_password, ClientSecurity* out);
 
 // ExtractSecurityFlags then ResolveSecurity with getenv(kPasswordEnvVar).
 Status ParseSecurityFlags(std::vector<std::string>* args, ClientSecurity* out,

@@ -27,7 +27,8 @@ Status ReadLine(int fd, std::string* line) {
     char c;
     ssize_t n = ::read(fd, &c, 1);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::BadRequest(std::string("cannot read the password: ") + std::strerror(errno));
+    if (n < 0)
+      return Status::BadRequest(std::string("cannot read the password: ") + std::strerror(errno));
     if (n == 0 || c == '\n') break;
     if (line->size() >= kMaxPasswordBytes) {
       return Status::BadRequest("password longer than " + std::to_string(kMaxPasswordBytes) +
@@ -90,7 +91,8 @@ Status ReadPasswordForHash(int in_fd, std::ostream& prompt, std::string* passwor
   } else {
     RINGKV_RETURN_IF_ERROR(ReadLine(in_fd, &first));
   }
-  if (first.empty()) return Status::BadRequest("empty password (user hash reads it on standard input)");
+  if (first.empty())
+    return Status::BadRequest("empty password (user hash reads it on standard input)");
   *password = std::move(first);
   return Status::OK();
 }
