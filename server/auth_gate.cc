@@ -66,6 +66,12 @@ Status AuthGate::Admit(const Connection& conn, Op op) const {
       return Status::OK();
     case OpScope::kPeer:
       if (AdmitsPeer(conn)) return Status::OK();
+      // With users on, nothing but auth before auth (PROTOCOL.md §11): an
+      // unauthenticated client learns no more than that.
+      if (auth_on() && conn.role.load(std::memory_order_acquire) == 0) {
+        return Status::Unauthenticated(
+            "authenticate first: {\"op\":\"auth\",\"user\":...,\"password\":...}");
+      }
       return Status::Forbidden("'" + std::string(OpName(op)) +
                                "' is an internal op, for authenticated cluster members only");
     case OpScope::kClient:

@@ -66,7 +66,8 @@ Status ParseSafely(Parse&& parse) {
 // refused, reset or closed from its end.
 bool IsGone(const std::error_code& ec) {
   return ec == asio::error::connection_refused || ec == asio::error::connection_reset ||
-         ec == asio::error::eof || ec == asio::error::broken_pipe;
+         ec == asio::error::eof || ec == asio::error::broken_pipe ||
+         ec == asio::ssl::error::stream_truncated;  // TLS: closed without close_notify
 }
 
 // A handshake failure is logged at most this often per peer.
@@ -589,7 +590,9 @@ void PeerClient::OnRead(Conn* conn, uint64_t gen, const std::error_code& ec, siz
   if (gen != conn->gen) return;
   Peer* peer = conn->peer;
   if (ec) {
-    const std::string reason = ec == asio::error::eof ? "closed by the peer" : ec.message();
+    const std::string reason =
+        ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ? "closed by the peer"
+                                                                           : ec.message();
     if (peer->link == Peer::Link::kUp) {
       spdlog::info("[peer] connection to {} lost: {}", peer->id, reason);
       peer->link = Peer::Link::kUnknown;

@@ -96,6 +96,9 @@ TEST_F(AuthGateTest, EveryOpNeedsItsRole) {
       SCOPED_TRACE(std::string(name) + " as " + std::string(security::RoleName(role)));
       if (IsAuthOp(name)) {
         EXPECT_TRUE(s.ok());
+      } else if (role == Role::kNone) {
+        // Nothing but auth before auth, internal ops included.
+        EXPECT_EQ(s.code(), Status::Code::kUnauthenticated);
       } else if (name.starts_with("_")) {
         EXPECT_EQ(s.code(), Status::Code::kForbidden);  // users are never peers
       } else if (role == Role::kNone) {
