@@ -6,12 +6,17 @@
 // same value bytes go to every target (bench/target.h). Latency goes into
 // fixed-memory histograms; the warm-up is excluded from every figure.
 //
+// With --target ringkv, --tls, --tls-ca, --user and --password-file
+// (cli/client_security.h) secure every connection: each does its TLS
+// handshake and `auth` before the run, so neither is in the figures.
+//
 // Exit status: 0 success; 2 bad flags; 3 target unreachable, no request
 // completed, or errors above --max-error-percent.
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cxxopts.hpp>
 #include <iostream>
 #include <map>
@@ -24,6 +29,8 @@
 #include "bench/runner.h"
 #include "bench/target.h"
 #include "bench/workload.h"
+#include "cli/client.h"
+#include "cli/client_security.h"
 
 namespace ringkv::bench {
 namespace {
@@ -49,6 +56,7 @@ struct Config {
   double progress_s = 5;
   double max_error_percent = 1;
   uint64_t seed = 1;
+  ClientSecurity security;  // --tls, --tls-ca, --user, --password-file (ringkv only)
 };
 
 // The value every write sends: value_size printable bytes from a fixed seed,
@@ -194,13 +202,28 @@ int Main(Config cfg) {
   if (cfg.route == "token") {
     Status s;
     for (const std::string& host : cfg.hosts) {
-      s = Router::Discover(host, &router);
+      s = Router::Discover(host, &router, cfg.security);
       if (s.ok()) break;
     }
     if (!s.ok()) {
       std::fprintf(stderr, "kvbench: cannot learn the ring from %s: %s\n", Join(cfg.hosts).c_str(),
                    s.message().c_str());
       return 3;
+    }
+  } else if (cfg.security.enabled()) {
+    // The whole setup once per host (TLS, auth), so that a bad certificate or
+    // password is one clear line rather than a failed run.
+    for (const std::string& host : cfg.hosts) {
+      std::unique_ptr<Client> client;
+      Status s = Client::Connect(host, &client, 5000, cfg.security);
+      if (!s.ok()) {
+        // The node's refusal (unauthenticated, bad_request) keeps its code.
+        bool network = s.code() == Status::Code::kUnavailable || s.code() == Status::Code::kTimeout;
+        std::string why = network ? s.message() : s.ToString();
+        std::fprintf(stderr, "kvbench: cannot reach %s at %s: %s\n", cfg.target.c_str(),
+                     host.c_str(), why.c_str());
+        return 3;
+      }
     }
   } else {
     for (const std::string& host : cfg.hosts) {
@@ -219,6 +242,7 @@ int Main(Config cfg) {
   base.target = target.get();
   base.addresses = cfg.hosts;
   base.router = cfg.route == "token" ? &router : nullptr;
+  base.security = &cfg.security;
   base.sessions = cfg.connections;
   base.threads = cfg.threads;
   base.key_count = cfg.keys;
@@ -260,8 +284,32 @@ int Main(Config cfg) {
   return Verdict(cfg, run, "run");
 }
 
+// kvbench's own options that take a value: ExtractSecurityFlags skips their
+// values.
+const std::vector<std::string>& ValueOptions() {
+  static const std::vector<std::string> kValueOptions = {
+      "--target",      "--host",       "--route",         "--threads",    "-c",
+      "--connections", "-p",           "--pipeline",      "-w",           "--workload",
+      "--keys",        "--value-size", "--dist",          "-d",           "--duration-s",
+      "--warmup-s",    "--ops",        "--load-pipeline", "--progress-s", "--max-error-percent",
+      "--seed"};
+  return kValueOptions;
+}
+
 // Parses argv into *cfg. Returns -1 to go on, else the exit status.
 int ParseFlags(int argc, char** argv, Config* cfg) {
+  // The security flags first, with the parser kvctl uses; cxxopts gets the rest.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  SecurityFlags security_flags;
+  if (Status s = ExtractSecurityFlags(&args, &security_flags, ValueOptions()); !s.ok()) {
+    std::fprintf(stderr, "kvbench: %s (see --help)\n", s.message().c_str());
+    return 2;
+  }
+  std::vector<char*> rest = {argv[0]};
+  for (std::string& a : args) rest.push_back(a.data());
+  argc = static_cast<int>(rest.size());
+  argv = rest.data();
+
   cxxopts::Options opts("kvbench", "closed-loop load generator for RingKV, Redis and etcd");
   opts.add_options()("target", "ringkv | redis | etcd",
                      cxxopts::value(cfg->target)->default_value("ringkv"))(
@@ -301,7 +349,7 @@ int ParseFlags(int argc, char** argv, Config* cfg) {
   try {
     auto res = opts.parse(argc, argv);
     if (res.count("help")) {
-      std::cout << opts.help() << "\n";
+      std::cout << opts.help() << "\n" << kSecurityFlagsHelp;
       return 0;
     }
     if (!res.unmatched().empty()) {
@@ -349,8 +397,19 @@ int ParseFlags(int argc, char** argv, Config* cfg) {
     bad = "--progress-s must be >= 0";
   else if (!(cfg->max_error_percent >= 0))
     bad = "--max-error-percent must be >= 0";
+  bool secure = security_flags.tls || security_flags.tls_ca_given || security_flags.user_given ||
+                security_flags.password_file_given;
+  if (bad == nullptr && secure && cfg->target != "ringkv") {
+    bad = "--tls, --tls-ca, --user and --password-file are for --target ringkv";
+  }
   if (bad != nullptr) {
     std::fprintf(stderr, "kvbench: %s\n", bad);
+    return 2;
+  }
+  Status security = ResolveSecurity(security_flags, std::getenv(kPasswordEnvVar), &cfg->security);
+  if (security.ok()) security = PrepareTls(&cfg->security);
+  if (!security.ok()) {
+    std::fprintf(stderr, "kvbench: %s\n", security.message().c_str());
     return 2;
   }
   std::vector<std::string> hosts;

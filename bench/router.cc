@@ -28,9 +28,9 @@ Status Ask(Client* client, const nlohmann::json& request, nlohmann::json* respon
 
 }  // namespace
 
-Status Router::Discover(std::string_view host, Router* out) {
+Status Router::Discover(std::string_view host, Router* out, const ClientSecurity& security) {
   std::unique_ptr<Client> client;
-  Status s = Client::Connect(host, &client, 5000);
+  Status s = Client::Connect(host, &client, 5000, security);
   if (!s.ok()) return s;
   nlohmann::json cluster;
   s = Ask(client.get(), {{"op", "cluster"}}, &cluster);

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli/client_security.h"
 #include "engine/status.h"
 
 namespace ringkv::bench {
@@ -23,10 +24,11 @@ uint32_t PartitionOf(std::string_view key, uint32_t partitions);
 
 class Router {
  public:
-  // Asks the node at `host` (HOST:PORT). Unavailable if it cannot be reached,
-  // Internal if its answers do not make sense or no replica of some partition
-  // is up.
-  static Status Discover(std::string_view host, Router* out);
+  // Asks the node at `host` (HOST:PORT), connecting with `security`.
+  // Unavailable if it cannot be reached, the connection's error if it refuses
+  // the credentials, Internal if its answers do not make sense or no replica
+  // of some partition is up.
+  static Status Discover(std::string_view host, Router* out, const ClientSecurity& security = {});
 
   // Addresses of the nodes that requests go to; NodeFor() indexes this.
   const std::vector<std::string>& addresses() const { return addresses_; }

@@ -4,6 +4,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -18,6 +20,8 @@
 #include <memory>
 #include <random>
 #include <thread>
+
+#include "cli/client.h"
 
 namespace ringkv::bench {
 
@@ -43,6 +47,24 @@ std::string ErrnoText(int err) {
   return text;
 }
 
+// A connection made by Client::Connect with `security` (TLS handshake and
+// `auth` done), handed over as a non-blocking fd and, with TLS, its SSL.
+// Returns the fd, or -1 with *error set ("unauthenticated: wrong user or
+// password", "TLS handshake with ... failed: ...").
+int ConnectSecure(const std::string& address, const ClientSecurity& security, SSL** ssl,
+                  std::string* error) {
+  std::unique_ptr<Client> client;
+  Status st = Client::Connect(address, &client, 5000, security);
+  if (st.ok()) {
+    int fd = -1;
+    st = client->Release(&fd, ssl);
+    if (st.ok()) return fd;
+  }
+  bool network = st.code() == Status::Code::kUnavailable || st.code() == Status::Code::kTimeout;
+  *error = network ? st.message() : std::string(st.CodeName()) + ": " + st.message();
+  return -1;
+}
+
 struct InFlight {
   int64_t sent_ns;
   Op op;
@@ -53,6 +75,10 @@ struct Session;
 
 struct Conn {
   int fd = -1;
+  SSL* ssl = nullptr;  // owned; null without TLS
+  // TLS: the last SSL_read wanted to write (WANT_WRITE); it is retried when
+  // the socket is writable.
+  bool read_wants_write = false;
   Session* session = nullptr;
   std::unique_ptr<ResponseParser> parser;
   std::string in;   // bytes read but not yet parsed (a partial response)
@@ -86,9 +112,7 @@ class Worker {
   Worker(Shared* shared, uint64_t first_key, uint64_t end_key)
       : spec_(*shared->spec), shared_(shared), next_key_(first_key), end_key_(end_key) {}
   ~Worker() {
-    for (auto& c : conns_) {
-      if (c->fd >= 0) ::close(c->fd);
-    }
+    for (auto& c : conns_) CloseConn(c.get());
     if (epfd_ >= 0) ::close(epfd_);
   }
   Worker(const Worker&) = delete;
@@ -108,6 +132,7 @@ class Worker {
       *error = "epoll_create1: " + ErrnoText(errno);
       return false;
     }
+    const bool secure = spec_.security != nullptr && spec_.security->enabled();
     for (auto& s : sessions_) {
       std::vector<std::string> addresses;
       if (spec_.router != nullptr) {
@@ -117,7 +142,9 @@ class Worker {
       }
       for (const std::string& address : addresses) {
         std::string why;
-        int fd = ConnectTcp(address, 5000, &why);
+        SSL* ssl = nullptr;
+        int fd = secure ? ConnectSecure(address, *spec_.security, &ssl, &why)
+                        : ConnectTcp(address, 5000, &why);
         if (fd < 0) {
           *error = "cannot connect to ";
           error->append(address).append(": ").append(why);
@@ -125,6 +152,7 @@ class Worker {
         }
         auto c = std::make_unique<Conn>();
         c->fd = fd;
+        c->ssl = ssl;
         c->session = s.get();
         c->parser = spec_.target->NewParser();
         epoll_event ev{};
@@ -132,7 +160,7 @@ class Worker {
         ev.data.ptr = c.get();
         if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
           *error = "epoll_ctl: " + ErrnoText(errno);
-          ::close(fd);
+          CloseConn(c.get());
           return false;
         }
         s->conns.push_back(c.get());
@@ -169,7 +197,10 @@ class Worker {
         auto* c = static_cast<Conn*>(events[i].data.ptr);
         if (c->fd < 0) continue;  // its session died earlier in this wake-up
         if (events[i].events & EPOLLOUT) MarkDirty(c);
-        if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) OnReadable(c);
+        if ((events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ||
+            (c->read_wants_write && (events[i].events & EPOLLOUT))) {
+          OnReadable(c);
+        }
       }
       FlushAll();
       now = NowNs();
@@ -179,10 +210,7 @@ class Worker {
     finish_ns_ = now;
     progress_ops_.store(all_.ops, std::memory_order_relaxed);
     progress_errors_.store(error_count_, std::memory_order_relaxed);
-    for (auto& c : conns_) {
-      if (c->fd >= 0) ::close(c->fd);
-      c->fd = -1;
-    }
+    for (auto& c : conns_) CloseConn(c.get());
   }
 
   // Results, read after Run() has returned.
@@ -266,7 +294,9 @@ class Worker {
       c->inflight[i].sent_ns = now;
     }
     c->unstamped = 0;
-    if (c->out_pos < c->out.size()) {
+    if (c->ssl != nullptr) {
+      if (!WriteTls(c)) return;
+    } else if (c->out_pos < c->out.size()) {
       ssize_t n =
           ::send(c->fd, c->out.data() + c->out_pos, c->out.size() - c->out_pos, MSG_NOSIGNAL);
       if (n >= 0) {
@@ -281,24 +311,87 @@ class Worker {
       c->out.clear();
       c->out_pos = 0;
     }
-    if (pending != c->want_out) {
+    bool want_out = pending || c->read_wants_write;
+    if (want_out != c->want_out) {
       epoll_event ev{};
-      ev.events = pending ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+      ev.events = want_out ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
       ev.data.ptr = c;
       ::epoll_ctl(epfd_, EPOLL_CTL_MOD, c->fd, &ev);
-      c->want_out = pending;
+      c->want_out = want_out;
     }
   }
 
+  // Writes what the socket takes of c->out through TLS. With partial writes
+  // on, each SSL_write_ex sends at least a record, so loop until it would
+  // block. A write retried after WANT_WRITE passes the same bytes again, from
+  // out_pos, only perhaps more of them and moved (Issue() appends to c->out):
+  // SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows exactly that. False if the
+  // session died.
+  bool WriteTls(Conn* c) {
+    while (c->out_pos < c->out.size()) {
+      size_t n = 0;
+      int rc = SSL_write_ex(c->ssl, c->out.data() + c->out_pos, c->out.size() - c->out_pos, &n);
+      if (rc == 1) {
+        c->out_pos += n;
+        continue;
+      }
+      int err = SSL_get_error(c->ssl, rc);
+      // WANT_READ: the write waits on a read (a post-handshake message);
+      // OnReadable() marks the connection dirty again after reading.
+      if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) return true;
+      ERR_clear_error();  // SSL_get_error needs an empty queue before the next call
+      Kill(c, "connection_reset");
+      return false;
+    }
+    return true;
+  }
+
   void OnReadable(Conn* c) {
+    if (c->ssl != nullptr) {
+      OnReadableTls(c);
+      return;
+    }
     ssize_t n = ::read(c->fd, read_buf_.get(), kReadBytes);
     int64_t now = NowNs();
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) Kill(c, "connection_reset");
       return;
     }
+    if (!Consume(c, std::string_view(read_buf_.get(), static_cast<size_t>(n)), now)) return;
+    if (n == 0) Kill(c, "connection_closed");
+  }
+
+  // Reads until OpenSSL wants more from the socket. Reading to WANT_READ
+  // drains what the SSL has decrypted and buffered (SSL_pending), which no
+  // later epoll readiness would announce.
+  void OnReadableTls(Conn* c) {
+    c->read_wants_write = false;
+    for (;;) {
+      size_t n = 0;
+      int rc = SSL_read_ex(c->ssl, read_buf_.get(), kReadBytes, &n);
+      int64_t now = NowNs();
+      if (rc == 1) {
+        if (!Consume(c, std::string_view(read_buf_.get(), n), now)) return;
+        continue;
+      }
+      int err = SSL_get_error(c->ssl, rc);
+      if (err == SSL_ERROR_WANT_READ) break;
+      if (err == SSL_ERROR_WANT_WRITE) {
+        c->read_wants_write = true;  // Flush() registers EPOLLOUT for it
+        break;
+      }
+      ERR_clear_error();
+      Kill(c, err == SSL_ERROR_ZERO_RETURN ? "connection_closed" : "connection_reset");
+      return;
+    }
+    // A write that waited on this read, or a read that waits on a write.
+    if (c->read_wants_write || c->out_pos < c->out.size()) MarkDirty(c);
+  }
+
+  // Parses `data`, just read, after any partial response already buffered,
+  // and completes the requests it answers. False if the session died.
+  bool Consume(Conn* c, std::string_view data, int64_t now) {
     // Parse straight from the read buffer unless a partial response is waiting.
-    std::string_view data(read_buf_.get(), static_cast<size_t>(n));
     bool buffered = !c->in.empty();
     if (buffered) {
       c->in.append(data);
@@ -311,11 +404,11 @@ class Worker {
       if (r.kind == Reply::kNeedMore) break;
       if (r.kind == Reply::kBroken) {
         Kill(c, "bad_response");
-        return;
+        return false;
       }
       if (c->inflight.size() <= c->unstamped) {
         Kill(c, "unexpected_response");
-        return;
+        return false;
       }
       InFlight f = c->inflight.front();
       c->inflight.pop_front();
@@ -326,7 +419,7 @@ class Worker {
     } else {
       c->in.assign(data.substr(pos));
     }
-    if (n == 0) Kill(c, "connection_closed");
+    return true;
   }
 
   void Complete(Session* s, const InFlight& f, const Reply& r, int64_t now) {
@@ -363,11 +456,18 @@ class Worker {
     total_in_flight_ -= s->in_flight;
     s->in_flight = 0;
     for (Conn* c : s->conns) {
-      if (c->fd >= 0) ::close(c->fd);
-      c->fd = -1;
+      CloseConn(c);
       c->inflight.clear();
       c->unstamped = 0;
     }
+  }
+
+  // Without close_notify: the run is over for this connection either way.
+  static void CloseConn(Conn* c) {
+    if (c->ssl != nullptr) SSL_free(c->ssl);
+    c->ssl = nullptr;
+    if (c->fd >= 0) ::close(c->fd);
+    c->fd = -1;
   }
 
   const RunSpec& spec_;

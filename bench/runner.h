@@ -7,6 +7,11 @@
 // leaves in one write per socket. A session has one socket, or with token
 // routing one per node, each request going to the node that owns its key.
 //
+// With RunSpec::security enabled (ringkv only), each connection is made by
+// Client::Connect (TLS handshake, then `auth`) before the run starts, and the
+// loop then writes with SSL_write_ex and reads with SSL_read_ex; without it
+// the loop is plain send()/read(), one branch per call apart.
+//
 // Latency of a request = the time its response was read - the time its bytes
 // were written, recorded in microseconds into fixed-memory histograms. Only
 // requests sent after the warm-up and answered before the end count.
@@ -25,6 +30,7 @@
 #include "bench/router.h"
 #include "bench/target.h"
 #include "bench/workload.h"
+#include "cli/client_security.h"
 #include "server/histogram.h"
 
 namespace ringkv::bench {
@@ -35,6 +41,9 @@ struct RunSpec {
   // connects to every router->addresses() entry.
   std::vector<std::string> addresses;
   const Router* router = nullptr;
+  // TLS and authentication for every connection (not owned; must outlive
+  // the run); null or !enabled() = plaintext, no auth.
+  const ClientSecurity* security = nullptr;
   int sessions = 1;
   int pipeline = 1;
   int threads = 1;

@@ -1,12 +1,19 @@
 // Client: blocking POSIX sockets, non-blocking underneath so that poll() can
 // bound every connect, write and read. Nothing here throws: JSON is parsed with
 // exceptions off and dump() (which throws on invalid UTF-8) is caught.
+//
+// With TLS, the same loops go through SSL_write_ex/SSL_read_ex, and wait on
+// whichever direction OpenSSL asks for (WANT_READ / WANT_WRITE). A read is
+// tried before polling, because the SSL may hold decrypted bytes already
+// (SSL_pending) that no socket readiness would announce.
 #include "cli/client.h"
 
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -104,13 +111,38 @@ int ConnectOne(const addrinfo* ai, bool bounded, SteadyClock::time_point deadlin
   return fd;
 }
 
+// SSL_get_error's wait as poll() events; 0 if it is not a wait.
+short WaitEvents(int ssl_error) {
+  if (ssl_error == SSL_ERROR_WANT_READ) return POLLIN;
+  if (ssl_error == SSL_ERROR_WANT_WRITE) return POLLOUT;
+  return 0;
+}
+
+// Why an SSL read or write failed: OpenSSL's reason, else the OS's.
+std::string TlsIoFailure(int saved_errno) {
+  std::string text = TlsErrorText();
+  if (!text.empty()) return text;
+  return ErrnoText(saved_errno != 0 ? saved_errno : ECONNRESET);
+}
+
 }  // namespace
 
-Status Client::Connect(std::string_view host_port, std::unique_ptr<Client>* out, int timeout_ms) {
+bool Client::ValidAddress(std::string_view host_port) {
+  std::string host, port;
+  return SplitHostPort(host_port, &host, &port);
+}
+
+Status Client::Connect(std::string_view host_port, std::unique_ptr<Client>* out, int timeout_ms,
+                       const ClientSecurity& security) {
   out->reset();
   std::string host, port;
   if (!SplitHostPort(host_port, &host, &port)) {
     return Status::BadRequest("malformed address (want HOST:PORT): " + std::string(host_port));
+  }
+  // The context first: an unreadable CA file fails before any connection.
+  std::shared_ptr<ssl_ctx_st> tls_context = security.tls_context;
+  if (security.tls && tls_context == nullptr) {
+    RINGKV_RETURN_IF_ERROR(MakeTlsContext(security.tls_ca, &tls_context));
   }
   bool bounded = timeout_ms > 0;
   auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
@@ -134,11 +166,20 @@ Status Client::Connect(std::string_view host_port, std::unique_ptr<Client>* out,
   if (fd < 0) {
     return Status::Unavailable(err == ETIMEDOUT ? "connect timed out" : ErrnoText(err));
   }
-  out->reset(new Client(fd, timeout_ms));
+  std::unique_ptr<Client> client(new Client(fd, timeout_ms));
+  if (security.tls) {
+    RINGKV_RETURN_IF_ERROR(
+        TlsHandshake(tls_context.get(), fd, host, host_port, timeout_ms, &client->ssl_));
+  }
+  if (!security.user.empty()) {
+    RINGKV_RETURN_IF_ERROR(client->Authenticate(security.user, security.password));
+  }
+  *out = std::move(client);
   return Status::OK();
 }
 
 Client::~Client() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -149,6 +190,10 @@ Status Client::Call(const nlohmann::json& request, nlohmann::json* response) {
   } catch (const nlohmann::json::exception& e) {
     return Status::BadRequest(std::string("request is not valid JSON text: ") + e.what());
   }
+  return CallLine(line, response);
+}
+
+Status Client::CallLine(const std::string& line, nlohmann::json* response) {
   RINGKV_RETURN_IF_ERROR(SendLine(line));
   std::string reply;
   RINGKV_RETURN_IF_ERROR(ReceiveLine(&reply));
@@ -169,9 +214,94 @@ Status Client::SendLine(std::string_view line) {
   return SendRaw(buf);
 }
 
-// Touches only fd_ and timeout_ms_, so a test may send from one thread while
-// another receives.
+Status Client::Authenticate(std::string_view user, std::string_view password) {
+  std::string line;
+  try {
+    line = nlohmann::json{{"op", "auth"}, {"user", user}, {"password", password}}.dump();
+  } catch (const nlohmann::json::exception&) {
+    // Not e.what(): it quotes the offending byte, which may be the password's.
+    return Status::BadRequest("the user name and password must be UTF-8 text");
+  }
+  nlohmann::json response;
+  RINGKV_RETURN_IF_ERROR(CallLine(line, &response));
+  auto ok = response.find("ok");
+  if (ok != response.end() && ok->is_boolean() && ok->get<bool>()) return Status::OK();
+  std::string code, message;
+  auto error = response.find("error");
+  if (error != response.end() && error->is_object()) {
+    auto c = error->find("code"), m = error->find("message");
+    if (c != error->end() && c->is_string()) code = c->get<std::string>();
+    if (m != error->end() && m->is_string()) message = m->get<std::string>();
+  }
+  Status::Code status_code = Status::Code::kInternal;
+  if (!Status::CodeFromName(code, &status_code) || status_code == Status::Code::kOk ||
+      status_code == Status::Code::kNotFound) {
+    status_code = Status::Code::kInternal;
+  }
+  if (message.empty()) message = "authentication refused: " + response.dump();
+  return Status::FromCode(status_code, message);
+}
+
+Status Client::Release(int* fd, ssl_st** ssl) {
+  if (!inbuf_.empty()) return Status::Internal("unread bytes on the connection");
+  *fd = fd_;
+  *ssl = ssl_;
+  fd_ = -1;
+  ssl_ = nullptr;
+  closed_ = true;
+  return Status::OK();
+}
+
+Status Client::SendTls(std::string_view bytes) {
+  bool bounded = timeout_ms_ > 0;
+  auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms_);
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    ERR_clear_error();
+    errno = 0;
+    size_t n = 0;
+    int rc = SSL_write_ex(ssl_, bytes.data() + sent, bytes.size() - sent, &n);
+    if (rc == 1) {
+      sent += n;
+      deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms_);
+      continue;
+    }
+    int saved_errno = errno;
+    short events = WaitEvents(SSL_get_error(ssl_, rc));
+    if (events == 0) return Status::Unavailable("send failed: " + TlsIoFailure(saved_errno));
+    int ready = PollFd(fd_, events, bounded, deadline);
+    if (ready == 0) return Status::Timeout("server did not read the request in time");
+    if (ready < 0) return Status::Unavailable(ErrnoText(errno));
+  }
+  return Status::OK();
+}
+
+Status Client::ReadTls(short* wait) {
+  *wait = 0;
+  char chunk[65536];
+  ERR_clear_error();
+  errno = 0;
+  size_t n = 0;
+  int rc = SSL_read_ex(ssl_, chunk, sizeof(chunk), &n);
+  if (rc == 1) {
+    inbuf_.append(chunk, n);
+    return Status::OK();
+  }
+  int saved_errno = errno;
+  int err = SSL_get_error(ssl_, rc);
+  *wait = WaitEvents(err);
+  if (*wait != 0) return Status::OK();
+  closed_ = true;  // a clean close (ZERO_RETURN: close_notify or EOF) or a broken one
+  if (err == SSL_ERROR_ZERO_RETURN) return Status::OK();
+  std::string why = TlsIoFailure(saved_errno);
+  if (inbuf_.find('\n') == std::string::npos) return Status::Unavailable("receive failed: " + why);
+  return Status::OK();
+}
+
+// Without TLS, touches only fd_ and timeout_ms_, so a test may send from one
+// thread while another receives.
 Status Client::SendRaw(std::string_view bytes) {
+  if (ssl_ != nullptr) return SendTls(bytes);
   bool bounded = timeout_ms_ > 0;
   auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms_);
   size_t sent = 0;
@@ -211,6 +341,17 @@ Status Client::ReceiveLine(std::string* line) {
     scanned = inbuf_.size();
     if (closed_) return Status::Unavailable("connection closed by server");
     if (inbuf_.size() > kMaxResponseBytes) return Status::Internal("response line too long");
+    if (ssl_ != nullptr) {
+      short wait = 0;
+      RINGKV_RETURN_IF_ERROR(ReadTls(&wait));
+      if (wait == 0) continue;
+      int ready = PollFd(fd_, wait, bounded, deadline);
+      if (ready == 0) {
+        return Status::Timeout("no response within " + std::to_string(timeout_ms_) + " ms");
+      }
+      if (ready < 0) return Status::Unavailable(ErrnoText(errno));
+      continue;
+    }
     int ready = PollFd(fd_, POLLIN, bounded, deadline);
     if (ready == 0) {
       return Status::Timeout("no response within " + std::to_string(timeout_ms_) + " ms");

@@ -1,6 +1,10 @@
 // kvctl: the RingKV command-line client and admin tool (PROTOCOL.md §6, §7).
 //
-//   kvctl [--host HOST:PORT] [-o json] [--timeout-ms N] COMMAND ARGS...
+//   kvctl [--host HOST:PORT] [-o json] [--timeout-ms N] [--tls] [--tls-ca FILE]
+//         [--user NAME] [--password-file FILE] COMMAND ARGS...
+//
+// The security flags (cli/client_security.h) apply to every connection kvctl
+// makes, the members asked by `cluster` and `cluster-backup` included.
 //
 // Exit status: 0 success, 1 key not found (get), 2 usage error, 3 server or
 // connection error ("kvctl: CODE: message" on stderr).
@@ -12,6 +16,7 @@
 //   into DEST/<node-id>/ and then writes DEST/manifest.json atomically;
 // - `restore DEST NODE_ID DATA_DIR` (what scripts/kv-restore runs) verifies and
 //   restores one node's backup into an empty data dir, with no node running.
+// - `user hash` (cli/user_command.h) prints a password hash for the users file.
 //
 // Options may appear before or after the command; "--" ends them. The command
 // line is parsed by hand rather than with cxxopts because cxxopts takes any
@@ -28,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <exception>
@@ -48,6 +54,8 @@
 
 #include "cli/aae_report.h"
 #include "cli/client.h"
+#include "cli/client_security.h"
+#include "cli/user_command.h"
 #include "engine/status.h"
 #include "engine/store.h"
 
@@ -72,7 +80,8 @@ namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr char kUsage[] =
-    "usage: kvctl [--host HOST:PORT] [-o json] [--timeout-ms N] COMMAND [ARGS]\n"
+    "usage: kvctl [--host HOST:PORT] [-o json] [--timeout-ms N] [--tls] [--tls-ca FILE]\n"
+    "             [--user NAME] [--password-file FILE] COMMAND [ARGS]\n"
     "commands:\n"
     "  put KEY VALUE [--json] [--ttl-ms N] [-w W]   store VALUE (a string unless --json;\n"
     "                                               VALUE - reads standard input)\n"
@@ -89,12 +98,15 @@ constexpr char kUsage[] =
     "                                               and write DEST/manifest.json (kv-backup)\n"
     "  restore DEST NODE_ID DATA_DIR                restore NODE_ID's backup from DEST into the\n"
     "                                               empty DATA_DIR; needs no node (kv-restore)\n"
+    "  user hash                                    read a password on standard input and print\n"
+    "                                               its hash for kvd's --auth-file\n"
     "W and R are an integer or one, quorum, all. --host defaults to 127.0.0.1:7700.\n"
     "exit status: 0 ok, 1 key not found, 2 usage error, 3 server or connection error\n";
 
 // Everything the command line asked for.
 struct Invocation {
   std::string host = "127.0.0.1:7700";
+  ClientSecurity security;  // --tls, --tls-ca, --user, --password-file
   bool json_output = false;
   std::optional<int> timeout_ms;
   bool help = false;
@@ -130,6 +142,7 @@ const std::vector<CommandSpec>& Commands() {
       // Admin commands that are not one request (op is empty).
       {"cluster-backup", "", 1, {}},
       {"restore", "", 3, {}},
+      {"user", "", 1, {}},
   };
   return kCommands;
 }
@@ -199,21 +212,32 @@ std::string ApplyOption(const std::string& name, const std::string& value, Invoc
   return "";
 }
 
+// kvctl's own options that take a value (the security flags are parsed
+// before, by ExtractSecurityFlags, which must skip these options' values).
+const std::vector<std::string>& ValueOptions() {
+  static const std::vector<std::string> kValueOptions = {
+      "--host", "-o", "--output", "--timeout-ms", "--ttl-ms", "-w", "-r"};
+  return kValueOptions;
+}
+
 bool TakesValue(const std::string& name) {
-  return name == "--host" || name == "-o" || name == "--output" || name == "--timeout-ms" ||
-         name == "--ttl-ms" || name == "-w" || name == "-r";
+  const auto& names = ValueOptions();
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 
 bool IsFlag(const std::string& name) {
   return name == "--json" || name == "--local" || name == "-h" || name == "--help";
 }
 
-// Parses argv into *inv. Returns an error message, or "" on success.
-std::string ParseArgs(int argc, char** argv, Invocation* inv) {
+// Parses the arguments (argv without the program name and, already taken
+// out, the security flags) into *inv. Returns an error message, or "" on
+// success.
+std::string ParseArgs(const std::vector<std::string>& args, Invocation* inv) {
   std::vector<std::string> positional;
   bool options_done = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
+  const size_t count = args.size();
+  for (size_t i = 0; i < count; ++i) {
+    std::string arg = args[i];
     if (options_done || !IsOption(arg)) {
       positional.push_back(std::move(arg));
       continue;
@@ -240,8 +264,8 @@ std::string ParseArgs(int argc, char** argv, Invocation* inv) {
       if (name == "--local") inv->local = true;
     } else if (TakesValue(name)) {
       if (!has_value) {
-        if (i + 1 >= argc) return "option " + name + " needs a value";
-        value = argv[++i];
+        if (i + 1 >= count) return "option " + name + " needs a value";
+        value = args[++i];
       }
       if (std::string err = ApplyOption(name, value, inv); !err.empty()) return err;
     } else {
@@ -348,7 +372,7 @@ std::string BuildRequest(const Invocation& inv, json* request) {
 
 int UsageError(const std::string& message) {
   std::string_view usage_line(kUsage);
-  usage_line = usage_line.substr(0, usage_line.find('\n') + 1);
+  usage_line = usage_line.substr(0, usage_line.find("commands:\n"));
   std::cerr << "kvctl: " << message << "\n"
             << usage_line << "run 'kvctl --help' for the commands\n";
   return kExitUsage;
@@ -730,13 +754,18 @@ void PrintLocate(const json& resp) {
 // ---------------------------------------------------------------------------
 // Talking to nodes.
 
-// One request to `host` on a new connection. Returns "" on an ok answer, or
-// one line saying why not ("cannot connect: connection refused",
-// "timeout: ...", "bad_request: ..."); *resp holds whatever was answered.
-std::string CallNode(const std::string& host, const json& request, int timeout_ms, json* resp) {
+// One request to `host` on a new connection made with `security`. Returns ""
+// on an ok answer, or one line saying why not ("cannot connect: connection
+// refused", "timeout: ...", "bad_request: ...", "unauthenticated: ..." when
+// the node refused the credentials); *resp holds whatever was answered.
+std::string CallNode(const std::string& host, const ClientSecurity& security, const json& request,
+                     int timeout_ms, json* resp) {
   std::unique_ptr<Client> client;
-  Status st = Client::Connect(host, &client, timeout_ms);
-  if (!st.ok()) return "cannot connect: " + st.message();
+  Status st = Client::Connect(host, &client, timeout_ms, security);
+  if (!st.ok() && (st.code() == Status::Code::kUnavailable || st.code() == Status::Code::kTimeout)) {
+    return "cannot connect: " + st.message();
+  }
+  if (!st.ok()) return std::string(st.CodeName()) + ": " + st.message();
   st = client->Call(request, resp);
   if (!st.ok()) return std::string(st.CodeName()) + ": " + st.message();
   if (!IsTrue(*resp, "ok")) {
@@ -791,9 +820,9 @@ struct MemberReport {
   std::map<std::string, std::string> view;  // id -> up/down, as it sees the others
 };
 
-void AskMember(MemberReport* report, int timeout_ms) {
+void AskMember(MemberReport* report, const ClientSecurity* security, int timeout_ms) {
   json resp;
-  report->error = CallNode(report->member.address, {{"op", "stats"}}, timeout_ms, &resp);
+  report->error = CallNode(report->member.address, *security, {{"op", "stats"}}, timeout_ms, &resp);
   if (!report->error.empty()) return;
   report->stats = Object(resp, "stats");
   std::string answered_as = Field(report->stats, "node");
@@ -801,7 +830,8 @@ void AskMember(MemberReport* report, int timeout_ms) {
     report->error = "answers as node '" + answered_as + "'";
     return;
   }
-  report->error = CallNode(report->member.address, {{"op", "cluster"}}, timeout_ms, &resp);
+  report->error =
+      CallNode(report->member.address, *security, {{"op", "cluster"}}, timeout_ms, &resp);
   if (!report->error.empty()) return;
   auto nodes = resp.find("nodes");
   if (nodes == resp.end() || !nodes->is_array()) return;
@@ -820,7 +850,7 @@ int PrintClusterTable(const Invocation& inv, const json& resp) {
   int timeout_ms = inv.timeout_ms.value_or(kDefaultMemberTimeoutMs);
   for (size_t i = 0; i < members.size(); ++i) {
     reports[i].member = members[i];
-    threads.emplace_back(AskMember, &reports[i], timeout_ms);
+    threads.emplace_back(AskMember, &reports[i], &inv.security, timeout_ms);
   }
   for (auto& t : threads) t.join();
 
@@ -1022,7 +1052,7 @@ int RunClusterBackup(const Invocation& inv) {
   // The members, as the node we were pointed at knows them.
   int timeout_ms = inv.timeout_ms.value_or(kDefaultTimeoutMs);
   json cluster;
-  std::string err = CallNode(inv.host, {{"op", "cluster"}}, timeout_ms, &cluster);
+  std::string err = CallNode(inv.host, inv.security, {{"op", "cluster"}}, timeout_ms, &cluster);
   if (!err.empty()) return BackupFailed("node at " + inv.host + ": " + err, previous);
   std::vector<Member> members;
   std::string why;
@@ -1039,7 +1069,7 @@ int RunClusterBackup(const Invocation& inv) {
   // be down fails the run at once instead of after the others' backups.
   for (const Member& m : members) {
     json pong;
-    err = CallNode(m.address, {{"op", "ping"}}, timeout_ms, &pong);
+    err = CallNode(m.address, inv.security, {{"op", "ping"}}, timeout_ms, &pong);
     if (err.empty() && Field(pong, "node") != m.id) {
       err = "answers as node '" + Field(pong, "node") + "'";
     }
@@ -1065,7 +1095,8 @@ int RunClusterBackup(const Invocation& inv) {
     std::optional<uint64_t> size_before = DirBytes(dir);
     Progress progress("backing up " + m.id + " (" + m.address + ")");
     json resp;
-    err = CallNode(m.address, {{"op", "backup"}, {"dir", dir.string()}}, backup_timeout_ms, &resp);
+    err = CallNode(m.address, inv.security, {{"op", "backup"}, {"dir", dir.string()}},
+                   backup_timeout_ms, &resp);
     std::optional<double> bytes = Number(resp, "bytes"), id = Number(resp, "backup_id");
     if (err.empty() && (!bytes || !id || *id < 1)) err = "malformed backup response " + resp.dump();
     if (!err.empty()) {
@@ -1256,6 +1287,17 @@ int RunRestore(const Invocation& inv) {
 
 // ---------------------------------------------------------------------------
 
+// `kvctl user SUBCOMMAND`: only `user hash` so far.
+int RunUser(const Invocation& inv) {
+  Status st = RunUserCommand(inv.args, STDIN_FILENO, std::cout, std::cerr);
+  if (st.code() == Status::Code::kBadRequest) return UsageError(st.message());
+  if (!st.ok()) {
+    std::cerr << "kvctl: " << st.CodeName() << ": " << st.message() << "\n";
+    return kExitError;
+  }
+  return kExitOk;
+}
+
 // Prints a successful response for a human. Returns the exit status.
 int PrintHuman(const Invocation& inv, const json& resp) {
   const std::string& cmd = inv.command;
@@ -1287,23 +1329,43 @@ int PrintHuman(const Invocation& inv, const json& resp) {
 
 int Run(int argc, char** argv) {
   Invocation inv;
-  if (std::string err = ParseArgs(argc, argv, &inv); !err.empty()) return UsageError(err);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  SecurityFlags security_flags;
+  Status st = ExtractSecurityFlags(&args, &security_flags, ValueOptions());
+  if (!st.ok()) return UsageError(st.message());
+  if (std::string err = ParseArgs(args, &inv); !err.empty()) return UsageError(err);
   if (inv.help) {
-    std::cout << kUsage;
+    std::cout << kUsage << kSecurityFlagsHelp;
     return kExitOk;
   }
-  if (inv.command == "cluster-backup") return RunClusterBackup(inv);
+  // These connect to no node: the security flags (kv-restore passes them on)
+  // do not apply, and no password is needed.
   if (inv.command == "restore") return RunRestore(inv);
+  if (inv.command == "user") return RunUser(inv);
+  st = ResolveSecurity(security_flags, std::getenv(kPasswordEnvVar), &inv.security);
+  if (!st.ok()) return UsageError(st.message());
+  // One TLS context (CA loaded once) for every connection; a CA file that
+  // cannot be loaded is a usage error, found before connecting.
+  if (st = PrepareTls(&inv.security); !st.ok()) return UsageError(st.message());
+  if (inv.command == "cluster-backup") return RunClusterBackup(inv);
   json request;
   if (std::string err = BuildRequest(inv, &request); !err.empty()) return UsageError(err);
+  if (!Client::ValidAddress(inv.host)) {
+    return UsageError("malformed address (want HOST:PORT): " + inv.host);
+  }
 
   const bool long_op = inv.command == "backup" || inv.command == "compact";
   int timeout_ms = inv.timeout_ms.value_or(long_op ? kDefaultBackupTimeoutMs : kDefaultTimeoutMs);
   std::unique_ptr<Client> client;
-  Status st = Client::Connect(inv.host, &client, timeout_ms);
-  if (st.code() == Status::Code::kBadRequest) return UsageError(st.message());
-  if (!st.ok()) {
+  st = Client::Connect(inv.host, &client, timeout_ms, inv.security);
+  if (!st.ok() && (st.code() == Status::Code::kUnavailable || st.code() == Status::Code::kTimeout)) {
     std::cerr << "kvctl: cannot connect to " << inv.host << ": " << st.message() << "\n";
+    return kExitError;
+  }
+  if (!st.ok()) {
+    // The node refused the credentials (unauthenticated), or this port wants
+    // TLS (bad_request): its own words.
+    std::cerr << "kvctl: " << st.CodeName() << ": " << st.message() << "\n";
     return kExitError;
   }
   json resp;

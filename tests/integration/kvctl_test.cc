@@ -6,11 +6,15 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "server/security/password.h"
 #include "tests/integration/harness.h"
+#include "tests/util/temp_dir.h"
 
 namespace ringkv::itest {
 namespace {
@@ -119,6 +123,95 @@ TEST(KvctlUsageTest, BadUsageExitsTwoWithoutContactingAServer) {
   EXPECT_NE(r.out.find("usage"), std::string::npos);
 }
 
+// The security flags (PROTOCOL.md §11) are checked before any connection:
+// a missing password, an unreadable password file or CA file, a flag without
+// its value are usage errors (exit 2), and the message says what to do.
+TEST(KvctlUsageTest, SecurityFlagsCheckedBeforeConnecting) {
+  ::unsetenv("RINGKV_PASSWORD");
+  testutil::ScopedTempDir dir("ringkv-kvctl-security");
+  const std::string empty_file = dir.Sub("empty");
+  FILE* f = std::fopen(empty_file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+  std::string host = "127.0.0.1:" + std::to_string(UnusedPort());
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--user", "bob", "ping"},
+       "kvctl: --user needs the password in RINGKV_PASSWORD or --password-file"},
+      {{"ping", "--user", "bob"},  // after the command too, like --host
+       "kvctl: --user needs the password in RINGKV_PASSWORD or --password-file"},
+      {{"--user", "bob", "--password-file", dir.Sub("missing"), "ping"},
+       "kvctl: cannot read password file " + dir.Sub("missing") + ": no such file or directory"},
+      {{"--user", "bob", "--password-file", empty_file, "ping"},
+       "kvctl: password file " + empty_file + " is empty"},
+      {{"--password-file", empty_file, "ping"}, "kvctl: --password-file needs --user"},
+      {{"--tls-ca", dir.Sub("no-ca.pem"), "ping"},
+       "kvctl: cannot read --tls-ca " + dir.Sub("no-ca.pem") + ": no such file or directory"},
+      {{"--tls-ca", empty_file, "ping"}, "kvctl: cannot load --tls-ca " + empty_file},
+      {{"ping", "--tls-ca"}, "kvctl: option --tls-ca needs a value"},
+      {{"ping", "--user"}, "kvctl: option --user needs a value"},
+      {{"ping", "--password-file"}, "kvctl: option --password-file needs a value"},
+      {{"--tls=yes", "ping"}, "kvctl: option --tls takes no value"},
+      {{"--user=", "ping"}, "kvctl: --user needs a name"},
+      {{"--password", "secret", "ping"}, "kvctl: unknown option --password"},  // deliberately none
+      {{"user"}, "kvctl: user takes 1 argument(s), got 0"},
+      {{"user", "add"}, "kvctl: unknown user command 'add' (kvctl user hash)"},
+      {{"user", "hash", "extra"}, "kvctl: user takes 1 argument(s), got 2"},
+  };
+  for (const auto& [args, message] : cases) {
+    std::string joined;
+    for (const auto& a : args) joined += " '" + a + "'";
+    SCOPED_TRACE("kvctl" + joined);
+    std::vector<std::string> full = {"--host", host};
+    full.insert(full.end(), args.begin(), args.end());
+    ProcessResult r = RunKvctl(full);
+    EXPECT_EQ(r.exit_code, kExitUsage) << Describe(r);
+    EXPECT_EQ(r.err.rfind(message, 0), 0u) << Describe(r);
+    EXPECT_NE(r.err.find("usage"), std::string::npos) << Describe(r);
+    EXPECT_EQ(r.out, "");
+  }
+  // The flags are in the help.
+  ProcessResult help = RunKvctl({"--help"});
+  EXPECT_EQ(help.exit_code, kExitOk) << Describe(help);
+  for (const char* flag : {"--tls", "--tls-ca FILE", "--user NAME", "--password-file FILE",
+                           "RINGKV_PASSWORD", "user hash"}) {
+    EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+// With a password, --user against a dead port is a connection error (3), not
+// a usage error: the flags were fine.
+TEST(KvctlConnectTest, SecurityFlagsThenUnreachableHostExitsThree) {
+  std::string host = "127.0.0.1:" + std::to_string(UnusedPort());
+  ::setenv("RINGKV_PASSWORD", "pw", 1);
+  ProcessResult r = RunKvctl({"--host", host, "--tls", "--user", "bob", "ping"});
+  ::unsetenv("RINGKV_PASSWORD");
+  EXPECT_EQ(r.exit_code, kExitError) << Describe(r);
+  EXPECT_NE(r.err.find("kvctl: cannot connect to " + host), std::string::npos) << Describe(r);
+  EXPECT_EQ(r.err.find("pw"), std::string::npos) << Describe(r);
+}
+
+// `kvctl user hash`: one line on stdout, a hash of the first stdin line that
+// verifies; a fresh salt each run; needs no node.
+TEST(KvctlUserHashTest, PrintsOneVerifiableLine) {
+  ProcessResult a = RunKvctl({"user", "hash"}, "hunter2\n");
+  ASSERT_EQ(a.exit_code, kExitOk) << Describe(a);
+  ASSERT_EQ(NonEmptyLines(a.out).size(), 1u) << Describe(a);
+  EXPECT_EQ(a.out.back(), '\n');
+  EXPECT_EQ(a.err, "");
+  std::string hash = NonEmptyLines(a.out)[0];
+  EXPECT_TRUE(security::CheckPasswordHash(hash).ok()) << hash;
+  EXPECT_TRUE(security::VerifyPassword("hunter2", hash));
+  EXPECT_FALSE(security::VerifyPassword("hunter2\n", hash));
+
+  ProcessResult b = RunKvctl({"user", "hash"}, "hunter2\n");
+  ASSERT_EQ(b.exit_code, kExitOk) << Describe(b);
+  EXPECT_NE(b.out, a.out);
+
+  ProcessResult empty = RunKvctl({"user", "hash"}, "\n");
+  EXPECT_EQ(empty.exit_code, kExitUsage) << Describe(empty);
+  EXPECT_EQ(empty.out, "");
+}
+
 TEST(KvctlConnectTest, UnreachableHostExitsThree) {
   int port = UnusedPort();
   ASSERT_GT(port, 0);
@@ -148,6 +241,17 @@ TEST(KvctlConnectTest, SilentServerTimesOutInsteadOfHanging) {
   EXPECT_EQ(r.exit_code, kExitError) << Describe(r);
   EXPECT_NE(r.err.find("kvctl: timeout: "), std::string::npos) << Describe(r);
   EXPECT_LT(elapsed, milliseconds(5000));
+}
+
+// --tls against a node that does not speak TLS fails the handshake (within
+// the timeout), exit 3, instead of sending the request in the clear.
+TEST_F(KvctlTest, TlsToAPlaintextNodeFailsTheHandshake) {
+  ProcessResult r = Kvctl({"--tls", "--timeout-ms", "2000", "ping"});
+  EXPECT_EQ(r.exit_code, kExitError) << Describe(r);
+  EXPECT_NE(r.err.find("TLS handshake with " + kvd_.address()), std::string::npos) << Describe(r);
+  EXPECT_EQ(r.out, "");
+  // Without security flags nothing changed.
+  EXPECT_EQ(Kvctl({"ping"}).exit_code, kExitOk);
 }
 
 TEST_F(KvctlTest, HostNamesAreResolved) {

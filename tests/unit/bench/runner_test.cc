@@ -13,6 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include "cli/client_security.h"
+#include "tests/util/tls_test_server.h"
+
 namespace ringkv::bench {
 namespace {
 
@@ -233,6 +236,85 @@ TEST(RunnerTest, LatencyPercentilesOfKnownData) {
   within(s.latency_us.Percentile(0.99), 99000);
   within(s.latency_us.Percentile(0.999), 99900);
   EXPECT_EQ(s.latency_us.max(), 100000u);
+}
+
+// With RunSpec::security, every connection does its TLS handshake and `auth`
+// before the run, and the epoll loop speaks TLS: big pipelined values (many
+// records, partial writes) and small answers (several per record) all count.
+class RunnerTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!certs_.ok()) GTEST_SKIP() << "the openssl command could not make certificates";
+    sec_.tls = true;
+    sec_.tls_ca = certs_.cert();
+    sec_.user = "bench";
+    sec_.password = "right";
+    ASSERT_TRUE(PrepareTls(&sec_).ok());
+  }
+  // {"ok":true} for every request; `auth` checks the password and counts.
+  testutil::LineServer::Handler Handler() {
+    return [this](const std::string& line) -> std::string {
+      if (line.find(R"("op":"auth")") == std::string::npos) return R"({"ok":true})";
+      auths_++;
+      if (line.find(R"("password":"right")") != std::string::npos) return R"({"ok":true})";
+      return R"({"ok":false,"error":{"code":"unauthenticated","message":"wrong user or password"}})";
+    };
+  }
+  testutil::TestCertificates certs_;
+  ClientSecurity sec_;
+  std::atomic<int> auths_{0};
+};
+
+TEST_F(RunnerTlsTest, RunsOverTlsAfterAuthenticating) {
+  testutil::LineServer server(certs_.cert(), certs_.key(), Handler());
+  ASSERT_TRUE(server.ok());
+  auto target = MakeTarget("ringkv", server.address());
+  KeyChooser keys(1000, Distribution::kUniform);
+  RunSpec spec = Spec(target.get(), &keys, server.address());
+  spec.security = &sec_;
+  spec.sessions = 4;
+  spec.pipeline = 16;
+  spec.threads = 2;
+  spec.ops = 3000;
+  spec.value = std::string(20000, 'v');
+  RunResult r;
+  ASSERT_TRUE(RunBenchmark(spec, &r)) << r.fatal;
+  EXPECT_EQ(r.all.ops, 3000u);
+  EXPECT_EQ(r.error_count, 0u);
+  EXPECT_EQ(r.sessions_lost, 0);
+  EXPECT_EQ(auths_.load(), 4);
+  EXPECT_EQ(server.handshakes(), 4);
+}
+
+TEST_F(RunnerTlsTest, RefusedCredentialsAreFatal) {
+  testutil::LineServer server(certs_.cert(), certs_.key(), Handler());
+  ASSERT_TRUE(server.ok());
+  sec_.password = "wrong";
+  auto target = MakeTarget("ringkv", server.address());
+  KeyChooser keys(10, Distribution::kUniform);
+  RunSpec spec = Spec(target.get(), &keys, server.address());
+  spec.security = &sec_;
+  spec.ops = 10;
+  RunResult r;
+  EXPECT_FALSE(RunBenchmark(spec, &r));
+  EXPECT_NE(r.fatal.find("unauthenticated: wrong user or password"), std::string::npos) << r.fatal;
+}
+
+TEST_F(RunnerTlsTest, AnUntrustedCertificateIsFatal) {
+  testutil::LineServer server(certs_.cert(), certs_.key(), Handler());
+  ASSERT_TRUE(server.ok());
+  ClientSecurity wrong_ca;
+  wrong_ca.tls = true;
+  wrong_ca.tls_ca = certs_.other_cert();
+  auto target = MakeTarget("ringkv", server.address());
+  KeyChooser keys(10, Distribution::kUniform);
+  RunSpec spec = Spec(target.get(), &keys, server.address());
+  spec.security = &wrong_ca;
+  spec.ops = 10;
+  RunResult r;
+  EXPECT_FALSE(RunBenchmark(spec, &r));
+  EXPECT_NE(r.fatal.find("certificate verify failed"), std::string::npos) << r.fatal;
+  EXPECT_EQ(auths_.load(), 0);
 }
 
 }  // namespace
