@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -271,13 +272,26 @@ class SecurityTest(unittest.TestCase):
                               "-CAfile", ca.cert], input="", capture_output=True, text=True,
                              timeout=30)
         self.assertNotEqual(old.returncode, 0)
-        s = subprocess.run(["openssl", "s_client", "-connect", n1.address, "-tls1_2", "-quiet",
-                            "-verify_return_error", "-CAfile", ca.cert],
-                           input='{"op":"auth","user":"reader","password":"r-pass"}\n'
-                                 '{"op":"ping","id":7}\n',
-                           capture_output=True, text=True, timeout=30)
-        replies = [json.loads(l) for l in s.stdout.splitlines() if l.startswith("{")]
-        self.assertEqual(len(replies), 2, s.stdout + s.stderr)
+        # -quiet implies -ign_eof (s_client waits for the server to close):
+        # read the two answers as they come, then end it.
+        s = subprocess.Popen(["openssl", "s_client", "-connect", n1.address, "-tls1_2", "-quiet",
+                              "-verify_return_error", "-CAfile", ca.cert],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        replies = []
+        try:
+            s.stdin.write('{"op":"auth","user":"reader","password":"r-pass"}\n'
+                          '{"op":"ping","id":7}\n')
+            s.stdin.flush()
+            reader = threading.Thread(
+                target=lambda: replies.extend(json.loads(s.stdout.readline()) for _ in range(2)),
+                daemon=True)
+            reader.start()
+            reader.join(30)
+        finally:
+            s.kill()
+            s.wait()
+        self.assertEqual(len(replies), 2, replies)
         self.assertEqual(replies[1], {"id": 7, "ok": True, "node": "n1"})
 
         # kvctl: --tls --tls-ca --user, the password from RINGKV_PASSWORD or a file.
