@@ -497,6 +497,8 @@ MetricsInput Node::Impl::GatherMetrics() {
   in.members = membership_.Snapshot();
   in.connections = connections_.open.load();
   in.connections_refused = connections_.refused.load();
+  in.auth_failures = gate_->auth_failures();
+  in.peer_auth_failures = gate_->peer_auth_failures();
   in.aae = AaeSnapshot();
   in.now_ms = opts_.clock->NowMs();
   return in;

@@ -212,8 +212,9 @@ class SecurityTest(unittest.TestCase):
         ca = TestCA(self.dir)
         crt, key = ca.issue("n1")
         users = self.users_file()
-        (port,) = free_ports(1)
-        n1 = self.start("n1", port, ["--tls-cert", crt, "--tls-key", key, "--auth-file", users])
+        port, metrics_port = free_ports(2)
+        n1 = self.start("n1", port, ["--tls-cert", crt, "--tls-key", key, "--auth-file", users,
+                                     "--metrics-listen", f"127.0.0.1:{metrics_port}"])
 
         # Python's ssl module: TLS 1.2+, the certificate verified against the test CA.
         c = self.tls_connect(port, ca.cert)
@@ -239,6 +240,15 @@ class SecurityTest(unittest.TestCase):
         fresh = self.tls_connect(port, ca.cert)
         resp = fresh.call({"op": "auth", "user": "writer", "password": "w-pass"})
         self.assertEqual(resp, {"ok": True, "user": "writer", "role": "readwrite"})
+        # The three failures are counted, in stats and in the metrics (the
+        # metrics listener is plain HTTP on loopback, unauthenticated).
+        self.assertEqual(fresh.call({"op": "stats"})["stats"]["auth_failures"], 3)
+        with socket.create_connection(("127.0.0.1", metrics_port), timeout=10) as m:
+            m.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            body = b""
+            while chunk := m.recv(65536):
+                body += chunk
+        self.assertIn("\nringkv_auth_failures_total 3\n", body.decode())
         self.assertTrue(fresh.call({"op": "put", "key": "k", "value": {"a": 1}})["ok"])
         self.assertEqual(code(fresh.call({"op": "backup", "dir": "/tmp/x"})), "forbidden")
         # Switch to the read user: put is forbidden, get works.
