@@ -52,6 +52,7 @@
 #include "server/net/remote_aae_replica.h"
 #include "server/net/server.h"
 #include "server/net/tls.h"
+#include "server/security/private_file.h"
 #include "server/node.h"
 #include "server/node_options.h"
 
@@ -508,7 +509,9 @@ int Serve(const KvdFlags& flags) {
     spdlog::info("[server] SIGHUP received; reloading users and certificates");
     if (node) (void)node->ReloadUsers();  // it logs why it failed
     if (tls) {
-      Status r = tls->Reload();
+      // The key is checked again: a replacement readable by others is refused.
+      Status r = security::CheckPrivateFile(options.tls_key, "--tls-key");
+      if (r.ok()) r = tls->Reload();
       if (r.ok()) {
         spdlog::info("[security] TLS certificates reloaded");
       } else {

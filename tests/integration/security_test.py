@@ -336,6 +336,29 @@ class SecurityTest(unittest.TestCase):
         again = self.tls_connect(port, ca.cert)
         self.assertTrue(again.call({"op": "auth", "user": "late", "password": "l-pass"})["ok"])
 
+        # SIGHUP reloads the certificate: new connections get the new one,
+        # open ones go on; a key others can read is refused on reload too.
+        def served_cn():
+            conn = self.tls_connect(port, ca.cert)
+            subject = dict(item[0] for item in conn.sock.getpeercert()["subject"])
+            conn.sock.close()
+            return subject["commonName"]
+        self.assertEqual(served_cn(), "n1")
+        crt2, key2 = ca.issue("n1-renewed")
+        shutil.copyfile(crt2, crt)
+        shutil.copyfile(key2, key)
+        reloads = n1.log().count("TLS certificates reloaded")  # each SIGHUP above did one
+        n1.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: n1.log().count("TLS certificates reloaded") > reloads,
+                 "the certificates to reload")
+        self.assertEqual(served_cn(), "n1-renewed")
+        self.assertEqual(again.call({"op": "get", "key": "k"})["value"], {"a": 1})
+        os.chmod(key, 0o644)
+        n1.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloading the TLS certificates failed" in n1.log(), "the refused reload")
+        self.assertIn("readable by other users", n1.log())
+        self.assertEqual(served_cn(), "n1-renewed")
+
     def test_refuses_to_start_insecurely(self):
         ca = TestCA(self.dir)
         crt, key = ca.issue("n1")
