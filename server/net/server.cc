@@ -198,8 +198,13 @@ void Server::OnAccept(const std::error_code& ec, Socket socket) {
   // trips before being served.
   for (int i = 1; i < kAcceptBatch && acceptor_.is_open(); ++i) {
     std::error_code e;
-    Socket next = acceptor_.accept(asio::make_strand(*ios_[next_io_++ % ios_.size()]), e);
+    // The thread is taken only by a connection that arrives: counting the
+    // attempt that finds the backlog empty too would skip a thread each
+    // time, and with two threads put every connection that comes alone
+    // (one at a time, like a TLS client's) on the same one.
+    Socket next = acceptor_.accept(asio::make_strand(*ios_[next_io_ % ios_.size()]), e);
     if (e) break;  // would_block, or an error the next async_accept reports
+    ++next_io_;
     ServeOrLog(std::move(next));
   }
   DoAccept();

@@ -83,6 +83,10 @@ class FakeHandler : public RequestHandler {
       work_cv_.notify_one();
     } else if (line.starts_with("hold")) {
       held_.push_back({std::string(line), std::move(done)});
+    } else if (line == "thread") {
+      lock.unlock();
+      // The I/O thread that serves this connection.
+      done(std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id())));
     } else if (line.starts_with("throw")) {
       throw std::runtime_error("fake handler failure");
     } else if (line.starts_with("big ")) {
@@ -628,6 +632,34 @@ TEST_F(NetTest, StopIsBoundedWhenARequestIsNeverAnswered) {
   std::vector<FakeHandler::Held> held = handler_.TakeHeld();
   ASSERT_EQ(held.size(), 1u);
   held[0].done("too late");
+}
+
+// Connections that arrive one at a time (each answered before the next
+// connects, as TLS clients do: the handshake comes first) are spread over
+// the I/O threads too, with an even number of threads as with an odd one.
+TEST_F(NetTest, ConnectionsArrivingOneAtATimeAreSpreadOverTheIoThreads) {
+  for (int threads : {2, 3}) {
+    SCOPED_TRACE(threads);
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.io_threads = threads;
+    Server server(options, &handler_);
+    ASSERT_TRUE(server.Start().ok());
+    std::vector<std::string> seen;
+    std::vector<std::unique_ptr<Conn>> conns;
+    for (int i = 0; i < 2 * threads; ++i) {
+      conns.push_back(std::make_unique<Conn>(server.port()));
+      ASSERT_TRUE(conns.back()->connected());
+      ASSERT_TRUE(conns.back()->Send("thread\n"));
+      std::string line;
+      ASSERT_TRUE(conns.back()->ReadLine(&line));
+      seen.push_back(line);
+    }
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(std::unique(seen.begin(), seen.end()) - seen.begin(), threads);
+    conns.clear();
+    server.Stop();
+  }
 }
 
 TEST_F(NetTest, StopWithoutConnectionsIsImmediateAndIdempotent) {
