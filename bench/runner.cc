@@ -361,9 +361,9 @@ class Worker {
     if (n == 0) Kill(c, "connection_closed");
   }
 
-  // Reads until OpenSSL wants more from the socket. Reading to WANT_READ
-  // drains what the SSL has decrypted and buffered (SSL_pending), which no
-  // later epoll readiness would announce.
+  // Reads once, and again while OpenSSL holds decrypted or read-ahead bytes
+  // (SSL_pending, SSL_has_pending), which no later epoll readiness would
+  // announce.
   void OnReadableTls(Conn* c) {
     c->read_wants_write = false;
     for (;;) {
@@ -372,7 +372,11 @@ class Worker {
       int64_t now = NowNs();
       if (rc == 1) {
         if (!Consume(c, std::string_view(read_buf_.get(), n), now)) return;
-        continue;
+        // More only if OpenSSL holds some (decrypted, or read ahead): what
+        // is still in the socket makes epoll report it again. Reading on to
+        // WANT_READ would cost a read() that fails with EAGAIN every time.
+        if (SSL_pending(c->ssl) > 0 || SSL_has_pending(c->ssl) == 1) continue;
+        break;
       }
       int err = SSL_get_error(c->ssl, rc);
       if (err == SSL_ERROR_WANT_READ) break;

@@ -263,6 +263,9 @@ Status MakeTlsContext(const std::string& ca_file, std::shared_ptr<ssl_ctx_st>* o
   // Event loops (kvbench) write what the socket takes and append to the
   // buffer between retries.
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // One read() per socket readiness rather than two (a record's header,
+  // then its body).
+  SSL_CTX_set_read_ahead(ctx.get(), 1);
   *out = std::shared_ptr<ssl_ctx_st>(ctx.release(), SslCtxFree());
   return Status::OK();
 }
