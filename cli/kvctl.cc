@@ -762,7 +762,8 @@ std::string CallNode(const std::string& host, const ClientSecurity& security, co
                      int timeout_ms, json* resp) {
   std::unique_ptr<Client> client;
   Status st = Client::Connect(host, &client, timeout_ms, security);
-  if (!st.ok() && (st.code() == Status::Code::kUnavailable || st.code() == Status::Code::kTimeout)) {
+  if (!st.ok() &&
+      (st.code() == Status::Code::kUnavailable || st.code() == Status::Code::kTimeout)) {
     return "cannot connect: " + st.message();
   }
   if (!st.ok()) return std::string(st.CodeName()) + ": " + st.message();
@@ -1358,7 +1359,8 @@ int Run(int argc, char** argv) {
   int timeout_ms = inv.timeout_ms.value_or(long_op ? kDefaultBackupTimeoutMs : kDefaultTimeoutMs);
   std::unique_ptr<Client> client;
   st = Client::Connect(inv.host, &client, timeout_ms, inv.security);
-  if (!st.ok() && (st.code() == Status::Code::kUnavailable || st.code() == Status::Code::kTimeout)) {
+  if (!st.ok() &&
+      (st.code() == Status::Code::kUnavailable || st.code() == Status::Code::kTimeout)) {
     std::cerr << "kvctl: cannot connect to " << inv.host << ": " << st.message() << "\n";
     return kExitError;
   }

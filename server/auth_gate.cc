@@ -122,9 +122,9 @@ void AuthGate::Auth(const std::shared_ptr<Connection>& conn, const std::string& 
                 answer]() mutable {
     const security::User* u = table->Find(user);
     // An unknown user costs one hash too, and gets the same answer.
-    const bool ok =
-        security::VerifyPassword(password, u != nullptr ? u->password_hash : security::DummyHash()) &&
-        u != nullptr;
+    const bool ok = security::VerifyPassword(
+                        password, u != nullptr ? u->password_hash : security::DummyHash()) &&
+                    u != nullptr;
     std::string().swap(password);
     const uint32_t failures_before = conn->auth_failures.load(std::memory_order_relaxed);
     if (ok) {
@@ -177,9 +177,10 @@ Status AuthGate::PeerAuth(Connection* conn, const std::string& from, const std::
   const bool member = options_.is_member && options_.is_member(from);
   if (!security::ConstantTimeEquals(their_proof, expected) || !member) {
     peer_auth_failures_.fetch_add(1, std::memory_order_relaxed);
-    LogFailure("peer authentication failed for " + JsonQuote(from.substr(0, 64)) + " from " +
-               conn->remote + (member ? ": wrong proof (another cluster secret?)"
-                                      : ": not a member of this cluster"));
+    LogFailure(
+        "peer authentication failed for " + JsonQuote(from.substr(0, 64)) + " from " +
+        conn->remote +
+        (member ? ": wrong proof (another cluster secret?)" : ": not a member of this cluster"));
     return Status::Forbidden("peer authentication failed");
   }
   conn->peer_id = from;

@@ -32,8 +32,8 @@
 #include <cstring>
 #include <cxxopts.hpp>
 #include <exception>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -52,9 +52,9 @@
 #include "server/net/remote_aae_replica.h"
 #include "server/net/server.h"
 #include "server/net/tls.h"
-#include "server/security/private_file.h"
 #include "server/node.h"
 #include "server/node_options.h"
+#include "server/security/private_file.h"
 
 namespace ringkv {
 namespace {
@@ -426,8 +426,7 @@ void RaiseFileLimit(uint64_t max_connections) {
 // Connects the node to its peers: the peer client as its transport, the
 // failure detector pinging peers and delivering hints, and logging of
 // membership changes.
-void StartClusterLayer(const NodeOptions& options, Node* node,
-                       std::shared_ptr<net::TlsContext> tls,
+void StartClusterLayer(const NodeOptions& options, Node* node, std::shared_ptr<net::TlsContext> tls,
                        std::unique_ptr<net::PeerClient>* peers,
                        std::unique_ptr<net::FailureDetector>* detector) {
   cluster::Membership* membership = node->membership();

@@ -218,8 +218,8 @@ std::string RenderPrometheus(const MetricsInput& in) {
   Gauge(w, "ringkv_connections", "Client connections open now.", in.connections);
   Counter(w, "ringkv_connections_refused_total",
           "Connections refused (overloaded) at --max-connections.", in.connections_refused);
-  Counter(w, "ringkv_auth_failures_total",
-          "Failed auth attempts (wrong user or password).", in.auth_failures);
+  Counter(w, "ringkv_auth_failures_total", "Failed auth attempts (wrong user or password).",
+          in.auth_failures);
   Counter(w, "ringkv_peer_auth_failures_total",
           "Failed peer handshakes (a wrong cluster-secret proof or a non-member).",
           in.peer_auth_failures);

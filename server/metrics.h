@@ -30,7 +30,7 @@ struct MetricsInput {
   uint64_t write_batches = 0, batched_writes = 0;  // group commits and the writes they held
   std::map<std::string, uint64_t> hints_pending;   // per target
   std::vector<cluster::MemberStatus> members;
-  uint64_t connections = 0, connections_refused = 0;  // client connections
+  uint64_t connections = 0, connections_refused = 0;   // client connections
   uint64_t auth_failures = 0, peer_auth_failures = 0;  // PROTOCOL.md §11
   cluster::AaeStatus aae;
   uint64_t now_ms = 0;  // wall clock, for ages

@@ -16,6 +16,7 @@
 #include "engine/record_cache.h"
 #include "engine/store.h"
 #include "engine/version.h"
+#include "server/auth_gate.h"
 #include "server/background.h"
 #include "server/cluster/anti_entropy.h"
 #include "server/cluster/coordinator.h"
@@ -27,7 +28,6 @@
 #include "server/local_replica.h"
 #include "server/metrics.h"
 #include "server/protocol.h"
-#include "server/auth_gate.h"
 #include "server/protocol_aae.h"
 #include "server/stats.h"
 #include "server/write_batcher.h"
@@ -274,8 +274,7 @@ Status Node::Impl::Open() {
   return OpenAntiEntropy();
 }
 
-void Node::Impl::Handle(const std::shared_ptr<Connection>& conn, std::string_view line,
-                        Done done) {
+void Node::Impl::Handle(const std::shared_ptr<Connection>& conn, std::string_view line, Done done) {
   auto start = std::chrono::steady_clock::now();
   Request req;
   Status s = ParseRequest(line, limits_, &req);
@@ -604,8 +603,8 @@ void Node::Impl::Auth(const Request& req, Done done) {
   // The next request on this connection must see the outcome.
   req.conn->HoldUntilAnswered();
   gate_->Auth(req.conn->shared_from_this(), req.user, req.password,
-              [this, id = req.id_json, done = std::move(done)](
-                  Status s, const std::string& user, security::Role role) {
+              [this, id = req.id_json, done = std::move(done)](Status s, const std::string& user,
+                                                               security::Role role) {
                 if (!s.ok()) return done(Fail(id, s));
                 done(ResponseBuilder(id)
                          .AddString("user", user)

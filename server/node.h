@@ -36,8 +36,7 @@ class Node final : public RequestHandler {
 
   ~Node() override;
 
-  void Handle(const std::shared_ptr<Connection>& conn, std::string_view line,
-              Done done) override;
+  void Handle(const std::shared_ptr<Connection>& conn, std::string_view line, Done done) override;
   std::string RequestTooLargeResponse() override;
 
   // The node's metrics in the Prometheus text format (GET /metrics).

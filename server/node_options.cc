@@ -80,12 +80,14 @@ Status FinalizeNodeOptions(NodeOptions* o) {
     return Bad("--tls-ca needs --tls-cert and --tls-key");
   }
   if (members > 1 && !o->tls_cert.empty() && o->tls_ca.empty()) {
-    return Bad("a cluster of more than one member with TLS needs --tls-ca, so that peers "
-               "verify each other");
+    return Bad(
+        "a cluster of more than one member with TLS needs --tls-ca, so that peers "
+        "verify each other");
   }
   if (members > 1 && !o->auth_file.empty() && o->cluster_secret_file.empty()) {
-    return Bad("a cluster of more than one member with --auth-file needs --cluster-secret-file, "
-               "so that only members may send the internal ops");
+    return Bad(
+        "a cluster of more than one member with --auth-file needs --cluster-secret-file, "
+        "so that only members may send the internal ops");
   }
   int majority = o->replicas / 2 + 1;
   if (o->read_quorum == 0) o->read_quorum = majority;

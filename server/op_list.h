@@ -15,26 +15,26 @@
 // group; the order is the enum's (and the order of ops in stats).
 #pragma once
 
-#define RINGKV_OPS(X)                                                   \
-  X(kPut, "put", ParsePut, Put, kReadWrite, kClient)                    \
-  X(kGet, "get", ParseGet, Get, kRead, kClient)                         \
-  X(kDelete, "delete", ParseDelete, Delete, kReadWrite, kClient)        \
-  X(kPing, "ping", ParseNothing, Ping, kRead, kClient)                  \
-  X(kStats, "stats", ParseNothing, StatsOp, kRead, kClient)             \
-  X(kCluster, "cluster", ParseNothing, ClusterOp, kRead, kClient)       \
-  X(kLocate, "locate", ParseLocate, Locate, kRead, kClient)             \
-  X(kBackup, "backup", ParseBackup, Backup, kAdmin, kClient)            \
-  X(kAae, "aae", ParseNothing, AaeOp, kAdmin, kClient)                  \
-  X(kCompact, "compact", ParseNothing, Compact, kAdmin, kClient)        \
-  X(kAuth, "auth", ParseAuth, Auth, kNone, kOpen)                       \
-  X(kPeerWrite, "_write", ParsePeerWrite, PeerWrite, kNone, kPeer)      \
-  X(kPeerRead, "_read", ParseLocate, PeerRead, kNone, kPeer)            \
-  X(kPeerHello, "_hello", ParsePeerHello, PeerHello, kNone, kPeer)      \
-  X(kAaeTree, "_aae_tree", ParseAaeTree, PeerAaeTree, kNone, kPeer)     \
-  X(kAaeKeys, "_aae_keys", ParseAaeKeys, PeerAaeKeys, kNone, kPeer)     \
-  X(kAaeFetch, "_aae_fetch", ParseAaeFetch, PeerAaeFetch, kNone, kPeer) \
-  X(kAaeScan, "_aae_scan", ParseAaeScan, PeerAaeScan, kNone, kPeer)     \
-  X(kAaeGc, "_aae_gc", ParseAaeGc, PeerAaeGc, kNone, kPeer)             \
+#define RINGKV_OPS(X)                                                    \
+  X(kPut, "put", ParsePut, Put, kReadWrite, kClient)                     \
+  X(kGet, "get", ParseGet, Get, kRead, kClient)                          \
+  X(kDelete, "delete", ParseDelete, Delete, kReadWrite, kClient)         \
+  X(kPing, "ping", ParseNothing, Ping, kRead, kClient)                   \
+  X(kStats, "stats", ParseNothing, StatsOp, kRead, kClient)              \
+  X(kCluster, "cluster", ParseNothing, ClusterOp, kRead, kClient)        \
+  X(kLocate, "locate", ParseLocate, Locate, kRead, kClient)              \
+  X(kBackup, "backup", ParseBackup, Backup, kAdmin, kClient)             \
+  X(kAae, "aae", ParseNothing, AaeOp, kAdmin, kClient)                   \
+  X(kCompact, "compact", ParseNothing, Compact, kAdmin, kClient)         \
+  X(kAuth, "auth", ParseAuth, Auth, kNone, kOpen)                        \
+  X(kPeerWrite, "_write", ParsePeerWrite, PeerWrite, kNone, kPeer)       \
+  X(kPeerRead, "_read", ParseLocate, PeerRead, kNone, kPeer)             \
+  X(kPeerHello, "_hello", ParsePeerHello, PeerHello, kNone, kPeer)       \
+  X(kAaeTree, "_aae_tree", ParseAaeTree, PeerAaeTree, kNone, kPeer)      \
+  X(kAaeKeys, "_aae_keys", ParseAaeKeys, PeerAaeKeys, kNone, kPeer)      \
+  X(kAaeFetch, "_aae_fetch", ParseAaeFetch, PeerAaeFetch, kNone, kPeer)  \
+  X(kAaeScan, "_aae_scan", ParseAaeScan, PeerAaeScan, kNone, kPeer)      \
+  X(kAaeGc, "_aae_gc", ParseAaeGc, PeerAaeGc, kNone, kPeer)              \
   X(kChallenge, "_challenge", ParseNothing, PeerChallenge, kNone, kOpen) \
   X(kPeerAuth, "_peer_auth", ParsePeerAuth, PeerAuth, kNone, kOpen)
 

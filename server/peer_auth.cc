@@ -23,8 +23,7 @@ Status PeerAuthHandshake::Step(const std::string* reply, std::string* send) {
       my_nonce_ = security::RandomNonce();
       stage_ = 2;
       *send = EncodePeerAuth(
-          self_, my_nonce_,
-          security::PeerProof(secret_, "client", their_nonce_, my_nonce_, self_));
+          self_, my_nonce_, security::PeerProof(secret_, "client", their_nonce_, my_nonce_, self_));
       return Status::OK();
     }
     case 2: {
@@ -32,8 +31,8 @@ Status PeerAuthHandshake::Step(const std::string* reply, std::string* send) {
       std::string node, proof;
       Status s = ParsePeerAuthReply(*reply, &node, &proof);
       if (!s.ok()) {
-        return Status::Unavailable("peer authentication with " + peer_ + " failed: " +
-                                   s.ToString() + " (another cluster secret?)");
+        return Status::Unavailable("peer authentication with " + peer_ +
+                                   " failed: " + s.ToString() + " (another cluster secret?)");
       }
       const std::string expected =
           security::PeerProof(secret_, "server", my_nonce_, their_nonce_, node);

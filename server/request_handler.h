@@ -35,10 +35,10 @@ struct Connection : std::enable_shared_from_this<Connection> {
   // ---- The handler's (server/security) ----
   // Role of the authenticated user (0 = none), as server/security/role.h numbers them.
   std::atomic<int> role{0};
-  std::string user;                   // the authenticated user's name ("" = none)
-  std::atomic<bool> peer{false};      // authenticated as a cluster member
-  std::string peer_id;                // which member (once `peer`)
-  std::string challenge;              // the nonce this node sent in _challenge ("" = none)
+  std::string user;                        // the authenticated user's name ("" = none)
+  std::atomic<bool> peer{false};           // authenticated as a cluster member
+  std::string peer_id;                     // which member (once `peer`)
+  std::string challenge;                   // the nonce this node sent in _challenge ("" = none)
   std::atomic<uint32_t> auth_failures{0};  // failed auth attempts on this connection
 
   // Asks the session to serve no further line until this request is answered.

@@ -192,9 +192,10 @@ class LeavingMatcher {
   bool Augment(size_t i, std::set<std::string>* visited) {
     // The receivers with the most room first (lower id on ties).
     std::vector<std::string> order = nodes_;
-    std::stable_sort(order.begin(), order.end(), [this](const std::string& x, const std::string& y) {
-      return share_.at(x) - Load(x) > share_.at(y) - Load(y);
-    });
+    std::stable_sort(order.begin(), order.end(),
+                     [this](const std::string& x, const std::string& y) {
+                       return share_.at(x) - Load(x) > share_.at(y) - Load(y);
+                     });
     for (const std::string& r : order) {
       if (!Eligible(i, r) || visited->count(r) != 0) continue;
       visited->insert(r);
@@ -298,8 +299,8 @@ Status PlanMembershipChange(const Assignment& before, const std::vector<std::str
         return Status::BadRequest("'" + change.node + "' is not a member");
       }
       if (change.new_node.empty() || member_set.count(change.new_node) != 0) {
-        return Status::BadRequest("the replacement must be a new node, not '" +
-                                  change.new_node + "'");
+        return Status::BadRequest("the replacement must be a new node, not '" + change.new_node +
+                                  "'");
       }
       after_set.erase(change.node);
       after_set.insert(change.new_node);

@@ -122,9 +122,9 @@ struct PeerClient::Conn {
   size_t abandoned = 0;                        // finished calls in `inflight`
   bool writing = false;
   std::shared_ptr<std::vector<char>> read_buf;
-  std::string partial;  // an incomplete response line
-  std::shared_ptr<TlsStream> tls;             // null for plaintext
-  std::unique_ptr<PeerHandshake> handshake;   // while kHandshaking
+  std::string partial;                       // an incomplete response line
+  std::shared_ptr<TlsStream> tls;            // null for plaintext
+  std::unique_ptr<PeerHandshake> handshake;  // while kHandshaking
 };
 
 struct PeerClient::Peer {
@@ -407,8 +407,7 @@ void PeerClient::OnConnected(Conn* conn, uint64_t gen, const std::error_code& ec
   conn->connect_deadline = Clock::now() + options_.connect_timeout;
   conn->tls = std::make_shared<TlsStream>(options_.tls->client(), conn->socket);
   conn->tls->stream.async_handshake(
-      asio::ssl::stream_base::client,
-      [this, conn, gen, tls = conn->tls](const std::error_code& e) {
+      asio::ssl::stream_base::client, [this, conn, gen, tls = conn->tls](const std::error_code& e) {
         if (gen != conn->gen || shut_) return;
         if (e) {
           std::string reason = "TLS handshake failed: " + e.message();
@@ -554,20 +553,18 @@ void PeerClient::Flush(Conn* conn) {
   }
   if (buf->empty()) return;
   conn->writing = true;
-  AsyncWrite(
-      conn, buf, [this, conn, gen = conn->gen](const std::error_code& ec, size_t) {
-        if (gen != conn->gen) return;
-        conn->writing = false;
-        if (ec) {
-          spdlog::info("[peer] connection to {} lost: {}", conn->peer->id, ec.message());
-          conn->peer->link = Peer::Link::kUnknown;
-          return CloseConn(
-              conn,
-              Status::Unavailable("connection to " + conn->peer->id + " lost: " + ec.message()),
-              IsGone(ec));
-        }
-        Flush(conn);
-      });
+  AsyncWrite(conn, buf, [this, conn, gen = conn->gen](const std::error_code& ec, size_t) {
+    if (gen != conn->gen) return;
+    conn->writing = false;
+    if (ec) {
+      spdlog::info("[peer] connection to {} lost: {}", conn->peer->id, ec.message());
+      conn->peer->link = Peer::Link::kUnknown;
+      return CloseConn(
+          conn, Status::Unavailable("connection to " + conn->peer->id + " lost: " + ec.message()),
+          IsGone(ec));
+    }
+    Flush(conn);
+  });
 }
 
 // ---- Reading ----
@@ -578,9 +575,9 @@ void PeerClient::DoRead(Conn* conn) {
     OnRead(conn, gen, ec, n);
   };
   if (conn->tls != nullptr) {
-    conn->tls->stream.async_read_some(
-        asio::buffer(*buf), [tls = conn->tls, on_read = std::move(on_read)](
-                                const std::error_code& ec, size_t n) { on_read(ec, n); });
+    conn->tls->stream.async_read_some(asio::buffer(*buf),
+                                      [tls = conn->tls, on_read = std::move(on_read)](
+                                          const std::error_code& ec, size_t n) { on_read(ec, n); });
   } else {
     conn->socket.async_read_some(asio::buffer(*buf), std::move(on_read));
   }
@@ -590,9 +587,9 @@ void PeerClient::OnRead(Conn* conn, uint64_t gen, const std::error_code& ec, siz
   if (gen != conn->gen) return;
   Peer* peer = conn->peer;
   if (ec) {
-    const std::string reason =
-        ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ? "closed by the peer"
-                                                                           : ec.message();
+    const std::string reason = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated
+                                   ? "closed by the peer"
+                                   : ec.message();
     if (peer->link == Peer::Link::kUp) {
       spdlog::info("[peer] connection to {} lost: {}", peer->id, reason);
       peer->link = Peer::Link::kUnknown;

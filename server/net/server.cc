@@ -240,9 +240,9 @@ void Server::Serve(Socket socket) {
     tls.plaintext_refusal = plaintext_refusal_;
     tls.handshake_timeout = options_.tls_handshake_timeout;
   }
-  auto session = std::make_shared<Session>(std::move(socket), handler_, options_.session,
-                                           [this](Session* s) { OnSessionClosed(s); },
-                                           std::move(tls));
+  auto session = std::make_shared<Session>(
+      std::move(socket), handler_, options_.session, [this](Session* s) { OnSessionClosed(s); },
+      std::move(tls));
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;  // the session's socket closes with it

@@ -128,7 +128,7 @@ class Server {
 
   const ServerOptions options_;
   RequestHandler* const handler_;
-  const std::string overloaded_line_;  // the refusal, "\n" included
+  const std::string overloaded_line_;    // the refusal, "\n" included
   const std::string plaintext_refusal_;  // to a plaintext client on a TLS port, no "\n"
 
   // One io_context per I/O thread (concurrency hint 1: no internal locking

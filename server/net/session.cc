@@ -107,10 +107,9 @@ void Session::StartTls() {
     self->Close();
   });
   // Peek, not read: the byte stays for the TLS engine.
-  socket_.async_receive(asio::buffer(&peek_byte_, 1), asio::socket_base::message_peek,
-                        [self = shared_from_this()](const std::error_code& ec, size_t n) {
-                          self->OnPeeked(ec, n);
-                        });
+  socket_.async_receive(
+      asio::buffer(&peek_byte_, 1), asio::socket_base::message_peek,
+      [self = shared_from_this()](const std::error_code& ec, size_t n) { self->OnPeeked(ec, n); });
 }
 
 void Session::OnPeeked(const std::error_code& ec, size_t n) {
@@ -129,10 +128,9 @@ void Session::OnPeeked(const std::error_code& ec, size_t n) {
     return;
   }
   tls_ = std::make_unique<asio::ssl::stream<Socket&>>(socket_, *tls_options_.context);
-  tls_->async_handshake(asio::ssl::stream_base::server,
-                        [self = shared_from_this()](const std::error_code& e) {
-                          self->OnHandshake(e);
-                        });
+  tls_->async_handshake(
+      asio::ssl::stream_base::server,
+      [self = shared_from_this()](const std::error_code& e) { self->OnHandshake(e); });
 }
 
 void Session::OnHandshake(const std::error_code& ec) {

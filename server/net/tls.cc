@@ -30,8 +30,7 @@ Status Configure(asio::ssl::context* ctx, const TlsOptions& options, bool server
   if (ec) return Fail("--tls-key", options.key_file, ec);
   if (SSL_CTX_check_private_key(native) != 1) {
     return Status::BadRequest("--tls-key " + options.key_file +
-                              " does not match the certificate in --tls-cert " +
-                              options.cert_file);
+                              " does not match the certificate in --tls-cert " + options.cert_file);
   }
   if (!options.ca_file.empty()) {
     ctx->load_verify_file(options.ca_file, ec);

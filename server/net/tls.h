@@ -30,8 +30,9 @@ namespace ringkv::net {
 
 struct TlsOptions {
   std::string cert_file;  // PEM certificate chain
-  std::string key_file;   // PEM private key (must be private: security/private_file.h, checked by kvd)
-  std::string ca_file;    // PEM CA bundle; "" = do not verify peers
+  std::string
+      key_file;  // PEM private key (must be private: security/private_file.h, checked by kvd)
+  std::string ca_file;  // PEM CA bundle; "" = do not verify peers
 };
 
 class TlsContext {

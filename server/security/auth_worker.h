@@ -49,9 +49,9 @@ class AuthWorker {
   const size_t max_queued_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;  // by mu_
+  std::deque<std::function<void()>> queue_;                                            // by mu_
   std::multimap<std::chrono::steady_clock::time_point, std::function<void()>> timed_;  // by mu_
-  bool stop_ = false;  // by mu_
+  bool stop_ = false;                                                                  // by mu_
   std::thread thread_;
 };
 

@@ -25,8 +25,8 @@ constexpr size_t kMinHash = 16, kMaxHash = 64;
 
 std::string Base64(const unsigned char* data, size_t n) {
   std::string out(4 * ((n + 2) / 3), '\0');
-  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
-                                      static_cast<int>(n));
+  const int written =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
   out.resize(written < 0 ? 0 : static_cast<size_t>(written));
   return out;
 }
@@ -102,9 +102,9 @@ bool Scrypt(std::string_view password, const unsigned char* salt, size_t salt_le
             const ScryptParams& params, unsigned char* key, size_t key_len) {
   const uint64_t n = uint64_t{1} << params.log2_n;
   // scrypt needs about 128 * r * (N + p + 2) bytes; allow that with room.
-  const uint64_t maxmem = 128ULL * static_cast<uint64_t>(params.r) *
-                              (n + static_cast<uint64_t>(params.p) + 2) +
-                          (1ULL << 20);
+  const uint64_t maxmem =
+      128ULL * static_cast<uint64_t>(params.r) * (n + static_cast<uint64_t>(params.p) + 2) +
+      (1ULL << 20);
   return EVP_PBE_scrypt(password.data(), password.size(), salt, salt_len, n,
                         static_cast<uint64_t>(params.r), static_cast<uint64_t>(params.p), maxmem,
                         key, key_len) == 1;
@@ -112,8 +112,7 @@ bool Scrypt(std::string_view password, const unsigned char* salt, size_t salt_le
 
 }  // namespace
 
-Status HashPassword(std::string_view password, std::string* out,
-                    const ScryptParams& params) {
+Status HashPassword(std::string_view password, std::string* out, const ScryptParams& params) {
   if (params.log2_n < kMinLog2N || params.log2_n > kMaxLog2N || params.r < kMinR ||
       params.r > kMaxR || params.p < kMinP || params.p > kMaxP) {
     return Status::BadRequest("scrypt parameters out of range");
@@ -159,8 +158,9 @@ const std::string& DummyHash() {
     // A failure here leaves a well-formed hash of a known string: still
     // nothing any client can know to match (it is never a user's hash).
     if (!HashPassword(Base64(random, sizeof(random)), &out).ok()) {
-      out = "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$"
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+      out =
+          "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$"
+          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     }
     return out;
   }();

@@ -46,8 +46,13 @@ std::string PeerProof(std::string_view secret, std::string_view side, std::strin
                       std::string_view my_nonce, std::string_view my_id) {
   std::string message;
   message.reserve(side.size() + their_nonce.size() + my_nonce.size() + my_id.size() + 3);
-  message.append(side).append("\n").append(their_nonce).append("\n").append(my_nonce).append(
-      "\n").append(my_id);
+  message.append(side)
+      .append("\n")
+      .append(their_nonce)
+      .append("\n")
+      .append(my_nonce)
+      .append("\n")
+      .append(my_id);
   return HmacSha256Hex(secret, message);
 }
 

@@ -51,7 +51,8 @@ Status LoadClusterSecret(const std::string& path, std::string* secret) {
   if (text.size() < 16) {
     return Status::BadRequest("--cluster-secret-file " + path +
                               " holds fewer than 16 bytes; make one with "
-                              "`openssl rand -hex 32 > " + path + "`");
+                              "`openssl rand -hex 32 > " +
+                              path + "`");
   }
   *secret = std::move(text);
   return Status::OK();

@@ -33,11 +33,11 @@
 #include "engine/status.h"
 #include "server/cluster/membership.h"
 #include "server/net/failure_detector.h"
+#include "server/net/peer_handshake.h"
 #include "server/net/server.h"
+#include "server/net/tls.h"
 #include "server/protocol.h"
 #include "server/request_handler.h"
-#include "server/net/peer_handshake.h"
-#include "server/net/tls.h"
 #include "tests/util/loopback.h"
 #include "tests/util/temp_dir.h"
 #include "tests/util/test_ca.h"
@@ -77,8 +77,7 @@ class FakeReplica : public RequestHandler {
   std::atomic<int> tls_requests_{0};
   std::atomic<int> verified_requests_{0};
 
-  void Handle(const std::shared_ptr<Connection>& conn, std::string_view line,
-              Done done) override {
+  void Handle(const std::shared_ptr<Connection>& conn, std::string_view line, Done done) override {
     if (conn->tls) tls_requests_.fetch_add(1);
     if (conn->tls_peer_verified) verified_requests_.fetch_add(1);
     Limits limits;
@@ -799,7 +798,8 @@ TEST_F(PeerClientTlsTest, UntrustedServerCertificateKeepsThePeerOut) {
 
 TEST_F(PeerClientTlsTest, UntrustedClientCertificateIsRefusedByTheServer) {
   PeerClientOptions options;
-  options.tls = ClientTls(stranger_, ca_->cert());  // trusts the server; the server does not trust it
+  options.tls =
+      ClientTls(stranger_, ca_->cert());  // trusts the server; the server does not trust it
   MakeClient(options);
   Outcome wrote;
   Write("srv", "k", MakeRecord(7, "1"), 2000, &wrote);

@@ -94,7 +94,7 @@ TEST(PasswordTest, MalformedHashesAreRefusedWithAReason) {
       "",
       "plain",
       "bcrypt$10$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAA==",
-      "scrypt$15$8$1$AAAA",                                                  // too few parts
+      "scrypt$15$8$1$AAAA",                                                 // too few parts
       "scrypt$9$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAA==",     // N too small
       "scrypt$21$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAA==",    // N too large
       "scrypt$15$0$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAA==",    // r
@@ -122,9 +122,12 @@ TEST(PasswordTest, DummyHashIsValidAndStable) {
 
 TEST(UsersTest, ParsesUsersAndRoles) {
   const std::string text = R"({"users":[
-      {"name":"r","role":"read","password_hash":")" + FastHash("a") + R"("},
-      {"name":"w","role":"readwrite","password_hash":")" + FastHash("b") + R"(","note":"x"},
-      {"name":"boss","role":"admin","password_hash":")" + FastHash("c") + R"("}]})";
+      {"name":"r","role":"read","password_hash":")" +
+                           FastHash("a") + R"("},
+      {"name":"w","role":"readwrite","password_hash":")" +
+                           FastHash("b") + R"(","note":"x"},
+      {"name":"boss","role":"admin","password_hash":")" +
+                           FastHash("c") + R"("}]})";
   std::shared_ptr<const UserTable> table;
   ASSERT_TRUE(UserTable::Parse(text, "users.json", &table).ok());
   ASSERT_EQ(table->size(), 3u);

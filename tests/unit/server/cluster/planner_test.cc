@@ -116,8 +116,8 @@ TEST(PlannerTest, EverySizePartitionCountAndReplicaCount) {
   for (uint32_t q : {64u, 256u}) {
     for (int s = 1; s <= 12; ++s) {
       for (int n = 1; n <= std::min(5, s); ++n) {
-        const std::string name = "Q=" + std::to_string(q) + " S=" + std::to_string(s) +
-                                 " N=" + std::to_string(n);
+        const std::string name =
+            "Q=" + std::to_string(q) + " S=" + std::to_string(s) + " N=" + std::to_string(n);
         const std::vector<std::string> members = Nodes(s);
         Assignment before;
         ASSERT_TRUE(RoundRobinAssignment(members, q, n, &before).ok());
