@@ -127,6 +127,18 @@ std::string TlsErrorText() {
   return text;
 }
 
+bool SplitLongOption(const std::string& arg, std::string* name, std::string* value) {
+  const size_t eq = arg.find('=');
+  if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
+    *name = arg;
+    value->clear();
+    return false;
+  }
+  *name = arg.substr(0, eq);
+  *value = arg.substr(eq + 1);
+  return true;
+}
+
 Status ExtractSecurityFlags(std::vector<std::string>* args, SecurityFlags* flags,
                             const std::vector<std::string>& value_options) {
   std::vector<std::string> rest;
@@ -137,13 +149,8 @@ Status ExtractSecurityFlags(std::vector<std::string>* args, SecurityFlags* flags
       rest.insert(rest.end(), args->begin() + static_cast<long>(i), args->end());
       break;
     }
-    std::string name = arg, value;
-    bool has_value = false;
-    if (size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
+    std::string name, value;
+    const bool has_value = SplitLongOption(arg, &name, &value);
     if (name == "--tls") {
       if (has_value) return Status::BadRequest("option --tls takes no value");
       flags->tls = true;

@@ -72,6 +72,10 @@ struct SecurityFlags {
   std::string password_file;
 };
 
+// "--name=value" -> name and value (true); anything else -> false, *name =
+// arg. The one place the command-line tools split an option from its value.
+bool SplitLongOption(const std::string& arg, std::string* name, std::string* value);
+
 // Removes the four flags (as "--flag VALUE" or "--flag=VALUE") from `args`
 // and records them in *flags, leaving every other argument in order. Stops
 // at "--": what follows is positional, whatever it looks like. Scanning also

@@ -153,13 +153,9 @@ std::string ParseArgs(const std::vector<std::string>& args, Invocation* inv) {
       options_done = true;
       continue;
     }
-    std::string name = arg, value;
-    bool has_value = false;
-    if (size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    } else if (arg.size() > 2 && arg[1] != '-' && TakesValue(arg.substr(0, 2))) {
+    std::string name, value;
+    bool has_value = SplitLongOption(arg, &name, &value);  // --name=value
+    if (!has_value && arg.size() > 2 && arg[1] != '-' && TakesValue(arg.substr(0, 2))) {
       name = arg.substr(0, 2);  // -ojson, -w2
       value = arg.substr(2);
       has_value = true;
