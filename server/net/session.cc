@@ -121,7 +121,7 @@ void Session::OnPeeked(const std::error_code& ec, size_t n) {
     spdlog::info("[session] {}: plaintext on a TLS port refused", peer_);
     linger_timer_.cancel();
     StoreResponse(TakeSlot(0), tls_options_.plaintext_refusal);
-    too_large_ = true;  // close as after request_too_large
+    linger_on_close_ = true;
     StopReading();
     Flush();
     MaybeFinish();
@@ -331,7 +331,7 @@ void Session::RefuseTooLarge() {
   spdlog::info("[session] {}: request line over {} bytes refused; closing the connection", peer_,
                options_.max_request_bytes);
   StoreResponse(TakeSlot(0), handler_->RequestTooLargeResponse());
-  too_large_ = true;
+  linger_on_close_ = true;
   StopReading();
 }
 
@@ -452,7 +452,7 @@ bool Session::Backlogged() const {
 void Session::MaybeFinish() {
   if (closed_ || lingering_ || !read_closed_) return;
   if (!pending_.empty() || !outbox_.empty() || write_pending_) return;
-  if (too_large_) {
+  if (linger_on_close_) {
     LingerThenClose();
   } else {
     Close();

@@ -211,7 +211,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool read_eof_ = false;       // the stream ended; serve what is left, then stop
   bool resume_posted_ = false;  // a Resume() is queued on the strand
   bool read_closed_ = false;    // no further requests will be taken
-  bool too_large_ = false;      // the last response is request_too_large
+  // The last response is a refusal after which the client may still be
+  // sending (request_too_large, or plaintext on a TLS port): close by
+  // lingering (LingerThenClose), not at once.
+  bool linger_on_close_ = false;
   // A request asked to be answered before the next line (Connection::HoldUntilAnswered).
   bool holding_ = false;
   uint64_t hold_seq_ = 0;
