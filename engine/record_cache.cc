@@ -53,6 +53,21 @@ class RecordCache::Shard {
     if (it != index_.end()) Remove(it->second);
   }
 
+  size_t EraseIf(const std::function<bool(std::string_view)>& pred) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++epoch_;
+    size_t n = 0;
+    for (auto it = lru_.begin(); it != lru_.end();) {
+      auto next = std::next(it);
+      if (pred(it->key)) {
+        Remove(it);
+        ++n;
+      }
+      it = next;
+    }
+    return n;
+  }
+
   size_t bytes() {
     std::lock_guard<std::mutex> l(mu_);
     return usage_;
@@ -148,6 +163,12 @@ void RecordCache::OnWrite(std::string_view key, const Record& record) {
 void RecordCache::Erase(std::string_view key) {
   uint64_t h;
   ShardFor(key, &h).Erase(key);
+}
+
+size_t RecordCache::EraseIf(const std::function<bool(std::string_view)>& pred) {
+  size_t n = 0;
+  for (auto& shard : shards_) n += shard->EraseIf(pred);
+  return n;
 }
 
 size_t RecordCache::bytes() const {

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -53,6 +54,10 @@ class RecordCache {
 
   // Removes `key`, if cached.
   void Erase(std::string_view key);
+  // Erases every entry whose key `pred` accepts (a partition dropped or
+  // imported under the cache); fills begun before are dropped. Returns how
+  // many were erased.
+  size_t EraseIf(const std::function<bool(std::string_view key)>& pred);
 
   uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
   uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }

@@ -30,6 +30,8 @@ std::string_view Status::CodeName(Code code) {
       return "unauthenticated";
     case Code::kForbidden:
       return "forbidden";
+    case Code::kStaleEpoch:
+      return "stale_epoch";
     case Code::kStale:
       return "stale";
   }
@@ -37,7 +39,7 @@ std::string_view Status::CodeName(Code code) {
 }
 
 bool Status::CodeFromName(std::string_view name, Code* code) {
-  for (int c = 0; c <= static_cast<int>(Code::kStale); ++c) {
+  for (int c = 0; c <= static_cast<int>(Code::kStaleEpoch); ++c) {
     if (CodeName(static_cast<Code>(c)) == name) {
       *code = static_cast<Code>(c);
       return true;

@@ -36,6 +36,10 @@ class [[nodiscard]] Status {
     // newer than the one it holds; message() is the held version's string
     // (Version::ToString). The coordinator re-stamps above it (PROTOCOL §8).
     kStale,
+    // Not a client error either: a replica's answer to a peer request routed
+    // by another epoch of the cluster map than its own (fencing, issue #11);
+    // message() is the replica's epoch in decimal.
+    kStaleEpoch,
   };
 
   Status() = default;  // OK
@@ -54,6 +58,9 @@ class [[nodiscard]] Status {
   static Status Unauthenticated(std::string_view msg) { return {Code::kUnauthenticated, msg}; }
   static Status Forbidden(std::string_view msg) { return {Code::kForbidden, msg}; }
   static Status Stale(std::string_view held_version) { return {Code::kStale, held_version}; }
+  static Status StaleEpoch(uint64_t replica_epoch) {
+    return {Code::kStaleEpoch, std::to_string(replica_epoch)};
+  }
   // A status of `code` (any code but kOk) with `msg`.
   static Status FromCode(Code code, std::string_view msg) {
     return code == Code::kOk ? Status() : Status(code, msg);
@@ -61,6 +68,7 @@ class [[nodiscard]] Status {
 
   bool ok() const { return code_ == Code::kOk; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
+  bool IsStaleEpoch() const { return code() == Code::kStaleEpoch; }
   bool IsStale() const { return code_ == Code::kStale; }
   Code code() const { return code_; }
   const std::string& message() const { return msg_; }

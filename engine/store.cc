@@ -9,6 +9,7 @@
 #include <rocksdb/listener.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/utilities/backup_engine.h>
@@ -241,6 +242,13 @@ class Store::Impl {
   uint64_t GcWatermark(uint32_t partition);
   Status RaiseGcWatermark(uint32_t partition, uint64_t watermark_hlc);
   Status CompactPartitions();
+  Status ExportPartition(uint32_t partition, const std::string& path, PartitionExport* out);
+  Status IngestPartition(uint32_t partition, const std::string& path);
+  Status DropPartition(uint32_t partition);
+  bool HasPartition(uint32_t partition) const {
+    return partition < partitions_.size() &&
+           partitions_[partition].load(std::memory_order_acquire) != nullptr;
+  }
   Status GetNodeValue(std::string_view name, std::string* value);
   Status PutNodeValue(std::string_view name, std::string_view value);
   Status DeleteNodeValue(std::string_view name);
@@ -1185,6 +1193,72 @@ Status Store::Impl::CompactPartitions() {
   return CompactAll();
 }
 
+// ---- Partition moves (issue #11) ----
+
+// A snapshot of the partition written as one SST of Merge entries (each key's
+// merged record as an operand), so that ingesting it anywhere lets the LWW
+// operator decide against what the receiver holds: a Put would replace a
+// newer version there.
+Status Store::Impl::ExportPartition(uint32_t partition, const std::string& path,
+                                    PartitionExport* out) {
+  *out = PartitionExport();
+  if (partition >= partitions_.size()) return Status::Internal("partition out of range");
+  out->watermark = aae_[partition]->watermark.load(std::memory_order_acquire);
+  std::unique_ptr<rocksdb::Iterator> it;
+  RINGKV_RETURN_IF_ERROR(PartitionIterator(partition, &it));
+  if (!it) return Status::OK();  // no family: nothing held
+  rocksdb::Options options(rocksdb::DBOptions(), PartitionOptions(partition));
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options);
+  bool open = false;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!open) {
+      RINGKV_RETURN_IF_ERROR(FromRocks(writer.Open(path), "cannot create " + path));
+      open = true;
+    }
+    RINGKV_RETURN_IF_ERROR(FromRocks(writer.Merge(it->key(), it->value()), "cannot write " + path));
+    ++out->keys;
+  }
+  RINGKV_RETURN_IF_ERROR(FromRocks(it->status(), "cannot scan partition"));
+  if (!open) return Status::OK();
+  rocksdb::ExternalSstFileInfo info;
+  RINGKV_RETURN_IF_ERROR(FromRocks(writer.Finish(&info), "cannot finish " + path));
+  out->bytes = info.file_size;
+  return Status::OK();
+}
+
+Status Store::Impl::IngestPartition(uint32_t partition, const std::string& path) {
+  RINGKV_RETURN_IF_ERROR(RefuseInWriteError("a partition import"));
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  RINGKV_RETURN_IF_ERROR(PartitionFamily(partition, /*create=*/true, &cf));
+  rocksdb::IngestExternalFileOptions io;
+  io.move_files = true;
+  io.failed_move_fall_back_to_copy = true;
+  io.verify_checksums_before_ingest = true;
+  io.allow_blocking_flush = true;
+  RINGKV_RETURN_IF_ERROR(
+      FromRocks(db_->IngestExternalFile(cf, {path}, io), "cannot import " + path));
+  // The tree knows nothing of what came in: recompute it all.
+  aae_[partition]->dirty.MarkAll();
+  return Status::OK();
+}
+
+// The family is dropped, but its handle is kept until Close(): a request that
+// took it just before still reads from it safely (RocksDB serves a dropped
+// family while a handle lives). A later write re-creates the family empty.
+Status Store::Impl::DropPartition(uint32_t partition) {
+  if (partition >= partitions_.size()) return Status::Internal("partition out of range");
+  std::lock_guard<std::mutex> l(families_mu_);
+  rocksdb::ColumnFamilyHandle* h = partitions_[partition].load(std::memory_order_acquire);
+  if (h == nullptr) return Status::OK();
+  RINGKV_RETURN_IF_ERROR(FromRocks(db_->DropColumnFamily(h), "cannot drop partition"));
+  partitions_[partition].store(nullptr, std::memory_order_release);
+  PartitionAae& a = *aae_[partition];
+  std::lock_guard<std::mutex> tl(a.mu);
+  a.dirty.TakeAll();
+  a.tree.Clear();
+  return Status::OK();
+}
+
 Status Store::Impl::GetNodeValue(std::string_view name, std::string* value) {
   rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), meta_, kMetaNodeValuePrefix + std::string(name), value);
@@ -1316,6 +1390,15 @@ Status Store::Open(const StoreOptions& options, std::unique_ptr<Store>* out) {
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
+
+Status Store::ExportPartition(uint32_t partition, const std::string& path, PartitionExport* out) {
+  return impl_->ExportPartition(partition, path, out);
+}
+Status Store::IngestPartition(uint32_t partition, const std::string& path) {
+  return impl_->IngestPartition(partition, path);
+}
+Status Store::DropPartition(uint32_t partition) { return impl_->DropPartition(partition); }
+bool Store::HasPartition(uint32_t partition) const { return impl_->HasPartition(partition); }
 
 Status Store::Write(uint32_t partition, std::string_view key, const Record& record) {
   return impl_->WriteMany({{partition, key, &record}});

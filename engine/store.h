@@ -125,6 +125,13 @@ struct RestoreResult {
   uint64_t bytes = 0;
 };
 
+// What ExportPartition() wrote.
+struct PartitionExport {
+  uint64_t keys = 0;       // records in the file (0: no file was written)
+  uint64_t bytes = 0;      // the file's size
+  uint64_t watermark = 0;  // the partition's GC watermark at the export
+};
+
 class Store {
  public:
   // Opens (creating if needed) the database at options.path. Fails with a
@@ -227,6 +234,21 @@ class Store {
   // Full manual compaction of every partition family (purges what the
   // watermarks allow). Blocks until done.
   Status CompactPartitions();
+
+  // ---- Partition moves (issue #11) ----
+  //
+  // ExportPartition writes a consistent snapshot of `partition` to one SST
+  // file at `path` (no file when the partition holds nothing), every record
+  // as a Merge entry. IngestPartition imports such a file into the
+  // partition (creating its family), moving the file: the LWW merge keeps
+  // the newer of what the file and the store hold, so an import can overlap
+  // writes arriving meanwhile. The partition's tree is recomputed. Blocking:
+  // call off the I/O threads.
+  Status ExportPartition(uint32_t partition, const std::string& path, PartitionExport* out);
+  Status IngestPartition(uint32_t partition, const std::string& path);
+  // Drops the partition's family and its tree (a partition given away).
+  Status DropPartition(uint32_t partition);
+  bool HasPartition(uint32_t partition) const;
 
   // Small persistent values of the node's own (the meta family under a
   // "node/" prefix): NotFound when absent.

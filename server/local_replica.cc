@@ -6,14 +6,16 @@
 
 namespace ringkv {
 
-LocalReplica::LocalReplica(const Options& options, const cluster::Ring* ring,
+LocalReplica::LocalReplica(const Options& options, uint32_t partitions,
                            cluster::Executor* background)
-    : options_(options), ring_(ring), background_(background), cache_(options.cache_bytes) {}
+    : options_(options),
+      partition_mask_(partitions - 1),
+      background_(background),
+      cache_(options.cache_bytes) {}
 
 Status LocalReplica::Open(const Options& options, const StoreOptions& store_options,
-                          const cluster::Ring* ring, cluster::Executor* background,
-                          std::unique_ptr<LocalReplica>* out) {
-  std::unique_ptr<LocalReplica> r(new LocalReplica(options, ring, background));
+                          cluster::Executor* background, std::unique_ptr<LocalReplica>* out) {
+  std::unique_ptr<LocalReplica> r(new LocalReplica(options, store_options.partitions, background));
   RINGKV_RETURN_IF_ERROR(Store::Open(store_options, &r->store_));
   r->batcher_ = std::make_unique<WriteBatcher>(r->store_.get(), &r->cache_);
   r->applied_hlc_ = MakeHlc(options.clock->NowMs() + options.max_clock_skew_ms, kHlcLogicalMask);
@@ -41,7 +43,7 @@ void LocalReplica::RaiseApplied(uint64_t hlc) {
 // either above it or checked.
 void LocalReplica::WriteLocal(const std::string& key, const Record& record,
                               cluster::ReplicaTransport::WriteDone done) {
-  const uint32_t partition = ring_->PartitionOf(key);
+  const uint32_t partition = PartitionOf(key);
   uint64_t applied = applied_hlc_.load(std::memory_order_acquire);
   if (record.version.hlc <= applied) {
     batcher_->CommitIfPending(key);
@@ -64,7 +66,7 @@ void LocalReplica::WriteLocal(const std::string& key, const Record& record,
 
 Status LocalReplica::ReadLocal(const std::string& key, Record* out) {
   if (gate_) {
-    uint32_t p = ring_->PartitionOf(key);
+    uint32_t p = PartitionOf(key);
     if (gate_(p)) {
       return Status::Unavailable("partition " + std::to_string(p) +
                                  " of this replica is being rebuilt");
@@ -80,9 +82,25 @@ Status LocalReplica::ReadOwn(const std::string& key, Record* out) {
     return Status::OK();
   }
   uint64_t token = cache_.BeginFill(key);
-  RINGKV_RETURN_IF_ERROR(store_->Get(ring_->PartitionOf(key), key, out));
+  RINGKV_RETURN_IF_ERROR(store_->Get(PartitionOf(key), key, out));
   cache_.Fill(key, *out, token);
   return Status::OK();
+}
+
+void LocalReplica::ForgetCached(uint32_t partition) {
+  cache_.EraseIf([this, partition](std::string_view key) { return PartitionOf(key) == partition; });
+}
+
+Status LocalReplica::DropPartition(uint32_t partition) {
+  Status s = store_->DropPartition(partition);
+  ForgetCached(partition);
+  return s;
+}
+
+Status LocalReplica::IngestPartition(uint32_t partition, const std::string& sst_path) {
+  Status s = store_->IngestPartition(partition, sst_path);
+  ForgetCached(partition);
+  return s;
 }
 
 Status LocalReplica::TreeNow(uint32_t partition, aae::Tree* out) {

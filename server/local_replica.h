@@ -43,10 +43,15 @@ class LocalReplica final : public cluster::LocalReplica, public cluster::AaeRepl
   };
 
   // Opens the store (`store_options`) and builds the cache and batcher.
-  // REQUIRES: `ring` and `background` outlive the replica.
+  // REQUIRES: `background` outlives the replica.
   static Status Open(const Options& options, const StoreOptions& store_options,
-                     const cluster::Ring* ring, cluster::Executor* background,
-                     std::unique_ptr<LocalReplica>* out);
+                     cluster::Executor* background, std::unique_ptr<LocalReplica>* out);
+
+  // A partition moving in or out (issue #11): drops this replica's copy of
+  // it / ingests an SST file into it, and forgets its cached records either
+  // way (a partition that moves A -> B -> A must not serve A's old cache).
+  Status DropPartition(uint32_t partition);
+  Status IngestPartition(uint32_t partition, const std::string& sst_path);
 
   // Decides which partitions refuse quorum reads (true = still rebuilding).
   // Set once, before requests arrive.
@@ -86,11 +91,15 @@ class LocalReplica final : public cluster::LocalReplica, public cluster::AaeRepl
   WriteBatcher* batcher() { return batcher_.get(); }
 
  private:
-  LocalReplica(const Options& options, const cluster::Ring* ring, cluster::Executor* background);
+  LocalReplica(const Options& options, uint32_t partitions, cluster::Executor* background);
+  uint32_t PartitionOf(std::string_view key) const {
+    return static_cast<uint32_t>(cluster::KeyHash(key) & partition_mask_);
+  }
+  void ForgetCached(uint32_t partition);
   void RaiseApplied(uint64_t hlc);
 
   const Options options_;
-  const cluster::Ring* const ring_;
+  const uint64_t partition_mask_;
   cluster::Executor* const background_;
   RecordCache cache_;
   std::unique_ptr<Store> store_;

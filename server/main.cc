@@ -37,6 +37,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -111,6 +112,11 @@ std::vector<FlagSpec> FlagSpecs() {
       {"data-dir", "RocksDB directory (default ./data/<node-id>)", "DIR", ""},
       {"cluster", "every member, this node included (default: only this node)", "ID=HOST:PORT,...",
        ""},
+      {"join", "start outside any cluster and wait to be added (kvctl cluster join)",
+       "HOST:PORT,...", ""},
+      {"transfer-mb-per-s", "partition copies: MiB a second per node", "M",
+       mib(d.transfer_bytes_per_s)},
+      {"transfer-limit", "partition copies at once per node", "N", to_string(d.transfer_limit)},
       {"replicas", "replication factor N (default min(3, members))", "N", ""},
       {"read-quorum", "default R (default N/2+1)", "R", ""},
       {"write-quorum", "default W (default N/2+1)", "W", ""},
@@ -238,6 +244,8 @@ bool MapNumbers(const cxxopts::ParseResult& r, NodeOptions* o) {
          SetNumber<int>(r, "write-quorum", &o->write_quorum, 1, kMaxInt) &&
          SetNumber<uint32_t>(r, "partitions", &o->partitions, 1) &&
          SetMebibytes(r, "cache-mb", &o->cache_bytes) &&
+         SetMebibytes(r, "transfer-mb-per-s", &o->transfer_bytes_per_s) &&
+         SetNumber<int>(r, "transfer-limit", &o->transfer_limit, 1, 16) &&
          SetNumber<uint64_t>(r, "max-key-bytes", &o->max_key_bytes, 1) &&
          SetNumber<uint64_t>(r, "max-value-bytes", &o->max_value_bytes, 1) &&
          SetNumber<uint64_t>(r, "max-request-bytes", &o->max_request_bytes, 1,
@@ -291,6 +299,16 @@ bool MapFlags(const cxxopts::ParseResult& r, KvdFlags* flags) {
   o->sync_writes = r["sync-writes"].as<bool>();
   if (!MapNumbers(r, o)) return false;
   if (!ParseLogLevel(r["log-level"].as<std::string>(), &flags->log_level)) return false;
+  if (r.count("join")) {
+    std::stringstream seeds(r["join"].as<std::string>());
+    for (std::string seed; std::getline(seeds, seed, ',');) {
+      if (!seed.empty()) o->join_seeds.push_back(seed);
+    }
+    if (o->join_seeds.empty()) {
+      PrintError("--join needs at least one HOST:PORT");
+      return false;
+    }
+  }
   if (r.count("cluster")) {
     const Status s = ParseClusterSpec(r["cluster"].as<std::string>(), &o->cluster);
     if (!s.ok()) {
@@ -442,18 +460,36 @@ void StartClusterLayer(const NodeOptions& options, Node* node, std::shared_ptr<n
   peer_options.handshake = node->PeerHandshakes();
   *peers = std::make_unique<net::PeerClient>(peer_options, membership, options.node_id,
                                              node->cluster_fingerprint());
-  (*peers)->SetHybridClock(node->hybrid_clock());
-  (*peers)->SetHelloListener(
-      [node](const std::string& peer, bool dir_changed) { node->OnPeerHello(peer, dir_changed); });
-  (*peers)->SetDataDirId(node->data_dir_id());
-  node->SetPeerTransport(peers->get());
+  net::PeerClient* client = peers->get();
+  client->SetHybridClock(node->hybrid_clock());
+  client->SetEpochSource([node] { return node->map_epoch(); });
+  client->SetHelloListener([node](const std::string& peer, bool dir_changed, uint64_t epoch) {
+    node->OnPeerHello(peer, dir_changed, epoch);
+  });
+  client->SetDataDirId(node->data_dir_id());
+  // --join seeds are reached as "@seedN" until the map names their ids.
+  for (size_t i = 0; i < options.join_seeds.size(); ++i) {
+    client->AddPeer("@seed" + std::to_string(i), options.join_seeds[i]);
+  }
+  node->SetPeerTransport(client);
   std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes;
   for (const std::string& peer : membership->Peers()) {
     remotes[peer] =
-        std::make_unique<net::RemoteAaeReplica>(peers->get(), peer, options.request_timeout_ms * 5);
+        std::make_unique<net::RemoteAaeReplica>(client, peer, options.request_timeout_ms * 5);
   }
   node->SetAaeRemotes(std::move(remotes));
-  (*peers)->Start();
+  const uint64_t aae_timeout_ms = options.request_timeout_ms * 5;
+  node->SetPeerListener(
+      [node, client, aae_timeout_ms](const std::string& id, const std::string& address) {
+        client->AddPeer(id, address);
+        node->AddAaeRemote(id, std::make_unique<net::RemoteAaeReplica>(client, id, aae_timeout_ms));
+      });
+  node->SetPeerSender([client](const std::string& to, std::string line, uint64_t timeout_ms,
+                               Node::PeerSendDone done) {
+    client->Send(to, std::move(line), timeout_ms, std::move(done));
+  });
+  client->Start();
+  node->StartMembership();
   net::FailureDetector::Tick tick;
   if (cluster::HintedHandoff* handoff = node->handoff()) tick = [handoff] { handoff->Tick(); };
   *detector = std::make_unique<net::FailureDetector>(net::FailureDetectorOptions{}, peers->get(),
@@ -538,12 +574,10 @@ int Serve(const KvdFlags& flags) {
   std::atomic<bool> serving{false};
   std::unique_ptr<net::MetricsServer> metrics;
   if (!flags.metrics_listen.empty()) s = StartMetrics(flags, node.get(), &serving, &metrics);
-  // A cluster of one needs no peer traffic, hence no threads for it.
+  // Even a cluster of one runs the peer layer: a node may join it.
   std::unique_ptr<net::PeerClient> peers;
   std::unique_ptr<net::FailureDetector> detector;
-  if (s.ok() && options.cluster.size() > 1) {
-    StartClusterLayer(options, node.get(), tls, &peers, &detector);
-  }
+  if (s.ok()) StartClusterLayer(options, node.get(), tls, &peers, &detector);
 
   auto server = std::make_unique<net::Server>(
       ServerOptionsFor(options, node->connection_stats(), tls), node.get());

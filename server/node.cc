@@ -27,147 +27,13 @@
 #include "server/cluster/router.h"
 #include "server/local_replica.h"
 #include "server/metrics.h"
+#include "server/node_impl.h"
 #include "server/protocol.h"
 #include "server/protocol_aae.h"
 #include "server/stats.h"
 #include "server/write_batcher.h"
 
 namespace ringkv {
-
-class Node::Impl {
- public:
-  explicit Impl(const NodeOptions& o);
-
-  Status Open();
-  void Handle(const std::shared_ptr<Connection>& conn, std::string_view line, Done done);
-  std::string RequestTooLarge();
-  void SetAdvertisedAddress(std::string address);
-  void SetPeerTransport(cluster::ReplicaTransport* peers) { router_->SetRemote(peers); }
-  cluster::Membership* membership() { return &membership_; }
-  cluster::HintedHandoff* handoff() { return handoff_.get(); }
-  HybridClock* hybrid_clock() { return &hlc_; }
-  const std::string& fingerprint() const { return fingerprint_; }
-  void Shutdown();
-  void SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes);
-  void OnPeerHello(const std::string& peer, bool dir_changed);
-  const std::string& data_dir_id() const { return dir_id_; }
-  Status ReloadUsers();
-  net::PeerHandshakeFactory PeerHandshakes() const;
-
- private:
-  using Handler = void (Impl::*)(const Request&, Done);
-
-  std::string Fail(const std::string& id_json, const Status& s);
-  uint64_t TimeoutOf(const Request& req) const {
-    return req.timeout_ms > 0 ? req.timeout_ms : opts_.request_timeout_ms;
-  }
-
-  void Put(const Request& req, Done done);
-  void Get(const Request& req, Done done);
-  void Delete(const Request& req, Done done);
-  void Ping(const Request& req, Done done);
-  void StatsOp(const Request& req, Done done);
-  void ClusterOp(const Request& req, Done done);
-  void Locate(const Request& req, Done done);
-  void Backup(const Request& req, Done done);
-  void PeerWrite(const Request& req, Done done);
-  void PeerRead(const Request& req, Done done);
-  void PeerHello(const Request& req, Done done);
-  void AaeOp(const Request& req, Done done);
-  void Compact(const Request& req, Done done);
-  void PeerAaeTree(const Request& req, Done done);
-  void PeerAaeKeys(const Request& req, Done done);
-  void PeerAaeFetch(const Request& req, Done done);
-  void PeerAaeScan(const Request& req, Done done);
-  void PeerAaeGc(const Request& req, Done done);
-  void Auth(const Request& req, Done done);
-  void PeerChallenge(const Request& req, Done done);
-  void PeerAuth(const Request& req, Done done);
-
-  // Runs `fn` on the background worker, answering a request whose partition
-  // is out of range at once.
-  void OnWorker(const Request& req, Done done, std::function<std::string()> fn);
-  // Runs a long job (backup, compact) on a thread of its own.
-  void RunJob(std::function<void()> fn);
-
-  Status OpenAntiEntropy();
-  // True while this replica's reads must not count toward a quorum: its
-  // partition is being rebuilt, or a new data dir has not yet heard every
-  // live peer say whether it knew this node (a lost disk, see OnPeerHello).
-  bool RefusesQuorumReads(uint32_t partition) const;
-  cluster::AaeReplica* AaeReplicaOf(const std::string& node);
-  // The scheduler's view, with each partition's watermark as the store holds
-  // it (raised by this node's rounds, a peer's or an exchange).
-  cluster::AaeStatus AaeSnapshot();
-
-  // Runs a put or delete through the coordinator.
-  void CoordinateWrite(const Request& req, Record record, Done done);
-  // The response to a get, from the newest record the replicas had.
-  std::string RenderGet(const std::string& id_json, const std::optional<Record>& newest);
-  std::string StatsJson();
-  MetricsInput GatherMetrics();
-  void NoteSlow(Op op, const std::string& key, uint64_t us);
-
- public:
-  std::string MetricsText() { return RenderPrometheus(GatherMetrics()); }
-  ConnectionStats* connection_stats() { return &connections_; }
-
- private:
-  const NodeOptions opts_;
-  Limits limits_;
-  HybridClock hlc_;
-  cluster::Ring ring_;
-  std::unique_ptr<LocalReplica> replica_;
-  Store* store_ = nullptr;  // replica_'s
-  Stats stats_;
-  ConnectionStats connections_;
-  cluster::Counters counters_;
-  cluster::Membership membership_;
-  std::string fingerprint_;
-  std::unique_ptr<cluster::ReplicaRouter> router_;
-  std::unique_ptr<cluster::HintedHandoff> handoff_;
-  std::unique_ptr<cluster::Coordinator> coordinator_;
-
-  // Who may do what (PROTOCOL.md §11): users, the cluster secret.
-  std::unique_ptr<AuthGate> gate_;
-
-  // Anti-entropy. The remotes are set once the peer client runs.
-  class StateStore;
-  std::unique_ptr<StateStore> aae_state_;
-  std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
-  std::mutex remotes_mu_;
-  std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes_;  // by remotes_mu_
-  // Lost-disk detection: a data dir this run created (or a previous run that
-  // created it had not finished checking) asks its peers in _hello whether
-  // they knew it. `fresh_` until every live peer has answered.
-  std::atomic<bool> fresh_{false};
-  mutable std::mutex seen_mu_;
-  // Each peer that ever said hello, with the data dir identity it last
-  // gave (by seen_mu_).
-  std::map<std::string, std::string> seen_peers_;
-  std::string dir_id_;              // this data dir's identity (set in Open)
-  std::set<std::string> answered_;  // peers whose hello answer we had (by seen_mu_)
-
-  // mu_ protects the following.
-  std::mutex mu_;
-  std::string advertised_;
-  struct Job {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> finished;
-  };
-  std::vector<Job> jobs_;  // background jobs (backups); finished ones joined lazily
-
-  std::atomic<uint64_t> last_slow_log_ms_{0};
-  std::atomic<uint64_t> slow_suppressed_{0};
-  std::atomic<uint64_t> last_mismatch_log_ms_{0};
-  std::atomic<uint64_t> last_internal_log_ms_{0};
-  std::atomic<uint64_t> internal_unlogged_{0};
-
-  // Round deadlines and the work kept off I/O and peer threads (hint
-  // delivery, local repairs). Declared last, so destroyed first: its threads
-  // are joined while everything they use still exists.
-  std::unique_ptr<Background> background_;
-};
 
 namespace {
 
@@ -202,28 +68,24 @@ std::string NewDirId() {
   return buf;
 }
 
-std::vector<std::pair<std::string, std::string>> MemberPairs(const NodeOptions& o) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const Member& m : o.cluster) out.emplace_back(m.id, m.address);
-  return out;
-}
-
 }  // namespace
 
 Node::Impl::Impl(const NodeOptions& o)
     : opts_(o),
       hlc_(o.clock),
-      membership_(MemberPairs(o), o.node_id),
-      fingerprint_(ClusterFingerprint(MemberPairs(o), o.partitions, o.replicas)),
+      membership_({{o.node_id, o.listen}}, o.node_id),
+      fingerprint_("Q=" + std::to_string(o.partitions)),
       advertised_(o.listen) {
   limits_.max_key_bytes = o.max_key_bytes;
   limits_.max_value_bytes = o.max_value_bytes;
 }
 
 Status Node::Impl::Open() {
-  std::vector<std::string> ids;
-  for (const Member& m : opts_.cluster) ids.push_back(m.id);
-  RINGKV_RETURN_IF_ERROR(cluster::Ring::Make(ids, opts_.partitions, opts_.replicas, &ring_));
+  // Until a map is installed (a --join node), a ring of this node alone,
+  // which fences nothing: the node serves no request before it is a member.
+  cluster::Ring lone;
+  RINGKV_RETURN_IF_ERROR(cluster::Ring::Make({opts_.node_id}, opts_.partitions, 1, &lone));
+  rings_ = std::make_unique<cluster::RingHolder>(std::move(lone));
   StoreOptions so;
   so.path = opts_.data_dir;
   so.node_id = opts_.node_id;
@@ -239,38 +101,44 @@ Status Node::Impl::Open() {
   ro.cache_bytes = opts_.cache_bytes;
   ro.clock = opts_.clock;
   ro.max_clock_skew_ms = opts_.max_clock_skew_ms;
-  RINGKV_RETURN_IF_ERROR(LocalReplica::Open(ro, so, &ring_, background_.get(), &replica_));
+  RINGKV_RETURN_IF_ERROR(LocalReplica::Open(ro, so, background_.get(), &replica_));
   store_ = replica_->store();
-  std::vector<uint32_t> replicated;
-  for (uint32_t p = 0; p < ring_.partitions(); ++p) {
-    if (ring_.Replicates(opts_.node_id, p)) replicated.push_back(p);
-  }
-  RINGKV_RETURN_IF_ERROR(store_->EnsurePartitions(replicated));
 
-  router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, replica_.get());
+  router_ = std::make_unique<cluster::ReplicaRouter>(opts_.node_id, replica_.get(), rings_.get());
   if (opts_.hinted_handoff) {
     cluster::HandoffOptions ho;
     ho.max_age_ms = opts_.hint_window_s * 1000;
     ho.timeout_ms = opts_.request_timeout_ms;
     ho.background = background_.get();
     handoff_ = std::make_unique<cluster::HintedHandoff>(ho, store_, router_.get(), &membership_,
-                                                        opts_.clock, &counters_);
+                                                        rings_.get(), opts_.clock, &counters_);
     RINGKV_RETURN_IF_ERROR(handoff_->Init());
   }
   cluster::CoordinatorOptions co;
   co.node_id = opts_.node_id;
   co.timer = background_.get();
   co.background = background_.get();
-  coordinator_ = std::make_unique<cluster::Coordinator>(co, &ring_, &membership_, router_.get(),
-                                                        &hlc_, handoff_.get(), &counters_);
+  coordinator_ = std::make_unique<cluster::Coordinator>(
+      co, rings_.get(), &membership_, router_.get(), &hlc_, handoff_.get(), &counters_);
   AuthGate::Options go;
   go.node_id = opts_.node_id;
   go.auth_file = opts_.auth_file;
   go.cluster_secret_file = opts_.cluster_secret_file;
   go.tls_verifies_peers = !opts_.tls_ca.empty();
   go.tls_key_file = opts_.tls_key;
-  go.is_member = [this](const std::string& id) { return !membership_.AddressOf(id).empty(); };
+  // Knowing the secret proves a node is of this cluster; a node waiting to
+  // join is in no map yet, so any valid id may authenticate.
+  go.is_member = [](const std::string& id) { return IsValidNodeId(id); };
   RINGKV_RETURN_IF_ERROR(AuthGate::Open(go, &gate_));
+  RINGKV_RETURN_IF_ERROR(OpenMembership());
+  if (manager_->map()) {
+    std::vector<uint32_t> replicated;
+    std::shared_ptr<const cluster::Ring> r = ring();
+    for (uint32_t p = 0; p < r->partitions(); ++p) {
+      if (r->Replicates(opts_.node_id, p)) replicated.push_back(p);
+    }
+    RINGKV_RETURN_IF_ERROR(store_->EnsurePartitions(replicated));
+  }
   return OpenAntiEntropy();
 }
 
@@ -342,15 +210,26 @@ std::string Node::Impl::RequestTooLarge() {
                                           std::to_string(opts_.max_request_bytes) + " bytes"));
 }
 
-void Node::Impl::CoordinateWrite(const Request& req, Record record, Done done) {
+void Node::Impl::CoordinateWrite(const Request& req, Record record, Done done, int attempt) {
+  if (!manager_->member()) {
+    return done(Fail(req.id_json, Status::Unavailable("this node is not a member of a cluster yet "
+                                                      "(kvctl cluster join)")));
+  }
+  const int n = ring()->replicas();
   int w = 0;
-  Status s = req.w.Resolve(ring_.replicas(), opts_.write_quorum, "w", &w);
+  Status s = req.w.Resolve(n, opts_.write_quorum_given ? opts_.write_quorum : n / 2 + 1, "w", &w);
   if (!s.ok()) return done(Fail(req.id_json, s));
-  coordinator_->Write(req.key, std::move(record), w, TimeoutOf(req),
-                      [this, id = req.id_json, done = std::move(done)](Status ws, Version v) {
-                        if (!ws.ok()) return done(Fail(id, ws));
-                        done(ResponseBuilder(id).AddString("version", v.ToString()).Finish());
-                      });
+  coordinator_->Write(
+      req.key, record, w, TimeoutOf(req),
+      [this, req, record, attempt, done = std::move(done)](Status ws, Version v) mutable {
+        if (RetryAfterStaleEpoch(ws, attempt, [this, req, record, attempt, done]() mutable {
+              CoordinateWrite(req, std::move(record), std::move(done), attempt + 1);
+            })) {
+          return;
+        }
+        if (!ws.ok()) return done(Fail(req.id_json, ws));
+        done(ResponseBuilder(req.id_json).AddString("version", v.ToString()).Finish());
+      });
 }
 
 void Node::Impl::Put(const Request& req, Done done) {
@@ -376,8 +255,13 @@ std::string Node::Impl::RenderGet(const std::string& id_json, const std::optiona
 }
 
 void Node::Impl::Get(const Request& req, Done done) {
+  if (!manager_->member() && !req.local) {
+    return done(Fail(req.id_json, Status::Unavailable("this node is not a member of a cluster yet "
+                                                      "(kvctl cluster join)")));
+  }
+  const int n = ring()->replicas();
   int r = 0;
-  Status s = req.r.Resolve(ring_.replicas(), opts_.read_quorum, "r", &r);
+  Status s = req.r.Resolve(n, opts_.read_quorum_given ? opts_.read_quorum : n / 2 + 1, "r", &r);
   if (!s.ok()) return done(Fail(req.id_json, s));
   if (req.local) {
     Record record;
@@ -385,11 +269,21 @@ void Node::Impl::Get(const Request& req, Done done) {
     if (!s.ok() && !s.IsNotFound()) return done(Fail(req.id_json, s));
     return done(RenderGet(req.id_json, s.ok() ? std::optional<Record>(record) : std::nullopt));
   }
+  CoordinateRead(req, r, std::move(done));
+}
+
+void Node::Impl::CoordinateRead(const Request& req, int r, Done done, int attempt) {
   coordinator_->Read(
       req.key, r, TimeoutOf(req),
-      [this, id = req.id_json, done = std::move(done)](Status rs, std::optional<Record> newest) {
-        if (!rs.ok()) return done(Fail(id, rs));
-        done(RenderGet(id, newest));
+      [this, req, r, attempt, done = std::move(done)](Status rs,
+                                                      std::optional<Record> newest) mutable {
+        if (RetryAfterStaleEpoch(rs, attempt, [this, req, r, attempt, done]() mutable {
+              CoordinateRead(req, r, std::move(done), attempt + 1);
+            })) {
+          return;
+        }
+        if (!rs.ok()) return done(Fail(req.id_json, rs));
+        done(RenderGet(req.id_json, newest));
       });
 }
 
@@ -426,8 +320,8 @@ std::string Node::Impl::StatsJson() {
     if (m.id != opts_.node_id) peers[m.id] = m.up ? "up" : "down";
   }
   uint32_t replicated = 0;
-  for (uint32_t p = 0; p < ring_.partitions(); ++p)
-    replicated += ring_.Replicates(opts_.node_id, p);
+  std::shared_ptr<const cluster::Ring> r = ring();
+  for (uint32_t p = 0; p < r->partitions(); ++p) replicated += r->Replicates(opts_.node_id, p);
   json stats = {
       {"node", opts_.node_id},
       {"partitions_replicated", replicated},
@@ -471,6 +365,17 @@ std::string Node::Impl::StatsJson() {
       {"hints_failed", counters_.hints_failed.load()},
       {"write_restamps", counters_.write_restamps.load()},
       {"round_deadlines", counters_.round_deadlines.load()},
+      {"hints_retargeted", counters_.hints_retargeted.load()},
+      {"fenced_requests", counters_.fenced_requests.load()},
+      {"stale_epoch_retries", counters_.stale_epoch_retries.load()},
+      {"membership",
+       {{"epoch", manager_->epoch()},
+        {"moves_started", manager_->counters().moves_started.load()},
+        {"moves_done", manager_->counters().moves_done.load()},
+        {"move_failures", manager_->counters().move_failures.load()},
+        {"transfer_bytes_in", manager_->counters().bytes_in.load()},
+        {"transfer_bytes_out", manager_->counters().bytes_out.load()},
+        {"split_brain", manager_->counters().split_brain.load()}}},
       {"aae", json::parse(AaeSummaryJson(AaeSnapshot()))},
       {"connections", connections_.open.load()},
       {"connections_refused", connections_.refused.load()},
@@ -514,25 +419,41 @@ void Node::Impl::ClusterOp(const Request& req, Done done) {
     std::lock_guard<std::mutex> l(mu_);
     self_address = advertised_;
   }
-  for (const cluster::MemberStatus& m : membership_.Snapshot()) {
-    bool self = m.id == opts_.node_id;
-    nodes.push_back({{"id", m.id},
-                     {"address", self ? self_address : m.address},
-                     {"status", m.up ? "up" : "down"}});
+  std::shared_ptr<const cluster::ClusterMap> map = manager_->map();
+  if (!map || map->Find(opts_.node_id) == nullptr) {
+    nodes.push_back(
+        {{"id", opts_.node_id}, {"address", self_address}, {"status", "up"}, {"state", "joining"}});
+  } else {
+    for (const cluster::MapMember& m : map->members) {
+      bool self = m.id == opts_.node_id;
+      nodes.push_back({{"id", m.id},
+                       {"address", self ? self_address : m.address},
+                       {"status", membership_.IsUp(m.id) ? "up" : "down"},
+                       {"state", cluster::MemberStateName(m.state)}});
+    }
   }
-  done(ResponseBuilder(req.id_json)
-           .AddString("node", opts_.node_id)
-           .AddInt("replicas", ring_.replicas())
-           .AddInt("partitions", ring_.partitions())
-           .AddRaw("nodes", nodes.dump())
-           .Finish());
+  std::shared_ptr<const cluster::Ring> r = ring();
+  ResponseBuilder out(req.id_json);
+  out.AddString("node", opts_.node_id)
+      .AddInt("epoch", static_cast<int64_t>(map ? map->epoch : 0))
+      .AddInt("replicas", map ? map->replicas : 0)
+      .AddInt("partitions", r->partitions());
+  if (map) {
+    out.AddString("cluster_id", map->cluster_id)
+        .AddString("claimant", map->Claimant())
+        .AddString("phase", cluster::MapPhaseName(map->phase));
+    if (map->InTransition()) out.AddString("change", map->change);
+  }
+  done(out.AddRaw("nodes", nodes.dump()).Finish());
 }
 
 void Node::Impl::Locate(const Request& req, Done done) {
-  uint32_t p = ring_.PartitionOf(req.key);
+  std::shared_ptr<const cluster::Ring> r = ring();
+  uint32_t p = r->PartitionOf(req.key);
   done(ResponseBuilder(req.id_json)
            .AddInt("partition", p)
-           .AddStringArray("replicas", ring_.PreferenceList(p))
+           .AddInt("epoch", static_cast<int64_t>(r->epoch()))
+           .AddStringArray("replicas", r->PreferenceList(p))
            .Finish());
 }
 
@@ -581,6 +502,7 @@ void Node::Impl::RunJob(std::function<void()> fn) {
 // clock are refused, so that a peer with a skewed clock cannot stamp values
 // that would win every later write for hours.
 void Node::Impl::PeerWrite(const Request& req, Done done) {
+  if (Status f = Fence(req, /*write=*/true); !f.ok()) return done(Fail(req.id_json, f));
   uint64_t now = opts_.clock->NowMs();
   uint64_t at = HlcPhysicalMs(req.record.version.hlc);
   if (at > now + opts_.max_clock_skew_ms) {
@@ -635,6 +557,7 @@ Status Node::Impl::ReloadUsers() { return gate_->ReloadUsers(); }
 net::PeerHandshakeFactory Node::Impl::PeerHandshakes() const { return gate_->PeerHandshakes(); }
 
 void Node::Impl::PeerRead(const Request& req, Done done) {
+  if (Status f = Fence(req, /*write=*/false); !f.ok()) return done(Fail(req.id_json, f));
   Record record;
   Status s = replica_->ReadLocal(req.key, &record);
   if (!s.ok() && !s.IsNotFound()) return done(Fail(req.id_json, s));
@@ -678,12 +601,17 @@ void Node::Impl::PeerHello(const Request& req, Done done) {
       if (!s.ok()) spdlog::error("[membership] cannot record peer {}: {}", req.from, s.message());
     }
   }
+  // A caller with a newer map: fetch it (in the background).
+  if (req.epoch > manager_->epoch() && IsValidNodeId(req.from)) {
+    manager_->OnPeerEpoch(req.from, req.epoch);
+  }
   // The caller is not marked up here: membership follows this node's own
   // pings, so "up" means this node's transport has reached the peer (a peer
   // that can reach us may not yet be reachable from us).
   done(ResponseBuilder(req.id_json)
            .AddString("node", opts_.node_id)
            .AddBool("dir_changed", dir_changed)
+           .AddInt("epoch", static_cast<int64_t>(manager_->epoch()))
            .Finish());
 }
 
@@ -715,7 +643,8 @@ Status Node::Impl::OpenAntiEntropy() {
     s = store_->PutNodeValue(kDirIdValue, dir_id_);
   }
   if (!s.ok()) return s;
-  const bool has_peers = opts_.cluster.size() > 1;
+  std::shared_ptr<const cluster::ClusterMap> map = manager_->map();
+  const bool has_peers = !opts_.join_seeds.empty() || (map && map->members.size() > 1);
   if (has_peers && opts_.anti_entropy) {
     if (store_->created()) RINGKV_RETURN_IF_ERROR(store_->PutNodeValue(kFreshValue, "1"));
     s = store_->GetNodeValue(kFreshValue, &value);
@@ -737,7 +666,7 @@ Status Node::Impl::OpenAntiEntropy() {
   ao.exchange.pause_ms = std::min<uint64_t>(500, std::max<uint64_t>(1, opts_.aae_interval_ms / 4));
   ao.seed = std::hash<std::string>()(opts_.node_id);
   anti_entropy_ = std::make_unique<cluster::AntiEntropy>(
-      ao, ring_.partitions(), [this](uint32_t p) { return ring_.PreferenceList(p); },
+      ao, opts_.partitions, [this](uint32_t p) { return ring()->PreferenceList(p); },
       [this](const std::string& node) { return membership_.IsUp(node); },
       [this](const std::string& node) { return AaeReplicaOf(node); }, background_.get(),
       [clock = opts_.clock] { return clock->NowMs(); }, &hlc_, aae_state_.get(),
@@ -788,7 +717,8 @@ void Node::Impl::SetAaeRemotes(
 // replicates is pulled back from the other replicas before its reads count
 // again. (A brand-new cluster's nodes have never seen each other's dirs, and a
 // node restarted on its own dir sends the same identity: neither rebuilds.)
-void Node::Impl::OnPeerHello(const std::string& peer, bool dir_changed) {
+void Node::Impl::OnPeerHello(const std::string& peer, bool dir_changed, uint64_t epoch) {
+  manager_->OnPeerEpoch(peer, epoch);
   if (!fresh_.load(std::memory_order_acquire)) return;
   bool settled = true;
   {
@@ -817,9 +747,9 @@ void Node::Impl::OnPeerHello(const std::string& peer, bool dir_changed) {
 }
 
 void Node::Impl::OnWorker(const Request& req, Done done, std::function<std::string()> fn) {
-  if (req.partition >= ring_.partitions()) {
+  if (req.partition >= opts_.partitions) {
     return done(Fail(req.id_json, Status::BadRequest("'partition' must be below " +
-                                                     std::to_string(ring_.partitions()))));
+                                                     std::to_string(opts_.partitions))));
   }
   background_->Run([fn = std::move(fn), done = std::move(done)] { done(fn()); });
 }
@@ -919,6 +849,7 @@ void Node::Impl::SetAdvertisedAddress(std::string address) {
 }
 
 void Node::Impl::Shutdown() {
+  if (manager_) manager_->Stop();
   if (anti_entropy_) anti_entropy_->Stop();
   if (background_) background_->Stop();
   std::vector<Job> jobs;
@@ -959,9 +890,16 @@ void Node::Shutdown() { impl_->Shutdown(); }
 void Node::SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes) {
   impl_->SetAaeRemotes(std::move(remotes));
 }
-void Node::OnPeerHello(const std::string& peer, bool dir_changed) {
-  impl_->OnPeerHello(peer, dir_changed);
+void Node::OnPeerHello(const std::string& peer, bool dir_changed, uint64_t epoch) {
+  impl_->OnPeerHello(peer, dir_changed, epoch);
 }
+uint64_t Node::map_epoch() const { return impl_->map_epoch(); }
+void Node::AddAaeRemote(const std::string& id, std::unique_ptr<cluster::AaeReplica> remote) {
+  impl_->AddAaeRemote(id, std::move(remote));
+}
+void Node::SetPeerSender(PeerSender send) { impl_->SetPeerSender(std::move(send)); }
+void Node::SetPeerListener(PeerListener listener) { impl_->SetPeerListener(std::move(listener)); }
+void Node::StartMembership() { impl_->StartMembership(); }
 const std::string& Node::data_dir_id() const { return impl_->data_dir_id(); }
 std::string Node::MetricsText() { return impl_->MetricsText(); }
 ConnectionStats* Node::connection_stats() { return impl_->connection_stats(); }

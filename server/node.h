@@ -7,6 +7,7 @@
 // Thread-safety: Handle() is safe to call concurrently from any thread.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,9 +46,13 @@ class Node final : public RequestHandler {
   // The other members' replicas for anti-entropy (server/net/remote_aae_replica.h),
   // once the peer client runs. Exchanges with a member start only once set.
   void SetAaeRemotes(std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes);
+  // One more (a member the cluster map added); a known id is kept as it is.
+  void AddAaeRemote(const std::string& id, std::unique_ptr<cluster::AaeReplica> remote);
   // A peer answered this node's hello; `dir_changed`: it knew this node
   // with another data dir (this one new: a lost disk, PROTOCOL.md §9).
-  void OnPeerHello(const std::string& peer, bool dir_changed);
+  // `epoch`: the peer's cluster map epoch (a higher one is fetched, a lower
+  // one sent the map).
+  void OnPeerHello(const std::string& peer, bool dir_changed, uint64_t epoch);
   // This data dir's identity: random, made when the dir was created.
   const std::string& data_dir_id() const;
 
@@ -70,8 +75,23 @@ class Node final : public RequestHandler {
   cluster::HintedHandoff* handoff();
   // The node's hybrid logical clock (its versions' source).
   HybridClock* hybrid_clock();
-  // What this node sends in _hello, for peers to compare with their own.
+  // What this node sends in _hello, for peers to compare with their own
+  // (the cluster's id, Q and N; members are the map's business).
   const std::string& cluster_fingerprint() const;
+  // The installed cluster map's epoch (0 while a --join node waits).
+  uint64_t map_epoch() const;
+
+  // Membership (issue #11). The network layer sends the cluster manager's
+  // peer requests (`node` is a map id, or "@seedN" for the N-th --join
+  // seed), and is told of every member the map adds, to reach it. Set both,
+  // then StartMembership().
+  using PeerSendDone = std::function<void(Status, std::string_view line)>;
+  using PeerSender = std::function<void(const std::string& node, std::string line,
+                                        uint64_t timeout_ms, PeerSendDone done)>;
+  void SetPeerSender(PeerSender send);
+  using PeerListener = std::function<void(const std::string& id, const std::string& address)>;
+  void SetPeerListener(PeerListener listener);
+  void StartMembership();
 
   // Re-reads --auth-file (SIGHUP); on failure keeps the users it had and
   // returns why.

@@ -21,6 +21,13 @@ Status Bad(const std::string& msg) { return Status::BadRequest(msg); }
 
 }  // namespace
 
+Status CheckHostPort(std::string_view address) {
+  if (IsValidAddress(address)) return Status::OK();
+  return Status::BadRequest("'" + std::string(address) + "' is not HOST:PORT (port 0-65535)");
+}
+
+namespace {}  // namespace
+
 bool IsValidNodeId(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
@@ -52,12 +59,50 @@ Status ParseClusterSpec(std::string_view spec, std::vector<Member>* out) {
   return Status::OK();
 }
 
+namespace {
+Status CheckLimits(const NodeOptions& options) {
+  const NodeOptions* o = &options;
+  if (o->max_key_bytes == 0 || o->max_value_bytes == 0 || o->max_request_bytes < 64) {
+    return Bad("limits must be positive (--max-request-bytes at least 64)");
+  }
+  if (o->io_threads < 1 || o->io_threads > 64) return Bad("--io-threads must be from 1 to 64");
+  if (o->max_connections < 1 || o->max_connections > kMaxConnections) {
+    return Bad("--max-connections must be from 1 to " + std::to_string(kMaxConnections));
+  }
+  return Status::OK();
+}
+}  // namespace
+
 Status FinalizeNodeOptions(NodeOptions* o) {
   if (!IsValidNodeId(o->node_id)) {
     return Bad("--node-id '" + o->node_id + "' must match [A-Za-z0-9_-]{1,64}");
   }
   if (!IsValidAddress(o->listen)) return Bad("--listen '" + o->listen + "' is not HOST:PORT");
   if (o->data_dir.empty()) o->data_dir = "./data/" + o->node_id;
+  o->read_quorum_given = o->read_quorum != 0;
+  o->write_quorum_given = o->write_quorum != 0;
+  if (o->transfer_bytes_per_s == 0) return Bad("--transfer-mb-per-s must be positive");
+  if (o->transfer_limit < 1 || o->transfer_limit > 16) {
+    return Bad("--transfer-limit must be from 1 to 16");
+  }
+  if (!o->join_seeds.empty()) {
+    if (!o->cluster.empty()) return Bad("--join and --cluster exclude each other");
+    for (const std::string& seed : o->join_seeds) {
+      if (!IsValidAddress(seed)) return Bad("--join seed '" + seed + "' is not HOST:PORT");
+    }
+    if (o->partitions == 0 || (o->partitions & (o->partitions - 1)) != 0 || o->partitions > 8192) {
+      return Bad("--partitions must be a power of two from 1 to 8192");
+    }
+    // N comes from the cluster's map; quorums given here must fit it then.
+    if (!o->tls_cert.empty() && o->tls_ca.empty()) {
+      return Bad("a node joining a cluster with TLS needs --tls-ca, so that peers verify it");
+    }
+    if (!o->auth_file.empty() && o->cluster_secret_file.empty()) {
+      return Bad("a node joining a cluster with --auth-file needs --cluster-secret-file");
+    }
+    if (o->replicas == 0) o->replicas = 3;
+    return CheckLimits(*o);
+  }
   if (o->cluster.empty()) o->cluster.push_back({o->node_id, o->listen});
   auto self = std::find_if(o->cluster.begin(), o->cluster.end(),
                            [&](const Member& m) { return m.id == o->node_id; });
@@ -98,14 +143,7 @@ Status FinalizeNodeOptions(NodeOptions* o) {
   if (o->write_quorum < 1 || o->write_quorum > o->replicas) {
     return Bad("--write-quorum must be from 1 to --replicas");
   }
-  if (o->max_key_bytes == 0 || o->max_value_bytes == 0 || o->max_request_bytes < 64) {
-    return Bad("limits must be positive (--max-request-bytes at least 64)");
-  }
-  if (o->io_threads < 1 || o->io_threads > 64) return Bad("--io-threads must be from 1 to 64");
-  if (o->max_connections < 1 || o->max_connections > kMaxConnections) {
-    return Bad("--max-connections must be from 1 to " + std::to_string(kMaxConnections));
-  }
-  return Status::OK();
+  return CheckLimits(*o);
 }
 
 }  // namespace ringkv

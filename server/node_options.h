@@ -27,11 +27,20 @@ struct NodeOptions {
   std::string data_dir;
   // Every member, this node included. Default (when empty): only this node.
   std::vector<Member> cluster;
+  // --join: seeds (HOST:PORT) of a cluster this node waits to be added to
+  // (PROTOCOL.md §10); `cluster` is then unused. Default: none.
+  std::vector<std::string> join_seeds;
+  // Partition copies (issue #11): bytes a second per node, and copies at
+  // once. Defaults: 64 MiB/s, 2.
+  uint64_t transfer_bytes_per_s = 64ULL << 20;
+  int transfer_limit = 2;
   // Replication factor N. Default (0): min(3, members).
   int replicas = 0;
   // Default R and W for requests that name none. Default (0): N/2+1.
   int read_quorum = 0;
   int write_quorum = 0;
+  // Whether R and W were given (else they follow the map's N: N/2+1).
+  bool read_quorum_given = false, write_quorum_given = false;
   // Ring partitions Q, a power of two, fixed for the life of a cluster. Default: 64.
   uint32_t partitions = 64;
   // LRU record cache capacity in bytes. Default: 256 MiB.
@@ -95,6 +104,9 @@ constexpr uint64_t kMaxConnections = 1'000'000;
 
 // True if `id` matches [A-Za-z0-9_-]{1,64}.
 bool IsValidNodeId(std::string_view id);
+
+// OK if `address` is HOST:PORT with a non-empty host and a port in 0..65535.
+Status CheckHostPort(std::string_view address);
 
 // Parses "ID=HOST:PORT,ID=HOST:PORT,..." into members. BadRequest with a
 // message naming the bad part otherwise.

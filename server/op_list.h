@@ -15,28 +15,36 @@
 // group; the order is the enum's (and the order of ops in stats).
 #pragma once
 
-#define RINGKV_OPS(X)                                                    \
-  X(kPut, "put", ParsePut, Put, kReadWrite, kClient)                     \
-  X(kGet, "get", ParseGet, Get, kRead, kClient)                          \
-  X(kDelete, "delete", ParseDelete, Delete, kReadWrite, kClient)         \
-  X(kPing, "ping", ParseNothing, Ping, kRead, kClient)                   \
-  X(kStats, "stats", ParseNothing, StatsOp, kRead, kClient)              \
-  X(kCluster, "cluster", ParseNothing, ClusterOp, kRead, kClient)        \
-  X(kLocate, "locate", ParseLocate, Locate, kRead, kClient)              \
-  X(kBackup, "backup", ParseBackup, Backup, kAdmin, kClient)             \
-  X(kAae, "aae", ParseNothing, AaeOp, kAdmin, kClient)                   \
-  X(kCompact, "compact", ParseNothing, Compact, kAdmin, kClient)         \
-  X(kAuth, "auth", ParseAuth, Auth, kNone, kOpen)                        \
-  X(kPeerWrite, "_write", ParsePeerWrite, PeerWrite, kNone, kPeer)       \
-  X(kPeerRead, "_read", ParseLocate, PeerRead, kNone, kPeer)             \
-  X(kPeerHello, "_hello", ParsePeerHello, PeerHello, kNone, kPeer)       \
-  X(kAaeTree, "_aae_tree", ParseAaeTree, PeerAaeTree, kNone, kPeer)      \
-  X(kAaeKeys, "_aae_keys", ParseAaeKeys, PeerAaeKeys, kNone, kPeer)      \
-  X(kAaeFetch, "_aae_fetch", ParseAaeFetch, PeerAaeFetch, kNone, kPeer)  \
-  X(kAaeScan, "_aae_scan", ParseAaeScan, PeerAaeScan, kNone, kPeer)      \
-  X(kAaeGc, "_aae_gc", ParseAaeGc, PeerAaeGc, kNone, kPeer)              \
-  X(kChallenge, "_challenge", ParseNothing, PeerChallenge, kNone, kOpen) \
-  X(kPeerAuth, "_peer_auth", ParsePeerAuth, PeerAuth, kNone, kOpen)
+#define RINGKV_OPS(X)                                                                \
+  X(kPut, "put", ParsePut, Put, kReadWrite, kClient)                                 \
+  X(kGet, "get", ParseGet, Get, kRead, kClient)                                      \
+  X(kDelete, "delete", ParseDelete, Delete, kReadWrite, kClient)                     \
+  X(kPing, "ping", ParseNothing, Ping, kRead, kClient)                               \
+  X(kStats, "stats", ParseNothing, StatsOp, kRead, kClient)                          \
+  X(kCluster, "cluster", ParseNothing, ClusterOp, kRead, kClient)                    \
+  X(kLocate, "locate", ParseLocate, Locate, kRead, kClient)                          \
+  X(kBackup, "backup", ParseBackup, Backup, kAdmin, kClient)                         \
+  X(kAae, "aae", ParseNothing, AaeOp, kAdmin, kClient)                               \
+  X(kCompact, "compact", ParseNothing, Compact, kAdmin, kClient)                     \
+  X(kAuth, "auth", ParseAuth, Auth, kNone, kOpen)                                    \
+  X(kPeerWrite, "_write", ParsePeerWrite, PeerWrite, kNone, kPeer)                   \
+  X(kPeerRead, "_read", ParsePeerRead, PeerRead, kNone, kPeer)                       \
+  X(kPeerHello, "_hello", ParsePeerHello, PeerHello, kNone, kPeer)                   \
+  X(kAaeTree, "_aae_tree", ParseAaeTree, PeerAaeTree, kNone, kPeer)                  \
+  X(kAaeKeys, "_aae_keys", ParseAaeKeys, PeerAaeKeys, kNone, kPeer)                  \
+  X(kAaeFetch, "_aae_fetch", ParseAaeFetch, PeerAaeFetch, kNone, kPeer)              \
+  X(kAaeScan, "_aae_scan", ParseAaeScan, PeerAaeScan, kNone, kPeer)                  \
+  X(kAaeGc, "_aae_gc", ParseAaeGc, PeerAaeGc, kNone, kPeer)                          \
+  X(kChallenge, "_challenge", ParseNothing, PeerChallenge, kNone, kOpen)             \
+  X(kPeerAuth, "_peer_auth", ParsePeerAuth, PeerAuth, kNone, kOpen)                  \
+  X(kMembership, "membership", ParseMembership, MembershipOp, kAdmin, kClient)       \
+  X(kPeerMembership, "_membership", ParseMembership, PeerMembershipOp, kNone, kPeer) \
+  X(kMap, "_map", ParseNothing, PeerMapOp, kNone, kPeer)                             \
+  X(kMapPush, "_map_push", ParseMapPush, PeerMapPush, kNone, kPeer)                  \
+  X(kXferOpen, "_xfer_open", ParseXferOpen, PeerXferOpen, kNone, kPeer)              \
+  X(kXferRead, "_xfer_read", ParseXferRead, PeerXferRead, kNone, kPeer)              \
+  X(kXferClose, "_xfer_close", ParseXferClose, PeerXferClose, kNone, kPeer)          \
+  X(kMoveReport, "_move_report", ParseMoveReport, PeerMoveReport, kNone, kPeer)
 
 namespace ringkv {
 

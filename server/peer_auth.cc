@@ -36,7 +36,9 @@ Status PeerAuthHandshake::Step(const std::string* reply, std::string* send) {
       }
       const std::string expected =
           security::PeerProof(secret_, "server", my_nonce_, their_nonce_, node);
-      if (node != peer_) {
+      // A --join seed ("@seedN") is known by its address only: any id that
+      // proves the secret is that seed.
+      if (node != peer_ && (peer_.empty() || peer_[0] != '@')) {
         return Status::Unavailable("peer authentication with " + peer_ + " failed: it says it is " +
                                    node);
       }

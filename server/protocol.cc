@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/version.h"
+#include "server/cluster/ring.h"
 #include "server/protocol_json.h"
 
 namespace ringkv {
@@ -189,8 +190,23 @@ Status ParseRecordFields(const json& obj, Record* out) {
 namespace {
 using protocol_internal::ParseRecordFields;
 
+// The map epoch a peer request was routed by (absent: 0).
+Status ParseEpoch(const json& req, Request* out) {
+  auto it = req.find("epoch");
+  if (it == req.end()) return Status::OK();
+  if (!it->is_number_unsigned()) return Status::BadRequest("'epoch' must be an unsigned integer");
+  out->epoch = it->get<uint64_t>();
+  return Status::OK();
+}
+
+Status ParsePeerRead(const json& req, const Limits& limits, Request* out) {
+  RINGKV_RETURN_IF_ERROR(ParseKey(req, limits, out));
+  return ParseEpoch(req, out);
+}
+
 Status ParsePeerWrite(const json& req, const Limits& limits, Request* out) {
   RINGKV_RETURN_IF_ERROR(ParseKey(req, limits, out));
+  RINGKV_RETURN_IF_ERROR(ParseEpoch(req, out));
   RINGKV_RETURN_IF_ERROR(ParseRecordFields(req, &out->record));
   if (out->record.value.size() > limits.max_value_bytes) {
     return Status::ValueTooLarge("value over the node's limit");
@@ -206,6 +222,7 @@ Status ParsePeerHello(const json& req, const Limits&, Request* out) {
   }
   out->from = from->get<std::string>();
   out->fingerprint = cluster->get<std::string>();
+  RINGKV_RETURN_IF_ERROR(ParseEpoch(req, out));
   // The sender's hybrid clock (absent from older peers): the receiver
   // observes it, so that every node's clock keeps up with the fastest one.
   auto hlc = req.find("hlc");
@@ -337,6 +354,13 @@ Status ParsePeerAuth(const json& req, const Limits&, Request* out) {
   RINGKV_RETURN_IF_ERROR(ParseShortString(req, "nonce", 128, true, &out->nonce));
   return ParseShortString(req, "proof", 128, true, &out->proof);
 }
+
+using protocol_internal::ParseMapPush;
+using protocol_internal::ParseMembership;
+using protocol_internal::ParseMoveReport;
+using protocol_internal::ParseXferClose;
+using protocol_internal::ParseXferOpen;
+using protocol_internal::ParseXferRead;
 
 struct OpSpec {
   std::string_view name;
@@ -691,10 +715,14 @@ bool ParseFlatRequest(std::string_view line, const Limits& limits, Request* out)
     r.op = Op::kPing;
   } else if (op->text == "_read") {
     r.op = Op::kPeerRead;
-    if (!FlatKey(req, limits, &r)) return false;
+    if (!FlatKey(req, limits, &r) || !FlatPositive(req, "epoch", UINT64_MAX, &r.epoch)) {
+      return false;
+    }
   } else if (op->text == "_write") {
     r.op = Op::kPeerWrite;
-    if (!FlatKey(req, limits, &r)) return false;
+    if (!FlatKey(req, limits, &r) || !FlatPositive(req, "epoch", UINT64_MAX, &r.epoch)) {
+      return false;
+    }
     const FlatValue* version = req.Find("version");
     if (version == nullptr || !IsString(version) ||
         !Version::Parse(version->text, &r.record.version).ok() || r.record.version.node.empty() ||
@@ -862,23 +890,29 @@ Status ParseReply(std::string_view line, json* out) {
 using protocol_internal::AppendRecordFields;
 using protocol_internal::ParseReply;
 
-std::string EncodePeerWrite(std::string_view key, const Record& record) {
+std::string EncodePeerWrite(std::string_view key, const Record& record, uint64_t epoch) {
   std::string out = "{\"op\":\"_write\",\"key\":";
   out += JsonQuote(key);
+  if (epoch != 0) {
+    out += ",\"epoch\":";
+    out += std::to_string(epoch);
+  }
   AppendRecordFields(record, &out);
   out += '}';
   return out;
 }
 
-std::string EncodePeerRead(std::string_view key) {
-  return "{\"op\":\"_read\",\"key\":" + JsonQuote(key) + "}";
+std::string EncodePeerRead(std::string_view key, uint64_t epoch) {
+  return "{\"op\":\"_read\",\"key\":" + JsonQuote(key) +
+         (epoch != 0 ? ",\"epoch\":" + std::to_string(epoch) : std::string()) + "}";
 }
 
 std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc,
-                            std::string_view dir) {
+                            std::string_view dir, uint64_t epoch) {
   return "{\"op\":\"_hello\",\"from\":" + JsonQuote(from) +
          ",\"cluster\":" + JsonQuote(fingerprint) + ",\"hlc\":" + std::to_string(hlc) +
-         (dir.empty() ? "" : ",\"dir\":" + JsonQuote(dir)) + "}";
+         (dir.empty() ? "" : ",\"dir\":" + JsonQuote(dir)) +
+         (epoch == 0 ? "" : ",\"epoch\":" + std::to_string(epoch)) + "}";
 }
 
 std::string RenderStale(const std::string& id_json, const Status& stale) {
@@ -916,9 +950,13 @@ Status ParsePeerReadReply(std::string_view line, Record* out) {
   return s.ok() ? s : Status::Internal("malformed peer record: " + s.message());
 }
 
-Status ParsePeerHelloReply(std::string_view line, bool* dir_changed) {
+Status ParsePeerHelloReply(std::string_view line, bool* dir_changed, uint64_t* epoch) {
   json reply;
   RINGKV_RETURN_IF_ERROR(ParseReply(line, &reply));
+  if (epoch != nullptr) {
+    auto it = reply.find("epoch");
+    *epoch = it != reply.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+  }
   if (dir_changed != nullptr) {
     auto it = reply.find("dir_changed");
     *dir_changed = it != reply.end() && it->is_boolean() && it->get<bool>();
@@ -963,6 +1001,15 @@ std::string ClusterFingerprint(const std::vector<std::pair<std::string, std::str
   std::string out = "Q=" + std::to_string(partitions) + ";N=" + std::to_string(replicas) + ";";
   for (const auto& [id, address] : sorted) out += id + "@" + address + ",";
   return out;
+}
+
+std::string ClusterIdOf(const std::vector<std::pair<std::string, std::string>>& members,
+                        uint32_t partitions, int replicas) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx",
+                static_cast<unsigned long long>(
+                    cluster::KeyHash(ClusterFingerprint(members, partitions, replicas))));
+  return buf;
 }
 
 std::string RenderError(const std::string& id_json, const Status& status) {

@@ -70,6 +70,21 @@ struct Request {
   std::string after;              // _aae_scan: the last key of the previous page
   std::vector<std::string> keys;  // _aae_fetch
   uint64_t watermark = 0;         // _aae_gc
+  // Membership (issue #11, PROTOCOL.md §10; server/protocol_membership.h).
+  uint64_t epoch = 0;  // _write, _read: the map epoch routed by; _hello; _xfer_open; _move_report
+  std::string cluster_id;  // _hello
+  std::string map_json;    // _map_push: the map as compact JSON
+  std::string action;    // membership: join, leave, replace, remove, plan, commit, clear, transfers
+  std::string node;      // membership: the node a change is about; _move_ready: the mover
+  std::string address;   // membership join/replace: the new node's address
+  std::string new_node;  // membership replace: the node taking over
+  bool has_epoch = false;    // membership commit: compare-and-set on `epoch`
+  std::string file;          // _xfer_read, _xfer_close
+  uint64_t offset = 0;       // _xfer_read
+  uint64_t length = 0;       // _xfer_read
+  uint64_t done_bytes = 0;   // _move_report: bytes copied so far
+  uint64_t total_bytes = 0;  // _move_report: bytes to copy
+  bool ready = false;        // _move_report: the copy is complete
   // Authentication (auth, _peer_auth).
   std::string user, password;  // auth
   std::string nonce, proof;    // _peer_auth (with `from`)
@@ -144,11 +159,13 @@ std::string JsonQuote(std::string_view s);
 //        {"ok":false,"error":{"code":"stale",...},"version":HELD}, and not
 //        written (an equal version means the replica already has it).
 
-std::string EncodePeerWrite(std::string_view key, const Record& record);
-std::string EncodePeerRead(std::string_view key);
-// `dir`: the sender's data dir identity ("" = none sent).
+// `epoch`: the map epoch the coordinator routed by (0: none, not sent).
+std::string EncodePeerWrite(std::string_view key, const Record& record, uint64_t epoch = 0);
+std::string EncodePeerRead(std::string_view key, uint64_t epoch = 0);
+// `dir`: the sender's data dir identity ("" = none sent); `epoch`: its
+// cluster map epoch (0 = none sent).
 std::string EncodePeerHello(std::string_view from, std::string_view fingerprint, uint64_t hlc,
-                            std::string_view dir = "");
+                            std::string_view dir = "", uint64_t epoch = 0);
 // The answer to a _write that is not newer than what the replica holds.
 // REQUIRES: stale.IsStale() (its message is the held version).
 std::string RenderStale(const std::string& id_json, const Status& stale);
@@ -164,7 +181,9 @@ Status ParsePeerWriteReply(std::string_view line);
 Status ParsePeerReadReply(std::string_view line, Record* out);
 // *dir_changed (if given): the peer knew this node with another data dir
 // ("dir_changed" in the reply; false when absent).
-Status ParsePeerHelloReply(std::string_view line, bool* dir_changed = nullptr);
+// *epoch (if given): the peer's cluster map epoch (0 when absent).
+Status ParsePeerHelloReply(std::string_view line, bool* dir_changed = nullptr,
+                           uint64_t* epoch = nullptr);
 
 // The peer handshake (security/peer_proof.h):
 // _challenge  {"op":"_challenge"} -> {"ok":true,"nonce":NB}
@@ -176,6 +195,11 @@ std::string EncodePeerAuth(std::string_view from, std::string_view nonce, std::s
 Status ParsePeerChallengeReply(std::string_view line, std::string* nonce);
 Status ParsePeerAuthReply(std::string_view line, std::string* node, std::string* proof);
 
+// The id of a cluster started with --cluster (its epoch 1 map): a hash of
+// every member (id and address, sorted), Q and N, so that nodes given the
+// same flags agree on it without talking.
+std::string ClusterIdOf(const std::vector<std::pair<std::string, std::string>>& members,
+                        uint32_t partitions, int replicas);
 // What nodes must agree on to form a cluster: every member (id and address,
 // sorted), Q and N, as one string.
 std::string ClusterFingerprint(const std::vector<std::pair<std::string, std::string>>& members,

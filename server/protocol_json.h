@@ -20,4 +20,19 @@ void AppendRecordFields(const Record& r, std::string* out);
 // Never throws: a reply of the wrong shape is Internal.
 Status ParseReply(std::string_view line, nlohmann::json* out);
 
+// The membership ops' field parsers (protocol_membership.cc), for the op
+// table. Limits are unused; the signature is the table's.
+}  // namespace ringkv::protocol_internal
+namespace ringkv {
+struct Limits;
+struct Request;
+}  // namespace ringkv
+namespace ringkv::protocol_internal {
+Status ParseMembership(const nlohmann::json& req, const Limits& limits, Request* out);
+Status ParseMapPush(const nlohmann::json& req, const Limits& limits, Request* out);
+Status ParseXferOpen(const nlohmann::json& req, const Limits& limits, Request* out);
+Status ParseXferRead(const nlohmann::json& req, const Limits& limits, Request* out);
+Status ParseXferClose(const nlohmann::json& req, const Limits& limits, Request* out);
+Status ParseMoveReport(const nlohmann::json& req, const Limits& limits, Request* out);
+
 }  // namespace ringkv::protocol_internal

@@ -29,6 +29,16 @@ std::string Printable(const std::string& key) {
   return out;
 }
 
+// The replica's epoch a StaleEpoch answer carries (0 if malformed).
+uint64_t ParseEpoch(const Status& s) {
+  uint64_t e = 0;
+  for (char c : s.message()) {
+    if (c < '0' || c > '9' || e > UINT64_MAX / 10) return 0;
+    e = e * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return e;
+}
+
 bool Older(const std::optional<Record>& a, const Record& b) {
   return !a.has_value() || a->version < b.version;
 }
@@ -47,15 +57,22 @@ struct Coordinator::WriteRound final : Expirable {
   std::string key;
   int w = 0;
   uint64_t timeout_ms = 0;
+  Epoch epoch;
   std::vector<std::string> live, down;
+  // Per live replica: bit 1 in the old set, bit 2 in the new set (a change
+  // in progress; otherwise every replica is in the old set only).
+  std::vector<uint8_t> sets;
+  int live_old = 0, live_new = 0;
+  bool has_new = false;
   WriteDone done;
   // mu protects the following.
   std::mutex mu;
   std::shared_ptr<const Record> record;  // the current stamp
   int attempt = 0;                       // replies of earlier attempts are ignored
-  int acks = 0;
-  int fails = 0;
-  bool internal = false;  // a replica failed with Internal in this attempt
+  int acks = 0, acks_old = 0, acks_new = 0;
+  int fails = 0, fails_old = 0, fails_new = 0;
+  bool internal = false;     // a replica failed with Internal in this attempt
+  uint64_t stale_epoch = 0;  // the highest epoch a replica answered StaleEpoch with
   bool answered = false;
   std::string last_error;
   // The round itself until it is answered: replies that never come (their
@@ -92,6 +109,7 @@ struct Coordinator::ReadRound final : Expirable {
   int r = 0;
   int live = 0;
   uint64_t timeout_ms = 0;
+  Epoch epoch;
   ReadDone done;
   std::atomic<bool> finished{false};  // done has been called (or is being)
   // mu protects the following.
@@ -99,6 +117,7 @@ struct Coordinator::ReadRound final : Expirable {
   std::vector<std::pair<std::string, std::optional<Record>>> answers;  // in arrival order
   int fails = 0;
   bool internal = false;
+  uint64_t stale_epoch = 0;               // as in WriteRound
   bool answered = false;                  // the quorum decided (done may wait for repairs)
   std::optional<Record> newest;           // what was (or is being) answered
   std::shared_ptr<ReadRound> keep_alive;  // until finished, as in WriteRound
@@ -130,22 +149,21 @@ struct Coordinator::ReadRound final : Expirable {
   }
 };
 
-Coordinator::Coordinator(CoordinatorOptions options, const Ring* ring, const Membership* membership,
-                         ReplicaTransport* transport, HybridClock* clock, HintedHandoff* handoff,
-                         Counters* counters)
+Coordinator::Coordinator(CoordinatorOptions options, const RingSource* rings,
+                         const Membership* membership, ReplicaTransport* transport,
+                         HybridClock* clock, HintedHandoff* handoff, Counters* counters)
     : options_(std::move(options)),
-      ring_(ring),
+      rings_(rings),
       membership_(membership),
       transport_(transport),
       clock_(clock),
       handoff_(handoff),
       counters_(counters) {}
 
-size_t Coordinator::Replicas(const std::string& key, std::vector<std::string>* live,
-                             std::vector<std::string>* down) const {
-  const auto& pref = ring_->PreferenceList(ring_->PartitionOf(key));
+void Coordinator::Replicas(const std::vector<std::string>& list, std::vector<std::string>* live,
+                           std::vector<std::string>* down) const {
   bool self_live = false;
-  for (const std::string& node : pref) {
+  for (const std::string& node : list) {
     if (node == options_.node_id) {
       self_live = true;  // this node is always up
     } else if (membership_->IsUp(node)) {
@@ -155,7 +173,6 @@ size_t Coordinator::Replicas(const std::string& key, std::vector<std::string>* l
     }
   }
   if (self_live) live->push_back(options_.node_id);
-  return pref.size();
 }
 
 void Coordinator::InBackground(std::function<void()> fn) {
@@ -182,13 +199,32 @@ void Coordinator::Hint(const std::string& node, const std::string& key, const Re
 void Coordinator::Write(const std::string& key, Record record, int w, uint64_t timeout_ms,
                         WriteDone done) {
   auto round = std::make_shared<WriteRound>();
-  size_t n = Replicas(key, &round->live, &round->down);
-  if (static_cast<int>(round->live.size()) < w) {
+  std::shared_ptr<const Ring> ring = rings_->Current();
+  const uint32_t p = ring->PartitionOf(key);
+  const std::vector<std::string>& old_set = ring->WriteSet(p);
+  const std::vector<std::string>& new_set = ring->NewWriteSet(p);
+  std::vector<std::string> all = old_set;
+  for (const std::string& node : new_set) {
+    if (std::find(all.begin(), all.end(), node) == all.end()) all.push_back(node);
+  }
+  Replicas(all, &round->live, &round->down);
+  round->has_new = !new_set.empty();
+  for (const std::string& node : round->live) {
+    uint8_t bits = 0;
+    if (std::find(old_set.begin(), old_set.end(), node) != old_set.end()) bits |= 1;
+    if (std::find(new_set.begin(), new_set.end(), node) != new_set.end()) bits |= 2;
+    round->sets.push_back(bits);
+    round->live_old += bits & 1;
+    round->live_new += (bits >> 1) & 1;
+  }
+  if (round->live_old < w || (round->has_new && round->live_new < w)) {
+    const int live = round->has_new ? std::min(round->live_old, round->live_new) : round->live_old;
     return done(Status::Unavailable("write needs " + std::to_string(w) + " replicas; " +
-                                    std::to_string(round->live.size()) + " of " +
-                                    std::to_string(n) + " are up"),
+                                    std::to_string(live) + " of " + std::to_string(old_set.size()) +
+                                    " are up"),
                 Version());
   }
+  round->epoch = Epoch{ring->epoch()};
   record.version = {clock_->Now(), options_.node_id};
   auto stamped = std::make_shared<const Record>(std::move(record));
   round->counters = counters_;
@@ -209,7 +245,7 @@ void Coordinator::Write(const std::string& key, Record record, int w, uint64_t t
 void Coordinator::SendWrites(const std::shared_ptr<WriteRound>& round, int attempt,
                              const std::shared_ptr<const Record>& record) {
   for (const std::string& node : round->live) {
-    transport_->Write(node, round->key, *record, round->timeout_ms,
+    transport_->Write(node, round->key, *record, round->epoch, round->timeout_ms,
                       [this, round, attempt, node](Status s) {
                         OnWriteReply(round, attempt, node, std::move(s));
                       });
@@ -248,6 +284,7 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int att
           round->record = record;
           ++round->attempt;
           round->acks = round->fails = 0;
+          round->acks_old = round->acks_new = round->fails_old = round->fails_new = 0;
           round->internal = false;
           round->last_error.clear();
           restamp = true;
@@ -259,24 +296,44 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int att
         }
       }
     }
+    uint8_t bits = 1;
+    for (size_t i = 0; i < round->live.size(); ++i) {
+      if (round->live[i] == node) bits = round->sets[i];
+    }
     if (restamp || answer) {
       // handled above
     } else if (s.ok()) {
       ++round->acks;
+      round->acks_old += bits & 1;
+      round->acks_new += (bits >> 1) & 1;
     } else {
       ++round->fails;
+      round->fails_old += bits & 1;
+      round->fails_new += (bits >> 1) & 1;
       round->internal = round->internal || s.code() == Status::Code::kInternal;
       round->last_error = node + ": " + s.ToString();
-      hint = Hintable(s);
+      if (s.IsStaleEpoch()) {
+        round->stale_epoch = std::max(round->stale_epoch, ParseEpoch(s));
+      } else {
+        hint = Hintable(s);
+      }
     }
-    if (!restamp && !round->answered && round->acks >= round->w) {
+    const bool reached =
+        round->acks_old >= round->w && (!round->has_new || round->acks_new >= round->w);
+    const bool unreachable = round->live_old - round->fails_old < round->w ||
+                             (round->has_new && round->live_new - round->fails_new < round->w);
+    if (!restamp && !round->answered && reached) {
       round->answered = answer = true;
-    } else if (!restamp && !round->answered &&
-               static_cast<int>(round->live.size()) - round->fails < round->w) {
+    } else if (!restamp && !round->answered && unreachable) {
       round->answered = answer = true;
-      result = QuorumFailure(round->internal, "write reached " + std::to_string(round->acks) +
-                                                  " of the " + std::to_string(round->w) +
-                                                  " replicas it needs (" + round->last_error + ")");
+      if (round->stale_epoch != 0) {
+        result = Status::StaleEpoch(round->stale_epoch);
+      } else {
+        result =
+            QuorumFailure(round->internal, "write reached " + std::to_string(round->acks) +
+                                               " of the " + std::to_string(round->w) +
+                                               " replicas it needs (" + round->last_error + ")");
+      }
     }
     version = record->version;
     if (answer) release = std::move(round->keep_alive);
@@ -296,7 +353,9 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int att
 
 void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadDone done) {
   std::vector<std::string> live;
-  Replicas(key, &live, nullptr);
+  std::shared_ptr<const Ring> ring = rings_->Current();
+  Replicas(ring->PreferenceList(ring->PartitionOf(key)), &live, nullptr);
+  const Epoch epoch{ring->epoch()};
   if (static_cast<int>(live.size()) < r) {
     return done(Status::Unavailable("read needs " + std::to_string(r) + " replicas; " +
                                     std::to_string(live.size()) + " are up"),
@@ -307,8 +366,9 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
     // repair and no remote reply to wait for, so no round state; the reply is
     // the answer. Same answers as a round of one (OnReadReply).
     return transport_->Read(
-        live[0], key, timeout_ms, [this, done = std::move(done)](Status s, Record record) {
+        live[0], key, epoch, timeout_ms, [this, done = std::move(done)](Status s, Record record) {
           if (s.IsNotFound()) return done(Status::OK(), std::nullopt);
+          if (s.IsStaleEpoch()) return done(s, std::nullopt);
           if (!s.ok()) {
             return done(QuorumFailure(s.code() == Status::Code::kInternal,
                                       "read got 0 of the 1 replies it needs (" + options_.node_id +
@@ -325,13 +385,14 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
   round->r = r;
   round->live = static_cast<int>(live.size());
   round->timeout_ms = timeout_ms;
+  round->epoch = epoch;
   round->done = std::move(done);
   if (options_.timer != nullptr) {
     round->keep_alive = round;
     options_.timer->ExpireAfter(timeout_ms, round);
   }
   for (const std::string& node : live) {
-    transport_->Read(node, key, timeout_ms, [this, round, node](Status s, Record record) {
+    transport_->Read(node, key, epoch, timeout_ms, [this, round, node](Status s, Record record) {
       OnReadReply(round, node, std::move(s), std::move(record));
     });
   }
@@ -351,6 +412,7 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
     if (!s.ok() && !s.IsNotFound()) {
       ++round->fails;
       round->internal = round->internal || s.code() == Status::Code::kInternal;
+      if (s.IsStaleEpoch()) round->stale_epoch = std::max(round->stale_epoch, ParseEpoch(s));
       if (!round->answered && round->live - round->fails < round->r) {
         round->answered = failed = true;
       }
@@ -386,6 +448,9 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
     }
   }
   if (failed) {
+    if (round->stale_epoch != 0) {
+      return round->Finish(Status::StaleEpoch(round->stale_epoch), std::nullopt);
+    }
     return round->Finish(
         QuorumFailure(round->internal, "read got " + std::to_string(round->r - 1) +
                                            " or fewer of the " + std::to_string(round->r) +
@@ -394,7 +459,9 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
   }
   if (newest) clock_->Observe(newest->version.hlc);
   if (!answer) {
-    for (const std::string& n : stale) Repair(round->key, n, *newest, round->timeout_ms, [] {});
+    for (const std::string& n : stale) {
+      Repair(round->key, n, *newest, round->epoch, round->timeout_ms, [] {});
+    }
     return;
   }
   if (stale.empty()) return round->Finish(Status::OK(), std::move(newest));
@@ -404,7 +471,9 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
   auto then = [round, newest, remaining] {
     if (remaining->fetch_sub(1) == 1) round->Finish(Status::OK(), newest);
   };
-  for (const std::string& n : stale) Repair(round->key, n, *newest, round->timeout_ms, then);
+  for (const std::string& n : stale) {
+    Repair(round->key, n, *newest, round->epoch, round->timeout_ms, then);
+  }
 }
 
 // One line per 10 s at most: a replica that comes back stale is repaired by
@@ -426,16 +495,16 @@ void Coordinator::LogRepair(const std::string& key, const std::string& node) {
 }
 
 void Coordinator::Repair(const std::string& key, const std::string& node, const Record& newest,
-                         uint64_t timeout_ms, std::function<void()> then) {
-  auto write = [this, key, node, newest, timeout_ms, then = std::move(then)]() mutable {
-    transport_->Write(node, key, newest, timeout_ms,
+                         Epoch epoch, uint64_t timeout_ms, std::function<void()> then) {
+  auto write = [this, key, node, newest, epoch, timeout_ms, then = std::move(then)]() mutable {
+    transport_->Write(node, key, newest, epoch, timeout_ms,
                       [this, key, node, newest, then = std::move(then)](Status s) {
                         if (s.ok()) {
                           counters_->read_repairs.fetch_add(1, std::memory_order_relaxed);
                           LogRepair(key, node);
                         } else if (s.IsStale()) {
                           // The replica has caught up (or moved past) by itself.
-                        } else if (Hintable(s)) {
+                        } else if (Hintable(s) && !s.IsStaleEpoch()) {
                           InBackground([this, key, node, newest] { Hint(node, key, newest); });
                         }
                         then();

@@ -25,6 +25,14 @@
 // kMaxRestamps times (more means newer concurrent writes keep winning) and
 // then answers Timeout.
 //
+// The map (cluster_map.h): each round takes the current ring once and keeps
+// it. During a membership change a write goes to the old and the new replica
+// set of its partition and needs W acks in each; reads go to the read set.
+// Every request carries the ring's epoch; a replica with another epoch
+// answers StaleEpoch, which counts as a failure of that replica (no hint).
+// A round that fails after a StaleEpoch answers StaleEpoch (with the highest
+// epoch a replica named): the caller brings the maps together and retries.
+//
 // Deadlines: every round arms its own deadline (timeout_ms, through the Timer
 // seam) and answers Timeout when it passes, so a replica reply that never
 // comes cannot hang the request.
@@ -86,7 +94,7 @@ class Coordinator {
 
   // REQUIRES: every pointer outlives the coordinator; `handoff` may be null
   // (hinted handoff off).
-  Coordinator(CoordinatorOptions options, const Ring* ring, const Membership* membership,
+  Coordinator(CoordinatorOptions options, const RingSource* rings, const Membership* membership,
               ReplicaTransport* transport, HybridClock* clock, HintedHandoff* handoff,
               Counters* counters);
 
@@ -98,11 +106,11 @@ class Coordinator {
   void Read(const std::string& key, int r, uint64_t timeout_ms, ReadDone done);
 
  private:
-  // Splits `key`'s preference list into the live replicas, remote ones first
-  // and this node last (its write runs inline, so sending to the others first
-  // overlaps their work with ours), and the down ones. Returns N.
-  size_t Replicas(const std::string& key, std::vector<std::string>* live,
-                  std::vector<std::string>* down) const;
+  // Splits `list` into the live replicas, remote ones first and this node
+  // last (its write runs inline, so sending to the others first overlaps
+  // their work with ours), and the down ones.
+  void Replicas(const std::vector<std::string>& list, std::vector<std::string>* live,
+                std::vector<std::string>* down) const;
 
   struct WriteRound;
   struct ReadRound;
@@ -113,7 +121,7 @@ class Coordinator {
                     Status s);
   void OnReadReply(const std::shared_ptr<ReadRound>& round, const std::string& node, Status s,
                    Record record);
-  void Repair(const std::string& key, const std::string& node, const Record& newest,
+  void Repair(const std::string& key, const std::string& node, const Record& newest, Epoch epoch,
               uint64_t timeout_ms, std::function<void()> then);
   void LogRepair(const std::string& key, const std::string& node);
   // Stores a hint for `node` (never for this node itself); a failure is
@@ -123,7 +131,7 @@ class Coordinator {
   void InBackground(std::function<void()> fn);
 
   const CoordinatorOptions options_;
-  const Ring* ring_;
+  const RingSource* rings_;
   const Membership* membership_;
   ReplicaTransport* transport_;
   HybridClock* clock_;

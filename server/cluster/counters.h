@@ -17,6 +17,10 @@ struct Counters {
   std::atomic<uint64_t> hints_failed{0};    // hints that could not be stored (disk full, I/O error)
   std::atomic<uint64_t> write_restamps{0};  // writes re-stamped above a newer replica version
   std::atomic<uint64_t> round_deadlines{0};  // rounds answered by their own deadline
+  std::atomic<uint64_t> hints_retargeted{
+      0};  // hints passed on: their target gave the partition away
+  std::atomic<uint64_t> fenced_requests{0};      // peer requests refused as of another map epoch
+  std::atomic<uint64_t> stale_epoch_retries{0};  // client requests retried after a map catch-up
 };
 
 }  // namespace ringkv::cluster

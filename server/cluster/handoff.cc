@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "engine/version.h"
@@ -18,11 +19,13 @@ bool Permanent(const Status& s) {
 }  // namespace
 
 HintedHandoff::HintedHandoff(HandoffOptions options, Store* store, ReplicaTransport* transport,
-                             const Membership* membership, const Clock* clock, Counters* counters)
+                             const Membership* membership, const RingSource* rings,
+                             const Clock* clock, Counters* counters)
     : options_(options),
       store_(store),
       transport_(transport),
       membership_(membership),
+      rings_(rings),
       clock_(clock),
       counters_(counters) {}
 
@@ -45,8 +48,20 @@ Status HintedHandoff::AddHint(const std::string& target, const std::string& key,
 }
 
 void HintedHandoff::Tick() {
-  for (const std::string& target : membership_->Peers()) {
-    if (!membership_->IsUp(target)) continue;
+  std::vector<std::string> targets;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [target, n] : pending_) {
+      if (n > 0) targets.push_back(target);
+    }
+  }
+  std::shared_ptr<const Ring> ring = rings_->Current();
+  const std::vector<std::string>& members = ring->members();
+  for (const std::string& target : targets) {
+    // A node that is no longer a member gets nothing: its hints follow its
+    // partitions to their new replicas (Retarget), whether it is up or not.
+    const bool member = std::find(members.begin(), members.end(), target) != members.end();
+    if (member && !membership_->IsUp(target)) continue;
     {
       std::lock_guard<std::mutex> l(mu_);
       if (in_flight_[target] || pending_[target] == 0) continue;
@@ -113,22 +128,67 @@ void HintedHandoff::DeliverBatch(const std::string& target) {
       finish_one();
       continue;
     }
+    if (Retarget(hint, finish_one)) continue;
     auto h = std::make_shared<Hint>(std::move(hint));
-    transport_->Write(
-        target, h->key, h->record, options_.timeout_ms, [this, h, batch, finish_one](Status ws) {
-          InBackground([this, h, batch, finish_one, ws = std::move(ws)] {
-            if (ws.ok() || ws.IsStale()) {
-              Remove(*h, &counters_->hints_delivered);
-            } else if (Permanent(ws)) {
-              spdlog::warn("[handoff] {} refused a hint, dropped: {}", h->target, ws.ToString());
-              Remove(*h, &counters_->hints_dropped);
-            } else {
-              batch->all_ok = false;
-            }
-            finish_one();
-          });
-        });
+    transport_->Write(target, h->key, h->record, Epoch{}, options_.timeout_ms,
+                      [this, h, batch, finish_one](Status ws) {
+                        InBackground([this, h, batch, finish_one, ws = std::move(ws)] {
+                          if (ws.ok() || ws.IsStale()) {
+                            Remove(*h, &counters_->hints_delivered);
+                          } else if (Permanent(ws)) {
+                            spdlog::warn("[handoff] {} refused a hint, dropped: {}", h->target,
+                                         ws.ToString());
+                            Remove(*h, &counters_->hints_dropped);
+                          } else {
+                            batch->all_ok = false;
+                          }
+                          finish_one();
+                        });
+                      });
   }
+}
+
+bool HintedHandoff::Retarget(const Hint& hint, std::function<void()> then) {
+  std::shared_ptr<const Ring> ring = rings_->Current();
+  const uint32_t p = ring->PartitionOf(hint.key);
+  if (ring->epoch() == 0 || ring->Replicates(hint.target, p)) return false;
+  // The target gave the partition away (a membership change): every replica
+  // that holds it now gets the hint instead (a hint of its own, or this
+  // node's write). LWW makes extra copies harmless. The hint is removed once
+  // all have it; a failure keeps it for the next pass.
+  std::vector<std::string> nodes = ring->WriteSet(p);
+  for (const std::string& n : ring->NewWriteSet(p)) nodes.push_back(n);
+  auto state = std::make_shared<std::pair<std::atomic<int>, std::atomic<bool>>>();
+  state->first = 1;
+  state->second = true;
+  auto one_done = [this, state, hint, then](bool ok) {
+    if (!ok) state->second = false;
+    if (state->first.fetch_sub(1) != 1) return;
+    if (state->second.load()) {
+      counters_->hints_retargeted.fetch_add(1, std::memory_order_relaxed);
+      Remove(hint, &counters_->hints_delivered);
+    }
+    then();
+  };
+  for (const std::string& n : nodes) {
+    if (n == hint.target) continue;
+    if (n == membership_->self()) {
+      state->first.fetch_add(1);
+      transport_->Write(n, hint.key, hint.record, Epoch{}, options_.timeout_ms,
+                        [this, one_done](Status s) {
+                          InBackground([one_done, ok = s.ok() || s.IsStale()] { one_done(ok); });
+                        });
+      continue;
+    }
+    Status s = AddHint(n, hint.key, hint.record);
+    if (!s.ok()) {
+      spdlog::error("[handoff] cannot pass a hint for {} on to {}: {}", hint.target, n,
+                    s.ToString());
+      state->second = false;
+    }
+  }
+  one_done(true);
+  return true;
 }
 
 void HintedHandoff::Remove(const Hint& hint, std::atomic<uint64_t>* counter) {
@@ -168,7 +228,7 @@ void HintedHandoff::FinishBatch(const std::string& target, bool ok, const std::s
     } else {
       pass.cursor = next_cursor;
     }
-    more = ok && !end_of_pass && membership_->IsUp(target);
+    more = ok && !end_of_pass;
     if (!more) in_flight_[target] = false;
   }
   if (more) DeliverBatch(target);

@@ -34,6 +34,7 @@
 #include "engine/store.h"
 #include "server/cluster/counters.h"
 #include "server/cluster/membership.h"
+#include "server/cluster/ring.h"
 #include "server/cluster/timer.h"
 #include "server/cluster/transport.h"
 
@@ -53,8 +54,11 @@ struct HandoffOptions {
 class HintedHandoff {
  public:
   // REQUIRES: every pointer outlives this object.
+  // `rings`: a hint whose target no longer holds its partition at the
+  // current ring follows the partition to its replicas (hints_retargeted).
   HintedHandoff(HandoffOptions options, Store* store, ReplicaTransport* transport,
-                const Membership* membership, const Clock* clock, Counters* counters);
+                const Membership* membership, const RingSource* rings, const Clock* clock,
+                Counters* counters);
 
   // Counts the hints already on disk (after a restart). Call once before use.
   Status Init();
@@ -70,6 +74,10 @@ class HintedHandoff {
 
  private:
   void DeliverBatch(const std::string& target);
+  // True if `hint`'s target no longer holds its partition: the hint is then
+  // given to the partition's replicas (and kept if that fails), and `then`
+  // runs when that is done.
+  bool Retarget(const Hint& hint, std::function<void()> then);
   void InBackground(std::function<void()> fn);
   void FinishBatch(const std::string& target, bool ok, const std::string& next_cursor,
                    bool end_of_pass);
@@ -80,6 +88,7 @@ class HintedHandoff {
   Store* store_;
   ReplicaTransport* transport_;
   const Membership* membership_;
+  const RingSource* rings_;
   const Clock* clock_;
   Counters* counters_;
 

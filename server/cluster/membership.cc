@@ -8,6 +8,17 @@ Membership::Membership(const std::vector<std::pair<std::string, std::string>>& m
   for (const auto& [id, address] : members) members_[id] = State{address, true, 0};
 }
 
+void Membership::SetMembers(const std::vector<std::pair<std::string, std::string>>& members) {
+  std::lock_guard<std::mutex> l(mu_);
+  std::map<std::string, State> next;
+  for (const auto& [id, address] : members) {
+    auto it = members_.find(id);
+    next[id] = it != members_.end() ? it->second : State{address, true, 0};
+    next[id].address = address;
+  }
+  members_ = std::move(next);
+}
+
 bool Membership::IsUp(const std::string& node) const {
   if (node == self_) return true;
   std::lock_guard<std::mutex> l(mu_);

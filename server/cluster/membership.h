@@ -1,6 +1,7 @@
 // Membership: which members this node believes are up.
 //
-// Members are static (from --cluster). The failure detector (server/net)
+// Members follow the installed cluster map (SetMembers); a member that is
+// added starts up, one that is no longer listed is forgotten. The failure detector (server/net)
 // pings every peer and reports each outcome here; a peer is marked down after
 // kMissesToDown consecutive failures, or at once when its connection is
 // refused, and up again on its first success. This node is always up.
@@ -42,6 +43,10 @@ class Membership {
   std::vector<std::string> Peers() const;
   std::string AddressOf(const std::string& node) const;
   std::vector<MemberStatus> Snapshot() const;
+
+  // Makes the members exactly `members` (id, address): new ones start up,
+  // known ones keep their state, missing ones are dropped.
+  void SetMembers(const std::vector<std::pair<std::string, std::string>>& members);
 
   void ReportSuccess(const std::string& node);
   // `definitive`: the failure proves the node is down (connection refused).

@@ -1,21 +1,27 @@
-// Ring: where keys live. A pure function of (members, partitions, replicas):
-// no I/O, identical on every node that was given the same inputs.
+// Ring: where keys live, at one epoch of the cluster map (cluster_map.h).
+// No I/O, identical on every node that installed the same map.
 //
 // The key space is cut into Q fixed partitions (Q a power of two); a key's
 // partition is the low bits of the xxHash64 of its bytes (seed 0), which is the
-// same on every machine and build. Partitions are dealt round-robin to the
-// members sorted by id, so each owns Q/S or Q/S+1 of them; a partition's
-// preference list is its owner followed by the next N-1 members in that order.
+// same on every machine and build. Each partition's preference list (its read
+// set, owner first) comes from the map's assignment; during a change, writes
+// go to the old and the new list (WriteSets). Make() builds epoch 1's
+// round-robin rule: partitions dealt to the members sorted by id, each list
+// the owner followed by the next N-1 members in that order.
 //
-// Thread-safety: immutable after construction; safe to share.
+// Thread-safety: immutable after construction; safe to share. RingHolder
+// swaps the current one atomically.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/status.h"
+#include "server/cluster/cluster_map.h"
 
 namespace ringkv::cluster {
 
@@ -28,6 +34,8 @@ class Ring {
   // power of two, or replicas is not in 1..members.
   static Status Make(std::vector<std::string> member_ids, uint32_t partitions, int replicas,
                      Ring* out);
+  // The ring of `map` (which ValidateMap accepts).
+  static Ring FromMap(const ClusterMap& map);
 
   uint32_t PartitionOf(std::string_view key) const {
     return static_cast<uint32_t>(KeyHash(key) & (partitions_ - 1));
@@ -37,8 +45,22 @@ class Ring {
   const std::vector<std::string>& PreferenceList(uint32_t partition) const {
     return preference_[partition];
   }
-  // True if `node` is in the preference list of `partition`.
+  // Where writes of `partition` go: W acks are needed in `old_set`, and in
+  // `new_set` when a change is in progress (empty otherwise).
+  const std::vector<std::string>& WriteSet(uint32_t partition) const {
+    return write_old_[partition];
+  }
+  const std::vector<std::string>& NewWriteSet(uint32_t partition) const {
+    return write_new_[partition];
+  }
+  // True if `node` must hold `partition` at this epoch (in a write set).
   bool Replicates(std::string_view node, uint32_t partition) const;
+  // True if `node` answers reads of `partition` at this epoch.
+  bool Reads(std::string_view node, uint32_t partition) const;
+
+  // The map epoch this ring is of; 0 for a ring built by Make() (tests,
+  // which fence nothing).
+  uint64_t epoch() const { return epoch_; }
 
   uint32_t partitions() const { return partitions_; }
   int replicas() const { return replicas_; }
@@ -48,7 +70,32 @@ class Ring {
   std::vector<std::string> members_;  // sorted
   uint32_t partitions_ = 0;
   int replicas_ = 0;
+  uint64_t epoch_ = 0;
   std::vector<std::vector<std::string>> preference_;
+  std::vector<std::vector<std::string>> write_old_, write_new_;
+};
+
+// Where the current ring is taken from (the coordinator, the local replica).
+class RingSource {
+ public:
+  virtual ~RingSource() = default;
+  virtual std::shared_ptr<const Ring> Current() const = 0;
+};
+
+// The current ring, replaced whole when a new map is installed. Readers keep
+// the ring they took for as long as their request lasts.
+class RingHolder final : public RingSource {
+ public:
+  explicit RingHolder(Ring ring) : ring_(std::make_shared<const Ring>(std::move(ring))) {}
+  std::shared_ptr<const Ring> Current() const override {
+    return ring_.load(std::memory_order_acquire);
+  }
+  void Set(Ring ring) {
+    ring_.store(std::make_shared<const Ring>(std::move(ring)), std::memory_order_release);
+  }
+
+ private:
+  std::atomic<std::shared_ptr<const Ring>> ring_;
 };
 
 }  // namespace ringkv::cluster

@@ -19,6 +19,14 @@
 
 namespace ringkv::cluster {
 
+// The map epoch a request was routed by (cluster_map.h). A replica refuses a
+// request of another epoch than its own with StaleEpoch, so that no node reads
+// or writes by an old map. 0: not routed by the map (hint delivery, repairs
+// of anti-entropy): accepted by a replica that holds the partition.
+struct Epoch {
+  uint64_t value = 0;
+};
+
 class ReplicaTransport {
  public:
   using WriteDone = std::function<void(Status)>;
@@ -32,11 +40,11 @@ class ReplicaTransport {
   // Unavailable if the node cannot be reached; BadRequest if the replica
   // refused the record (e.g. a version too far in its future).
   virtual void Write(const std::string& node, const std::string& key, const Record& record,
-                     uint64_t timeout_ms, WriteDone done) = 0;
+                     Epoch epoch, uint64_t timeout_ms, WriteDone done) = 0;
 
   // Reads `node`'s record of `key`, tombstones and expired records included.
-  virtual void Read(const std::string& node, const std::string& key, uint64_t timeout_ms,
-                    ReadDone done) = 0;
+  virtual void Read(const std::string& node, const std::string& key, Epoch epoch,
+                    uint64_t timeout_ms, ReadDone done) = 0;
 };
 
 }  // namespace ringkv::cluster

@@ -132,9 +132,17 @@ void FailureDetector::Run() {
 
 void FailureDetector::PingAll() {
   std::vector<std::string> to_ping;
+  // The members follow the cluster map: ping whoever is a peer now.
+  const std::vector<std::string> current = shared_->membership->Peers();
   {
     std::lock_guard<std::mutex> lock(shared_->mu);
+    for (auto it = shared_->peers.begin(); it != shared_->peers.end();) {
+      bool keep = std::find(current.begin(), current.end(), it->first) != current.end();
+      it = keep || it->second.in_flight ? std::next(it) : shared_->peers.erase(it);
+    }
+    for (const std::string& peer : current) shared_->peers[peer];
     for (auto& [peer, state] : shared_->peers) {
+      if (std::find(current.begin(), current.end(), peer) == current.end()) continue;
       if (state.in_flight) continue;
       state.in_flight = true;
       to_ping.push_back(peer);

@@ -157,17 +157,28 @@ PeerClient::PeerClient(PeerClientOptions options, const cluster::Membership* mem
       fingerprint_(std::move(fingerprint)),
       work_(io_.get_executor()),
       sweep_timer_(io_) {
+  for (const std::string& id : membership->Peers()) AddPeer(id, membership->AddressOf(id));
+}
+
+void PeerClient::AddPeer(const std::string& id, const std::string& address) {
+  std::unique_lock<std::shared_mutex> lock(peers_mu_);
+  if (peers_.count(id) > 0) return;
+  auto peer = std::make_unique<Peer>();
+  peer->id = id;
+  peer->address = address;
+  peer->backoff = options_.backoff_min;
   const int per_peer = std::max(1, options_.connections_per_peer);
-  for (const std::string& id : membership->Peers()) {
-    auto peer = std::make_unique<Peer>();
-    peer->id = id;
-    peer->address = membership->AddressOf(id);
-    peer->backoff = options_.backoff_min;
-    for (int i = 0; i < per_peer; ++i) {
-      peer->conns.push_back(std::make_unique<Conn>(io_, peer.get()));
-    }
-    peers_.emplace(id, std::move(peer));
+  for (int i = 0; i < per_peer; ++i) {
+    peer->conns.push_back(std::make_unique<Conn>(io_, peer.get()));
   }
+  peers_.emplace(id, std::move(peer));
+}
+
+std::vector<PeerClient::Peer*> PeerClient::PeerList() {
+  std::shared_lock<std::shared_mutex> lock(peers_mu_);
+  std::vector<Peer*> out;
+  for (const auto& [id, peer] : peers_) out.push_back(peer.get());
+  return out;
 }
 
 PeerClient::~PeerClient() { Stop(); }
@@ -203,17 +214,17 @@ void PeerClient::RunIoThread() { RunIoContext(io_, "[peer]"); }
 // ---- Requests ----
 
 void PeerClient::Write(const std::string& node, const std::string& key, const Record& record,
-                       uint64_t timeout_ms, WriteDone done) {
-  Submit(node, EncodePeerWrite(key, record), timeout_ms,
+                       cluster::Epoch epoch, uint64_t timeout_ms, WriteDone done) {
+  Submit(node, EncodePeerWrite(key, record, epoch.value), timeout_ms,
          [done = std::move(done)](Status s, bool /*refused*/, std::string_view line) {
            if (s.ok()) s = ParseSafely([line] { return ParsePeerWriteReply(line); });
            done(std::move(s));
          });
 }
 
-void PeerClient::Read(const std::string& node, const std::string& key, uint64_t timeout_ms,
-                      ReadDone done) {
-  Submit(node, EncodePeerRead(key), timeout_ms,
+void PeerClient::Read(const std::string& node, const std::string& key, cluster::Epoch epoch,
+                      uint64_t timeout_ms, ReadDone done) {
+  Submit(node, EncodePeerRead(key, epoch.value), timeout_ms,
          [done = std::move(done)](Status s, bool /*refused*/, std::string_view line) {
            if (!s.ok()) return done(std::move(s), Record());
            Record record;
@@ -225,14 +236,18 @@ void PeerClient::Read(const std::string& node, const std::string& key, uint64_t 
 }
 
 void PeerClient::Hello(const std::string& node, uint64_t timeout_ms, HelloDone done) {
-  Submit(node, EncodePeerHello(self_, fingerprint_, hlc_ != nullptr ? hlc_->Now() : 0, dir_id_),
+  const uint64_t epoch = epoch_source_ ? epoch_source_() : 0;
+  Submit(node,
+         EncodePeerHello(self_, fingerprint_, hlc_ != nullptr ? hlc_->Now() : 0, dir_id_, epoch),
          timeout_ms,
          [this, node, done = std::move(done)](Status s, bool refused, std::string_view line) {
            if (!s.ok()) return done(std::move(s), refused);
            bool changed = false;
-           Status parsed =
-               ParseSafely([line, &changed] { return ParsePeerHelloReply(line, &changed); });
-           if (parsed.ok() && hello_listener_) hello_listener_(node, changed);
+           uint64_t their_epoch = 0;
+           Status parsed = ParseSafely([line, &changed, &their_epoch] {
+             return ParsePeerHelloReply(line, &changed, &their_epoch);
+           });
+           if (parsed.ok() && hello_listener_) hello_listener_(node, changed, their_epoch);
            done(std::move(parsed), false);
          });
 }
@@ -262,12 +277,16 @@ bool PeerClient::Reserve(Peer* peer, size_t bytes) const {
 void PeerClient::Submit(const std::string& node, std::string line, uint64_t timeout_ms,
                         RawDone done) {
   line += '\n';
-  // peers_ is never changed after construction: safe to look up anywhere.
-  const auto it = peers_.find(node);
-  if (it == peers_.end()) {
+  // Peers are added, never removed: a Peer* stays valid.
+  Peer* peer = nullptr;
+  {
+    std::shared_lock<std::shared_mutex> lock(peers_mu_);
+    const auto it = peers_.find(node);
+    if (it != peers_.end()) peer = it->second.get();
+  }
+  if (peer == nullptr) {
     return Deliver(done, Status::Unavailable("unknown node '" + node + "'"), false, {});
   }
-  Peer* peer = it->second.get();
   const size_t bytes = line.size();
   if (!Reserve(peer, bytes)) {
     return Deliver(done, Status::Unavailable("too many requests pending for node " + node), false,
@@ -700,7 +719,8 @@ void PeerClient::Sweep() {
   }
 
   bool busy = !deadlines_.empty();
-  for (const auto& [id, peer] : peers_) {
+  for (Peer* peer : PeerList()) {
+    const std::string& id = peer->id;
     for (const auto& owned : peer->conns) {
       Conn* conn = owned.get();
       if (conn->state == Conn::State::kConnecting || conn->state == Conn::State::kHandshaking) {
@@ -739,7 +759,7 @@ void PeerClient::Shutdown() {
   shut_ = true;
   sweep_timer_.cancel();
   const Status status = Status::Unavailable("shutting down");
-  for (const auto& [id, peer] : peers_) {
+  for (Peer* peer : PeerList()) {
     for (const auto& conn : peer->conns) CloseConn(conn.get(), status, false);
   }
   deadlines_ = {};

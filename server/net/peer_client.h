@@ -65,6 +65,7 @@
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -143,9 +144,15 @@ class PeerClient final : public cluster::ReplicaTransport {
 
   // ReplicaTransport. timeout_ms == 0 means options.default_timeout_ms.
   void Write(const std::string& node, const std::string& key, const Record& record,
-             uint64_t timeout_ms, WriteDone done) override;
-  void Read(const std::string& node, const std::string& key, uint64_t timeout_ms,
-            ReadDone done) override;
+             cluster::Epoch epoch, uint64_t timeout_ms, WriteDone done) override;
+  void Read(const std::string& node, const std::string& key, cluster::Epoch epoch,
+            uint64_t timeout_ms, ReadDone done) override;
+
+  // A node to reach from now on (a member the cluster map added, or a
+  // --join seed). Known ids are left as they are. Any thread.
+  void AddPeer(const std::string& id, const std::string& address);
+  // The cluster map epoch Hello() carries. Set before Start().
+  void SetEpochSource(std::function<uint64_t()> source) { epoch_source_ = std::move(source); }
 
   // Sends _hello (this node's id and cluster fingerprint) to `node`: OK if the
   // node answered that it agrees, BadRequest (with the node's message) if it
@@ -164,7 +171,9 @@ class PeerClient final : public cluster::ReplicaTransport {
   // me with another data dir" (_hello's "dir_changed": a lost disk). Set
   // before Start().
   void SetDataDirId(std::string dir) { dir_id_ = std::move(dir); }
-  using HelloListener = std::function<void(const std::string& node, bool dir_changed)>;
+  // `epoch`: the peer's cluster map epoch from its answer (0 if none).
+  using HelloListener =
+      std::function<void(const std::string& node, bool dir_changed, uint64_t epoch)>;
   void SetHelloListener(HelloListener listener) { hello_listener_ = std::move(listener); }
 
   const std::string& self() const { return self_; }
@@ -184,6 +193,7 @@ class PeerClient final : public cluster::ReplicaTransport {
   // or fails it inline.
   void Submit(const std::string& node, std::string line, uint64_t timeout_ms, RawDone done);
   bool Reserve(Peer* peer, size_t bytes) const;
+  std::vector<Peer*> PeerList();
   // Calls `done`, logging (not propagating) what it throws. Any thread.
   static void Deliver(const RawDone& done, Status status, bool refused, std::string_view line);
 
@@ -217,6 +227,7 @@ class PeerClient final : public cluster::ReplicaTransport {
   const std::string fingerprint_;
   HybridClock* hlc_ = nullptr;
   HelloListener hello_listener_;
+  std::function<uint64_t()> epoch_source_;
   std::string dir_id_;
 
   // Declared first among the asio members so that it is destroyed last.
@@ -224,8 +235,9 @@ class PeerClient final : public cluster::ReplicaTransport {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread thread_;
 
-  // The map is fixed at construction (any thread may look up in it); the
+  // Peers are only ever added (under peers_mu_; any thread may look up); the
   // peers' state is the I/O thread's, but for Peer::pending_bytes.
+  std::shared_mutex peers_mu_;
   std::map<std::string, std::unique_ptr<Peer>> peers_;
 
   // I/O thread only (after construction).

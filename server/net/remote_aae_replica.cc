@@ -91,7 +91,7 @@ void RemoteAaeReplica::Put(uint32_t /*partition*/, cluster::AaeRecords records, 
   join->left = records.size();
   join->done = std::move(done);
   for (const auto& [key, record] : records) {
-    peers_->Write(node_, key, record, timeout_ms_, [join](Status s) {
+    peers_->Write(node_, key, record, cluster::Epoch{}, timeout_ms_, [join](Status s) {
       if (!s.ok() && !s.IsStale()) {
         std::lock_guard<std::mutex> l(join->mu);
         if (join->first.ok()) join->first = std::move(s);

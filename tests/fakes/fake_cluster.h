@@ -26,8 +26,8 @@ class FakeCluster final : public cluster::ReplicaTransport {
 
   void SetMode(const std::string& node, Mode mode) { nodes_[node].mode = mode; }
 
-  void Write(const std::string& node, const std::string& key, const Record& record, uint64_t,
-             WriteDone done) override {
+  void Write(const std::string& node, const std::string& key, const Record& record,
+             cluster::Epoch, uint64_t, WriteDone done) override {
     NodeState& n = nodes_[node];
     ++n.writes;
     Run(
@@ -46,7 +46,8 @@ class FakeCluster final : public cluster::ReplicaTransport {
         [done](Status s) { done(s); });
   }
 
-  void Read(const std::string& node, const std::string& key, uint64_t, ReadDone done) override {
+  void Read(const std::string& node, const std::string& key, cluster::Epoch, uint64_t,
+            ReadDone done) override {
     NodeState& n = nodes_[node];
     ++n.reads;
     Run(

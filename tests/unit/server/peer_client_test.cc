@@ -228,10 +228,11 @@ class PeerClientTest : public ::testing::Test {
 
   void Write(const std::string& node, const std::string& key, const Record& record,
              uint64_t timeout_ms, Outcome* out) {
-    peers_->Write(node, key, record, timeout_ms, [out](Status s) { out->Set(std::move(s)); });
+    peers_->Write(node, key, record, cluster::Epoch{}, timeout_ms,
+                  [out](Status s) { out->Set(std::move(s)); });
   }
   void Read(const std::string& node, const std::string& key, uint64_t timeout_ms, Outcome* out) {
-    peers_->Read(node, key, timeout_ms,
+    peers_->Read(node, key, cluster::Epoch{}, timeout_ms,
                  [out](Status s, Record r) { out->Set(std::move(s), std::move(r)); });
   }
   void Hello(const std::string& node, uint64_t timeout_ms, Outcome* out) {
@@ -319,7 +320,7 @@ TEST_F(PeerClientTest, PipelinedConcurrentRequestsAreEachAnsweredOnce) {
     threads.emplace_back([&, t] {
       for (int i = t * kPerThread; i < (t + 1) * kPerThread; ++i) {
         peers_->Write("srv", "key" + std::to_string(i), MakeRecord(1000 + i, std::to_string(i)),
-                      5000, [&, i](Status s) {
+                      cluster::Epoch{}, 5000, [&, i](Status s) {
                         calls[i].fetch_add(1);
                         if (s.ok()) ok.fetch_add(1);
                         answered.fetch_add(1);
@@ -495,7 +496,8 @@ TEST_F(PeerClientTest, StopRacingWithRequestsAnswersEachExactlyOnce) {
         // Some are held (pending at Stop), some answered, some refused.
         const std::string node = i % 5 == 0 ? "dead" : "srv";
         const std::string key = (i % 3 == 0 ? "hold-" : "key-") + std::to_string(i);
-        peers_->Write(node, key, MakeRecord(1, "1"), 30000, [&, i](Status) { calls[i]++; });
+        peers_->Write(node, key, MakeRecord(1, "1"), cluster::Epoch{}, 30000,
+                      [&, i](Status) { calls[i]++; });
         submitted.fetch_add(1);
       }
     });
@@ -643,15 +645,15 @@ TEST_F(PeerClientTest, CallbackThatThrowsIsContained) {
     ++thrown;
     throw std::runtime_error("callback failure");
   };
-  EXPECT_NO_THROW(peers_->Write("nope", "k", MakeRecord(1, "1"), 1000, throwing));
+  EXPECT_NO_THROW(peers_->Write("nope", "k", MakeRecord(1, "1"), cluster::Epoch{}, 1000, throwing));
   EXPECT_NO_THROW(peers_->Write("srv", "k", MakeRecord(1, "\"" + std::string(5000, 'x') + "\""),
-                                1000, throwing));
+                                cluster::Epoch{}, 1000, throwing));
   EXPECT_EQ(thrown.load(), 2);  // both failed inline
   Outcome first;
   Write("dead", "k", MakeRecord(1, "1"), 1000, &first);  // puts "dead" in backoff
   ASSERT_TRUE(first.Wait());
-  peers_->Write("dead", "k", MakeRecord(1, "1"), 1000, throwing);
-  peers_->Write("srv", "k", MakeRecord(1, "1"), 1000, throwing);
+  peers_->Write("dead", "k", MakeRecord(1, "1"), cluster::Epoch{}, 1000, throwing);
+  peers_->Write("srv", "k", MakeRecord(1, "1"), cluster::Epoch{}, 1000, throwing);
   ASSERT_TRUE(WaitFor([&] { return thrown.load() == 4; }));
   Outcome after;
   Write("srv", "after", MakeRecord(2, "2"), 2000, &after);

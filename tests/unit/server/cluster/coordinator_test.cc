@@ -19,16 +19,18 @@ class CoordinatorTest : public testutil::StoreFixture {
  protected:
   CoordinatorTest() : StoreFixture("ringkv-coord") {}
   void SetUp() override {
-    ASSERT_TRUE(Ring::Make({"n1", "n2", "n3"}, 8, 3, &ring_).ok());
+    Ring ring;
+    ASSERT_TRUE(Ring::Make({"n1", "n2", "n3"}, 8, 3, &ring).ok());
+    rings_ = std::make_unique<RingHolder>(std::move(ring));
     OpenStore(StoreOptionsFor("n1", 8));
     handoff_ = std::make_unique<HintedHandoff>(HandoffOptions{}, store_.get(), &fake_, &membership_,
-                                               &clock_, &counters_);
+                                               rings_.get(), &clock_, &counters_);
     ASSERT_TRUE(handoff_->Init().ok());
     CoordinatorOptions co;
     co.node_id = "n1";
     co.timer = &timer_;
-    coord_ = std::make_unique<Coordinator>(co, &ring_, &membership_, &fake_, &hlc_, handoff_.get(),
-                                           &counters_);
+    coord_ = std::make_unique<Coordinator>(co, rings_.get(), &membership_, &fake_, &hlc_,
+                                           handoff_.get(), &counters_);
   }
   void TearDown() override {
     coord_.reset();
@@ -85,7 +87,7 @@ class CoordinatorTest : public testutil::StoreFixture {
 
   HybridClock hlc_{&clock_};
   testing::ManualTimer timer_;
-  Ring ring_;
+  std::unique_ptr<RingHolder> rings_;
   Membership membership_{{{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n1"};
   FakeCluster fake_;
   Counters counters_;
@@ -299,7 +301,7 @@ TEST_F(CoordinatorTest, ConcurrentWritersConvergeLastWriterWins) {
   ManualClock clock2(clock_.NowMs() + 5);
   HybridClock hlc2(&clock2);
   Membership m2({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n2");
-  Coordinator c2(CoordinatorOptions{"n2"}, &ring_, &m2, &fake_, &hlc2, nullptr, &counters_);
+  Coordinator c2(CoordinatorOptions{"n2"}, rings_.get(), &m2, &fake_, &hlc2, nullptr, &counters_);
   // Both writes are in flight at once; replies are delivered in opposite orders.
   fake_.SetMode("n1", Mode::kHold);
   fake_.SetMode("n2", Mode::kHold);
@@ -344,7 +346,8 @@ TEST_F(CoordinatorTest, AWriteAfterAnAcknowledgedOneWinsDespiteASlowClock) {
   ManualClock slow_clock(clock_.NowMs() - 2000);
   HybridClock slow_hlc(&slow_clock);
   Membership m2({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n2");
-  Coordinator slow(CoordinatorOptions{"n2"}, &ring_, &m2, &fake_, &slow_hlc, nullptr, &counters_);
+  Coordinator slow(CoordinatorOptions{"n2"}, rings_.get(), &m2, &fake_, &slow_hlc, nullptr,
+                   &counters_);
   auto first = Put("k", "first", 2);
   ASSERT_TRUE(first->done);
   ASSERT_TRUE(first->status.ok());
@@ -373,7 +376,7 @@ TEST_F(CoordinatorTest, ASameMillisecondTieIsResolvedForTheLaterWrite) {
   ManualClock same(clock_.NowMs());
   HybridClock hlc3(&same);
   Membership m3({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n3");
-  Coordinator c3(CoordinatorOptions{"n3"}, &ring_, &m3, &fake_, &hlc3, nullptr, &counters_);
+  Coordinator c3(CoordinatorOptions{"n3"}, rings_.get(), &m3, &fake_, &hlc3, nullptr, &counters_);
   Status s3;
   Record rec;
   rec.value = "from-n3";
@@ -515,7 +518,8 @@ TEST_F(CoordinatorTest, HintsSurviveRestartOfTheCoordinator) {
   MarkDown("n2");
   ASSERT_TRUE(Put("a", "v", 1)->status.ok());
   ASSERT_TRUE(Put("b", "v", 1)->status.ok());
-  HintedHandoff fresh(HandoffOptions{}, store_.get(), &fake_, &membership_, &clock_, &counters_);
+  HintedHandoff fresh(HandoffOptions{}, store_.get(), &fake_, &membership_, rings_.get(), &clock_,
+                      &counters_);
   ASSERT_TRUE(fresh.Init().ok());
   EXPECT_EQ(fresh.pending(), 2u);
 }
