@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Membership end to end (PROTOCOL.md §10, issue #11) with real kvd processes.
+
+A 3-node cluster takes writes from concurrent writers while a 4th node joins
+(`--join`, then `membership` join + commit against a member that is not the
+claimant, so the forward is exercised) and later while a node leaves. Every
+acknowledged write must be readable with r="all" afterwards, quorum reads
+must never go back in time for a key, and every node's `locate` must agree.
+Nodes run on 127.0.0.1 and are killed by PID when a test ends. Every wait
+and every load loop is bounded.
+
+    membership_test.py --bin BUILD/bin [unittest args]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+BIN = None
+WAIT_S = 60
+
+
+def wait_for(predicate, what, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Kvd:
+    def __init__(self, workdir, node_id, port, args):
+        self.node_id = node_id
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self.log_path = os.path.join(workdir, node_id + ".log")
+        self.data = os.path.join(workdir, "data-" + node_id)
+        self.args = args
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "kvd"), "--node-id", self.node_id, "--listen", self.address,
+             "--data-dir", self.data, "--partitions", "16"] + self.args,
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=WAIT_S)
+
+    def listening(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.node_id} exited {self.proc.returncode}:\n{self.log()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+
+class Line:
+    def __init__(self, port, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def call(self, obj):
+        self.sock.sendall((json.dumps(obj) + "\n").encode())
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line.decode())
+
+    def close(self):
+        self.sock.close()
+
+
+class Load:
+    """Writers and readers over a small key set, checked Jepsen-style."""
+
+    def __init__(self, ports, writers=4, readers=2, keys=40):
+        self.ports = ports
+        self.keys = [f"k{i}" for i in range(keys)]
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.acked = {}      # key -> highest acknowledged value
+        self.errors = []     # client-visible errors (counted, a few are allowed)
+        self.violations = []
+        self.writes = 0
+        self.threads = ([threading.Thread(target=self.writer, args=(w,)) for w in range(writers)] +
+                        [threading.Thread(target=self.reader, args=(r,)) for r in range(readers)])
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=WAIT_S)
+
+    def writer(self, w):
+        line = Line(self.ports[w % len(self.ports)])
+        n = 0
+        deadline = time.monotonic() + 300
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            n += 1
+            key = self.keys[(w * 7 + n) % len(self.keys)]
+            value = w * 1_000_000 + n  # increasing per writer
+            try:
+                r = line.call({"op": "put", "key": key, "value": {"w": w, "n": value}})
+            except (OSError, ConnectionError) as e:
+                with self.lock:
+                    self.errors.append(str(e))
+                line = Line(self.ports[(w + n) % len(self.ports)])
+                continue
+            with self.lock:
+                if r.get("ok"):
+                    self.writes += 1
+                    self.acked.setdefault(key, set()).add(json.dumps({"w": w, "n": value}))
+                else:
+                    self.errors.append(r["error"]["code"] + ": " + r["error"]["message"])
+        line.close()
+
+    def reader(self, r):
+        line = Line(self.ports[r % len(self.ports)])
+        last = {}
+        deadline = time.monotonic() + 300
+        i = 0
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            i += 1
+            key = self.keys[(r * 13 + i) % len(self.keys)]
+            with self.lock:
+                known = set(self.acked.get(key, ()))
+            try:
+                resp = line.call({"op": "get", "key": key})
+            except (OSError, ConnectionError) as e:
+                with self.lock:
+                    self.errors.append(str(e))
+                line = Line(self.ports[(r + i) % len(self.ports)])
+                continue
+            if not resp.get("ok"):
+                with self.lock:
+                    self.errors.append(resp["error"]["code"])
+                continue
+            if known and not resp.get("found"):
+                with self.lock:
+                    self.violations.append(f"{key}: not found after acknowledged writes")
+                continue
+            if resp.get("found"):
+                version = resp["version"]
+                if key in last and version < last[key] and len(version) == len(last[key]):
+                    with self.lock:
+                        self.violations.append(f"{key}: version went back {last[key]} -> {version}")
+                last[key] = max(version, last.get(key, ""))
+        line.close()
+
+
+class MembershipTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ringkv-membership-", dir=os.environ.get("TMPDIR"))
+        self.nodes = {}
+
+    def tearDown(self):
+        for n in self.nodes.values():
+            n.kill()
+        if self._outcome_failed():
+            for n in self.nodes.values():
+                sys.stderr.write(f"---- {n.node_id} log\n{n.log()[-6000:]}\n")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _outcome_failed(self):
+        result = getattr(self._outcome, "result", None)
+        errors = getattr(result, "errors", []) + getattr(result, "failures", [])
+        return any(test is self for test, _ in errors)
+
+    def start(self, node_id, port, args):
+        n = Kvd(self.dir, node_id, port, args)
+        self.nodes[node_id] = n
+        n.start()
+        wait_for(n.listening, node_id + " to listen")
+        return n
+
+    def call(self, node_id, obj):
+        line = Line(self.nodes[node_id].port, timeout=30)
+        try:
+            return line.call(obj)
+        finally:
+            line.close()
+
+    def wait_change_done(self, via):
+        def done():
+            r = self.call(via, {"op": "membership", "action": "transfers"})
+            return r.get("ok") and r["moves_pending"] == 0 and r["phase"] == "stable"
+        wait_for(done, "the change to finish", timeout=120)
+
+    def check_converged(self, members, load):
+        # Every node agrees on the map and on where keys live.
+        epochs = set()
+        for m in members:
+            wait_for(lambda m=m: self.call(m, {"op": "cluster"})["epoch"] ==
+                     self.call(members[0], {"op": "cluster"})["epoch"], m + " to catch up")
+            epochs.add(self.call(m, {"op": "cluster"})["epoch"])
+        self.assertEqual(len(epochs), 1)
+        for key in load.keys:
+            where = {json.dumps(self.call(m, {"op": "locate", "key": key})["replicas"])
+                     for m in members}
+            self.assertEqual(len(where), 1, f"locate of {key} differs: {where}")
+            r = self.call(members[0], {"op": "get", "key": key, "r": "all"})
+            self.assertTrue(r["ok"], r)
+            acked = load.acked.get(key)
+            if acked:
+                self.assertTrue(r["found"], key)
+                # The newest acknowledged write of the key's last writer is there
+                # or a newer one: the value read was acknowledged.
+                self.assertIn(r["value"], [json.loads(v) for v in acked], key)
+
+    def test_join_then_leave_under_load(self):
+        ports = free_ports(4)
+        spec = ",".join(f"n{i + 1}=127.0.0.1:{ports[i]}" for i in range(3))
+        for i in range(3):
+            self.start(f"n{i + 1}", ports[i], ["--cluster", spec, "--transfer-mb-per-s", "8"])
+        wait_for(lambda: all(n["status"] == "up" for n in self.call("n1", {"op": "cluster"})["nodes"]),
+                 "the cluster to be up")
+        # Some data before the change, so that there is something to copy.
+        line = Line(ports[0])
+        for i in range(2000):
+            self.assertTrue(line.call({"op": "put", "key": f"pre{i}", "value": i})["ok"])
+        line.close()
+        self.start("n4", ports[3], ["--join", f"127.0.0.1:{ports[0]}"])
+        waiting = self.call("n4", {"op": "put", "key": "x", "value": 1})
+        self.assertEqual(waiting["error"]["code"], "unavailable")
+
+        load = Load(ports[:3])
+        load.start()
+        try:
+            # Staged on n2, which forwards to the claimant n1.
+            r = self.call("n2", {"op": "membership", "action": "join", "node": "n4",
+                                 "address": f"127.0.0.1:{ports[3]}"})
+            self.assertTrue(r["ok"], r)
+            self.assertGreater(len(r["moves"]), 0)
+            self.assertTrue(all(m["to"] == "n4" for m in r["moves"]))
+            stale = self.call("n3", {"op": "membership", "action": "commit", "epoch": 0})
+            self.assertFalse(stale["ok"])
+            self.assertIn("plan_changed", stale["error"]["message"])
+            committed = self.call("n3", {"op": "membership", "action": "commit",
+                                         "epoch": r["epoch"]})
+            self.assertTrue(committed["ok"], committed)
+            again = self.call("n2", {"op": "membership", "action": "commit"})
+            self.assertFalse(again["ok"])  # the second commit of one plan is refused
+            self.wait_change_done("n1")
+        finally:
+            load.finish()
+        self.assertEqual(load.violations, [])
+        self.assertGreater(load.writes, 0)
+        members = ["n1", "n2", "n3", "n4"]
+        self.check_converged(members, load)
+        c = self.call("n4", {"op": "cluster"})
+        self.assertEqual({n["id"]: n["state"] for n in c["nodes"]},
+                         {"n1": "normal", "n2": "normal", "n3": "normal", "n4": "normal"})
+        for i in range(0, 2000, 97):
+            r = self.call("n4", {"op": "get", "key": f"pre{i}", "r": "all"})
+            self.assertEqual(r.get("value"), i, r)
+        stats = self.call("n4", {"op": "stats"})["stats"]
+        self.assertGreater(stats["membership"]["moves_done"], 0)
+        self.assertGreater(stats["membership"]["transfer_bytes_in"], 0)
+
+        # n2 leaves while writes go on; its partitions move to the others.
+        load = Load([ports[0], ports[2], ports[3]])
+        load.start()
+        try:
+            r = self.call("n4", {"op": "membership", "action": "leave", "node": "n2"})
+            self.assertTrue(r["ok"], r)
+            self.assertTrue(all(m["from"] == "n2" for m in r["moves"]))
+            self.assertTrue(self.call("n1", {"op": "membership", "action": "commit"})["ok"])
+            self.wait_change_done("n1")
+        finally:
+            load.finish()
+        self.assertEqual(load.violations, [])
+        self.check_converged(["n1", "n3", "n4"], load)
+        states = {n["id"]: n["state"] for n in self.call("n1", {"op": "cluster"})["nodes"]}
+        self.assertEqual(states["n2"], "left")
+        wait_for(lambda: self.call("n2", {"op": "stats"})["stats"]["partitions_replicated"] == 0,
+                 "n2 to hold nothing")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", required=True)
+    args, rest = parser.parse_known_args()
+    BIN = args.bin
+    unittest.main(argv=[sys.argv[0]] + rest)
