@@ -95,6 +95,55 @@ int RunUser(const Invocation& inv) {
   return kExitOk;
 }
 
+// A membership response (`cluster join|…|transfers`) for a human: the moves
+// with a progress bar, rate and ETA, and the balance a plan leads to.
+void PrintMembership(const std::string& sub, const json& resp) {
+  if (sub == "commit") {
+    std::cout << "committed: epoch " << Field(resp, "epoch") << ", " << Field(resp, "moves")
+              << " partition moves (kvctl cluster transfers shows them)\n";
+    return;
+  }
+  if (sub == "clear") {
+    std::cout << "cleared " << Field(resp, "cleared") << " staged change(s)\n";
+    return;
+  }
+  if (sub == "transfers") {
+    std::cout << "epoch " << Field(resp, "epoch") << " (" << Field(resp, "phase") << ")";
+    if (!Field(resp, "change").empty()) std::cout << ": " << Field(resp, "change");
+    std::cout << "; moves pending: " << Field(resp, "moves_pending") << "\n";
+  } else {
+    std::cout << "staged at epoch " << Field(resp, "epoch") << ":";
+    for (const json& c : resp.value("changes", json::array())) std::cout << " " << c.get<std::string>();
+    std::cout << "\n";
+    if (resp.contains("error")) std::cout << "cannot be planned: " << Field(resp, "error") << "\n";
+  }
+  const json moves = resp.contains("transfers") ? resp["transfers"] : resp.value("moves", json::array());
+  for (const json& m : moves) {
+    const double done = m.value("bytes_done", 0.0), total = m.value("bytes_total", 0.0);
+    const double rate = m.value("rate_bytes_per_s", 0.0);
+    const int width = 20;
+    const int filled = total > 0 ? static_cast<int>(width * std::min(1.0, done / total)) : 0;
+    std::cout << "  p" << m.value("partition", 0) << " " << m.value("from", "") << " -> "
+              << m.value("to", "") << "  " << m.value("stage", "") << "  ["
+              << std::string(filled, '#') << std::string(width - filled, '.') << "] "
+              << HumanBytes(done) << " / " << HumanBytes(total);
+    if (rate > 0) {
+      std::cout << "  " << HumanBytes(rate) << "/s";
+      if (total > done) std::cout << "  ETA " << static_cast<int>((total - done) / rate) << " s";
+    }
+    std::cout << "\n";
+  }
+  if (resp.contains("slots")) {
+    std::cout << "replica slots per node (before -> after):";
+    for (const auto& [node, ba] : resp["slots"].items()) {
+      std::cout << " " << node << " " << ba.value("before", 0) << "->" << ba.value("after", 0);
+    }
+    std::cout << "\n";
+    std::cout << "bytes to copy (estimate): " << HumanBytes(resp.value("bytes_to_copy", 0.0))
+              << "\n";
+  }
+}
+
 // Prints a successful response for a human. Returns the exit status.
 int PrintHuman(const Invocation& inv, const json& resp) {
   const std::string& cmd = inv.command;
@@ -108,6 +157,8 @@ int PrintHuman(const Invocation& inv, const json& resp) {
     std::cout << "PONG " << Field(resp, "node") << "\n";
   } else if (cmd == "stats") {
     PrintStats(resp);
+  } else if (cmd == "cluster" && !inv.args.empty()) {
+    PrintMembership(inv.args[0], resp);
   } else if (cmd == "cluster") {
     return PrintClusterTable(inv, resp);
   } else if (cmd == "locate") {

@@ -185,7 +185,10 @@ std::string ParseArgs(const std::vector<std::string>& args, Invocation* inv) {
   inv->args.assign(positional.begin() + 1, positional.end());
   const CommandSpec* spec = FindCommand(inv->command);
   if (spec == nullptr) return "unknown command '" + inv->command + "'";
-  if (inv->args.size() != spec->arity) {
+  // `cluster` alone is the table; `cluster SUBCOMMAND ...` a membership
+  // change (PROTOCOL.md §10), checked when the request is built.
+  const bool membership = inv->command == "cluster" && !inv->args.empty();
+  if (!membership && inv->args.size() != spec->arity) {
     return inv->command + " takes " + std::to_string(spec->arity) + " argument(s), got " +
            std::to_string(inv->args.size());
   }
@@ -245,7 +248,53 @@ std::string BuildValue(const Invocation& inv, json* value) {
 }
 
 // Builds the request for the parsed command line. Returns an error message or "".
+namespace {
+
+// ID=HOST:PORT into its parts; "" on success, else the error.
+std::string SplitMember(const std::string& text, std::string* id, std::string* address) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
+    return "want ID=HOST:PORT, got '" + text + "'";
+  }
+  *id = text.substr(0, eq);
+  *address = text.substr(eq + 1);
+  return "";
+}
+
+// `cluster join|leave|replace|remove|plan|commit|clear|transfers`.
+std::string BuildMembership(const Invocation& inv, json* request) {
+  const std::string& sub = inv.args[0];
+  const size_t extra = inv.args.size() - 1;
+  json req = {{"op", "membership"}, {"action", sub}};
+  std::string id, address;
+  if (sub == "join") {
+    if (extra != 1) return "cluster join takes ID=HOST:PORT";
+    if (std::string err = SplitMember(inv.args[1], &id, &address); !err.empty()) return err;
+    req["node"] = id;
+    req["address"] = address;
+  } else if (sub == "leave" || sub == "remove") {
+    if (extra != 1) return "cluster " + sub + " takes ID";
+    req["node"] = inv.args[1];
+  } else if (sub == "replace") {
+    if (extra != 2) return "cluster replace takes OLD NEW=HOST:PORT";
+    if (std::string err = SplitMember(inv.args[2], &id, &address); !err.empty()) return err;
+    req["node"] = inv.args[1];
+    req["new_node"] = id;
+    req["address"] = address;
+  } else if (sub == "plan" || sub == "commit" || sub == "clear" || sub == "transfers") {
+    if (extra != 0) return "cluster " + sub + " takes no arguments";
+  } else {
+    return "unknown cluster subcommand '" + sub +
+           "' (join, leave, replace, remove, plan, commit, clear, transfers)";
+  }
+  *request = std::move(req);
+  return "";
+}
+
+}  // namespace
+
 std::string BuildRequest(const Invocation& inv, json* request) {
+  if (inv.command == "cluster" && !inv.args.empty()) return BuildMembership(inv, request);
   const CommandSpec* spec = FindCommand(inv.command);
   json req = {{"op", spec->op}};
   if (inv.command == "put" || inv.command == "get" || inv.command == "del" ||

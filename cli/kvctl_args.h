@@ -42,6 +42,8 @@ inline constexpr char kUsage[] =
     "  get KEY [-r R] [--local]                     print the value\n"
     "  del KEY [-w W]                               delete the key\n"
     "  ping | stats | cluster                       ask the node\n"
+    "  cluster join ID=HOST:PORT | leave ID | remove ID | replace OLD NEW=HOST:PORT\n"
+    "  cluster plan | commit | clear | transfers    stage, review, apply membership changes\n"
     "  locate KEY                                   show the key's partition and replicas\n"
     "  backup DIR                                   online backup of the node into DIR\n"
     "  aae                                          anti-entropy: exchanges, repairs, rebuild\n"
