@@ -22,12 +22,16 @@ class FakeCluster final : public cluster::ReplicaTransport {
  public:
   // kInternal fails like a replica whose disk is full; kSilent never answers
   // (a lost reply: only the coordinator's own deadline ends the round).
-  enum class Mode { kServe, kUnreachable, kTimeout, kHold, kInternal, kSilent };
+  enum class Mode { kServe, kUnreachable, kTimeout, kHold, kInternal, kSilent, kStatus };
 
   void SetMode(const std::string& node, Mode mode) { nodes_[node].mode = mode; }
+  // What a node in kStatus mode answers (StaleEpoch, say).
+  void SetStatus(const std::string& node, Status status) {
+    nodes_[node].status = std::move(status);
+  }
 
-  void Write(const std::string& node, const std::string& key, const Record& record,
-             cluster::Epoch, uint64_t, WriteDone done) override {
+  void Write(const std::string& node, const std::string& key, const Record& record, cluster::Epoch,
+             uint64_t, WriteDone done) override {
     NodeState& n = nodes_[node];
     ++n.writes;
     Run(
@@ -99,6 +103,7 @@ class FakeCluster final : public cluster::ReplicaTransport {
   };
   struct NodeState {
     Mode mode = Mode::kServe;
+    Status status;
     std::map<std::string, Record> data;
     std::deque<Held> held;
     int writes = 0;
@@ -120,6 +125,8 @@ class FakeCluster final : public cluster::ReplicaTransport {
         return fail(Status::Internal("fake: no space left on device"));
       case Mode::kSilent:
         return;
+      case Mode::kStatus:
+        return fail(n.status);
     }
   }
 

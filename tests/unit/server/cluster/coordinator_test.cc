@@ -548,3 +548,73 @@ TEST(MembershipTest, DownAfterMissesOrRefusalUpOnSuccess) {
 
 }  // namespace
 }  // namespace ringkv::cluster
+
+namespace ringkv::cluster {
+namespace {
+
+// One partition moving n2 -> n4 (phase copy): old set {n1,n2,n3}, new set
+// {n1,n4,n3} (the planner's lists may order them otherwise; the sets are
+// what counts).
+ClusterMap MovingMap() {
+  ClusterMap m;
+  m.cluster_id = "c";
+  m.epoch = 2;
+  m.partitions = 1;
+  m.replicas = 3;
+  m.members = {{"n1", "a:1", MemberState::kNormal},
+               {"n2", "a:2", MemberState::kLeaving},
+               {"n3", "a:3", MemberState::kNormal},
+               {"n4", "a:4", MemberState::kJoining}};
+  m.assignment = {{"n1", "n2", "n3"}};
+  m.phase = MapPhase::kCopy;
+  m.change = "replace n2 n4=a:4";
+  m.target = {{"n1", "n4", "n3"}};
+  m.moves = {{0, "n2", "n4", false}};
+  EXPECT_TRUE(ValidateMap(m).ok());
+  return m;
+}
+
+}  // namespace
+
+TEST_F(CoordinatorTest, DuringAMoveAWriteNeedsWInTheOldAndTheNewSet) {
+  rings_->Set(Ring::FromMap(MovingMap()));
+  membership_.SetMembers({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}, {"n4", "a:4"}});
+  // n3 and n4 fail: the old set has W=2 (n1, n2) but the new one only n1.
+  fake_.SetMode("n3", FakeCluster::Mode::kInternal);
+  fake_.SetMode("n4", FakeCluster::Mode::kInternal);
+  auto w = Put("k", "1", 2);
+  ASSERT_TRUE(w->done);
+  EXPECT_FALSE(w->status.ok()) << w->status.ToString();
+  // n2 and n3 fail instead: n1 and n4 are W=2 of the new set, but the old
+  // set has only n1.
+  fake_.SetMode("n3", FakeCluster::Mode::kServe);
+  fake_.SetMode("n4", FakeCluster::Mode::kServe);
+  fake_.SetMode("n2", FakeCluster::Mode::kInternal);
+  fake_.SetMode("n3", FakeCluster::Mode::kInternal);
+  w = Put("k", "2", 2);
+  ASSERT_TRUE(w->done);
+  EXPECT_FALSE(w->status.ok());
+  // Only n2 fails: n1+n3 in the old set, n1+n3+n4 in the new one.
+  fake_.SetMode("n3", FakeCluster::Mode::kServe);
+  w = Put("k", "3", 2);
+  ASSERT_TRUE(w->done);
+  EXPECT_TRUE(w->status.ok()) << w->status.ToString();
+  EXPECT_TRUE(fake_.Get("n4", "k").has_value());  // the new replica got it
+}
+
+TEST_F(CoordinatorTest, StaleEpochFailsTheRoundWithTheReplicasEpochAndNoHint) {
+  rings_->Set(Ring::FromMap(MovingMap()));
+  membership_.SetMembers({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}, {"n4", "a:4"}});
+  fake_.SetStatus("n3", Status::StaleEpoch(3));
+  fake_.SetStatus("n4", Status::StaleEpoch(3));
+  fake_.SetMode("n3", FakeCluster::Mode::kStatus);
+  fake_.SetMode("n4", FakeCluster::Mode::kStatus);
+  auto w = Put("k", "1", 2);
+  ASSERT_TRUE(w->done);
+  EXPECT_TRUE(w->status.IsStaleEpoch()) << w->status.ToString();
+  EXPECT_EQ(w->status.message(), "3");
+  EXPECT_TRUE(Hints("n3").empty());
+  EXPECT_TRUE(Hints("n4").empty());
+}
+
+}  // namespace ringkv::cluster
