@@ -314,6 +314,147 @@ class MembershipTest(unittest.TestCase):
         wait_for(lambda: self.call("n2", {"op": "stats"})["stats"]["partitions_replicated"] == 0,
                  "n2 to hold nothing")
 
+    def start_cluster(self, count, extra=()):
+        ports = free_ports(count + 2)
+        spec = ",".join(f"n{i + 1}=127.0.0.1:{ports[i]}" for i in range(count))
+        for i in range(count):
+            self.start(f"n{i + 1}", ports[i], ["--cluster", spec] + list(extra))
+        wait_for(lambda: all(n["status"] == "up"
+                             for n in self.call("n1", {"op": "cluster"})["nodes"]),
+                 "the cluster to be up")
+        return ports
+
+    def fill(self, port, count, prefix="pre", size=10):
+        line = Line(port)
+        for i in range(count):
+            r = line.call({"op": "put", "key": f"{prefix}{i}", "value": "x" * size + str(i)})
+            self.assertTrue(r["ok"], r)
+        line.close()
+
+    def change(self, via, request, commit_via=None):
+        r = self.call(via, dict({"op": "membership"}, **request))
+        self.assertTrue(r["ok"], r)
+        c = self.call(commit_via or via, {"op": "membership", "action": "commit"})
+        self.assertTrue(c["ok"], c)
+        return r
+
+    def test_replace_a_killed_node_then_remove_a_dead_one(self):
+        ports = self.start_cluster(4)
+        self.fill(ports[0], 1500)
+        self.nodes["n3"].kill()
+        wait_for(lambda: {n["id"]: n["status"] for n in self.call("n1", {"op": "cluster"})["nodes"]}
+                 ["n3"] == "down", "n3 to be down")
+        self.start("n5", ports[4], ["--join", f"127.0.0.1:{ports[1]}"])
+        load = Load([ports[0], ports[1], ports[3]])
+        load.start()
+        try:
+            r = self.change("n2", {"action": "replace", "node": "n3", "new_node": "n5",
+                                   "address": f"127.0.0.1:{ports[4]}"})
+            self.assertTrue(all(m["from"] == "n3" and m["to"] == "n5" for m in r["moves"]), r)
+            self.wait_change_done("n1")
+        finally:
+            load.finish()
+        self.assertEqual(load.violations, [])
+        members = ["n1", "n2", "n4", "n5"]
+        self.check_converged(members, load)
+        for i in range(0, 1500, 61):
+            r = self.call("n5", {"op": "get", "key": f"pre{i}", "r": "all"})
+            self.assertEqual(r.get("value"), "x" * 10 + str(i), r)
+
+        # n4 dies for good: remove it; its replicas are rebuilt from the others.
+        self.nodes["n4"].kill()
+        wait_for(lambda: {n["id"]: n["status"] for n in self.call("n1", {"op": "cluster"})["nodes"]}
+                 ["n4"] == "down", "n4 to be down")
+        load = Load([ports[0], ports[1], ports[4]])
+        load.start()
+        try:
+            self.change("n5", {"action": "remove", "node": "n4"})
+            self.wait_change_done("n1")
+        finally:
+            load.finish()
+        self.assertEqual(load.violations, [])
+        self.check_converged(["n1", "n2", "n5"], load)
+        for i in range(0, 1500, 61):
+            r = self.call("n1", {"op": "get", "key": f"pre{i}", "r": "all"})
+            self.assertEqual(r.get("value"), "x" * 10 + str(i), r)
+
+    def test_target_killed_during_the_copy_copies_again(self):
+        # Slow copies (1 MiB/s), so that n4 dies in the middle of them.
+        ports = self.start_cluster(3, ["--transfer-mb-per-s", "1"])
+        self.fill(ports[0], 6000, size=300)
+        self.start("n4", ports[3], ["--join", f"127.0.0.1:{ports[0]}",
+                                    "--transfer-mb-per-s", "1"])
+        load = Load(ports[:3])
+        load.start()
+        try:
+            self.change("n1", {"action": "join", "node": "n4",
+                               "address": f"127.0.0.1:{ports[3]}"})
+            wait_for(lambda: any(t["bytes_done"] > 0 for t in
+                                 self.call("n1", {"op": "membership",
+                                                  "action": "transfers"})["transfers"]),
+                     "a copy to be under way")
+            self.assertNotEqual(self.call("n1", {"op": "membership", "action": "transfers"})
+                                ["moves_pending"], 0)
+            self.nodes["n4"].kill()
+            self.nodes["n4"].start()  # same data dir: it resumes as a member
+            wait_for(self.nodes["n4"].listening, "n4 to listen again")
+            self.wait_change_done("n1")
+        finally:
+            load.finish()
+        self.assertEqual(load.violations, [])
+        self.check_converged(["n1", "n2", "n3", "n4"], load)
+        for i in range(0, 6000, 211):
+            r = self.call("n4", {"op": "get", "key": f"pre{i}", "r": "all"})
+            self.assertEqual(r.get("value"), "x" * 300 + str(i), r)
+
+    def test_two_commits_at_once_exactly_one_wins(self):
+        ports = self.start_cluster(3)
+        self.start("n4", ports[3], ["--join", f"127.0.0.1:{ports[0]}"])
+        r = self.call("n3", {"op": "membership", "action": "join", "node": "n4",
+                             "address": f"127.0.0.1:{ports[3]}"})
+        self.assertTrue(r["ok"], r)
+        results = {}
+
+        def commit(via):
+            results[via] = self.call(via, {"op": "membership", "action": "commit",
+                                           "epoch": r["epoch"]})
+        threads = [threading.Thread(target=commit, args=(v,)) for v in ("n2", "n3")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=WAIT_S)
+        oks = [v for v, res in results.items() if res.get("ok")]
+        self.assertEqual(len(oks), 1, results)
+        loser = results["n2" if oks[0] == "n3" else "n3"]
+        self.assertIn(loser["error"]["code"], ("bad_request",))
+        self.wait_change_done("n1")
+
+    def test_partition_moving_away_and_back_serves_no_stale_cached_record(self):
+        ports = self.start_cluster(3)
+        keys = [f"c{i}" for i in range(200)]
+        line = Line(ports[0])
+        for k in keys:
+            self.assertTrue(line.call({"op": "put", "key": k, "value": "old"})["ok"])
+        # Every replica caches "old" (local reads fill the record cache).
+        for n in ("n1", "n2", "n3"):
+            for k in keys:
+                self.assertEqual(self.call(n, {"op": "get", "key": k, "local": True})["value"], "old")
+        self.start("n4", ports[3], ["--join", f"127.0.0.1:{ports[0]}"])
+        self.change("n1", {"action": "join", "node": "n4", "address": f"127.0.0.1:{ports[3]}"})
+        self.wait_change_done("n1")
+        for k in keys:
+            self.assertTrue(line.call({"op": "put", "key": k, "value": "new"})["ok"])
+        self.change("n1", {"action": "leave", "node": "n4"})
+        self.wait_change_done("n1")
+        line.close()
+        # The partitions came back to n1..n3: every replica of every key
+        # answers the new value from its own store and cache.
+        for k in keys:
+            replicas = self.call("n1", {"op": "locate", "key": k})["replicas"]
+            for n in replicas:
+                r = self.call(n, {"op": "get", "key": k, "local": True})
+                self.assertEqual(r.get("value"), "new", f"{k} on {n}: {r}")
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
