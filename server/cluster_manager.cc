@@ -142,6 +142,7 @@ Status ClusterManager::Install(std::shared_ptr<const ClusterMap> map, bool persi
     std::lock_guard<std::mutex> l(mu_);
     map_ = map;
     epoch_.store(map->epoch, std::memory_order_release);
+    kick_ = true;
   }
   counters_.maps_installed.fetch_add(1, std::memory_order_relaxed);
   spdlog::log(previous ? spdlog::level::info : spdlog::level::debug,
@@ -261,7 +262,9 @@ void ClusterManager::Run() {
       spdlog::error("[membership] periodic work failed: {}", e.what());
     }
     l.lock();
-    cv_.wait_for(l, std::chrono::milliseconds(options_.tick_ms), [this] { return stopping_; });
+    cv_.wait_for(l, std::chrono::milliseconds(options_.tick_ms),
+                 [this] { return stopping_ || kick_; });
+    kick_ = false;
   }
 }
 
@@ -375,6 +378,10 @@ void ClusterManager::OnMoveReport(const Request& req) {
   p.done = req.done_bytes;
   p.total = req.total_bytes;
   p.ready = p.ready || req.ready;
+  if (req.ready) {
+    kick_ = true;  // the claimant may advance now
+    cv_.notify_all();
+  }
 }
 
 // ---- Copies (target side) ----
@@ -501,7 +508,9 @@ void ClusterManager::Copy(std::shared_ptr<const ClusterMap> map, MapMove move) {
   Progress& p = copies_[move.partition];
   p.ready = true;
   p.done = p.total = std::max(p.total, total);
-  last_report_ms_ = 0;  // report at the next tick
+  last_report_ms_ = 0;  // report, and start the next copy, at once
+  kick_ = true;
+  cv_.notify_all();
   spdlog::info("[membership] partition {} copied from {} ({} bytes)", move.partition,
                sources.size() == 1 ? sources[0] : "the live replicas", total);
 }

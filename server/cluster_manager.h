@@ -173,6 +173,7 @@ class ClusterManager {
   std::vector<std::thread> threads_;  // copy threads (joined at Stop)
   uint64_t last_report_ms_ = 0;
   bool stopping_ = false;
+  bool kick_ = false;  // run the periodic work now (a copy ended, a map came)
   std::condition_variable cv_;
   std::mutex commit_mu_;  // one commit at a time
   std::thread thread_;
