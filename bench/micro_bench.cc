@@ -10,6 +10,7 @@
 // Real RocksDB in a temporary directory (64 partitions like kvd, WAL on, no
 // fsync: the WAL append is what batching saves, an fsync would swamp it).
 #include <benchmark/benchmark.h>
+
 #include <stdlib.h>
 
 #include <memory>
@@ -20,6 +21,9 @@
 #include "engine/aae_tree.h"
 #include "engine/store.h"
 #include "engine/version.h"
+#include "server/cluster/cluster_map.h"
+#include "server/cluster/ring.h"
+#include "server/cluster/router.h"
 #include "server/protocol.h"
 #include "tests/util/temp_dir.h"
 
@@ -206,6 +210,38 @@ void BM_ParsePut(benchmark::State& state,
 }
 BENCHMARK_CAPTURE(BM_ParsePut, scanner, &ParseRequest);
 BENCHMARK_CAPTURE(BM_ParsePut, full_parser, &protocol_internal::ParseRequestFull);
+
+// What membership (issue #11) adds to every request: taking the current ring
+// (an atomic<shared_ptr> load, which also counts a reference) and, on a
+// replica, the fencing check. Threads: the I/O threads take it at once.
+static void BM_RingCurrent(benchmark::State& state) {
+  static cluster::RingHolder* holder = [] {
+    cluster::ClusterMap map;
+    std::vector<std::pair<std::string, std::string>> members = {
+        {"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}};
+    if (!cluster::InitialMap("c", members, 64, 3, &map).ok()) std::abort();
+    return new cluster::RingHolder(cluster::Ring::FromMap(map));
+  }();
+  for (auto _ : state) {
+    const cluster::Ring* ring = holder->Current();
+    benchmark::DoNotOptimize(ring->PreferenceList(ring->PartitionOf("key0000012345")));
+  }
+}
+BENCHMARK(BM_RingCurrent)->Threads(1)->Threads(2);
+
+static void BM_RingFenceCheck(benchmark::State& state) {
+  cluster::ClusterMap map;
+  std::vector<std::pair<std::string, std::string>> members = {
+      {"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}};
+  if (!cluster::InitialMap("c", members, 64, 3, &map).ok()) std::abort();
+  cluster::Ring ring = cluster::Ring::FromMap(map);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        cluster::CheckFence(ring, "n1", ring.PartitionOf("key0000012345"), cluster::Epoch{1}, true));
+  }
+}
+BENCHMARK(BM_RingFenceCheck);
+
 
 }  // namespace
 }  // namespace ringkv

@@ -133,7 +133,7 @@ Status Node::Impl::Open() {
   RINGKV_RETURN_IF_ERROR(OpenMembership());
   if (manager_->map()) {
     std::vector<uint32_t> replicated;
-    std::shared_ptr<const cluster::Ring> r = ring();
+    const cluster::Ring* r = ring();
     for (uint32_t p = 0; p < r->partitions(); ++p) {
       if (r->Replicates(opts_.node_id, p)) replicated.push_back(p);
     }
@@ -320,7 +320,7 @@ std::string Node::Impl::StatsJson() {
     if (m.id != opts_.node_id) peers[m.id] = m.up ? "up" : "down";
   }
   uint32_t replicated = 0;
-  std::shared_ptr<const cluster::Ring> r = ring();
+  const cluster::Ring* r = ring();
   for (uint32_t p = 0; p < r->partitions(); ++p) replicated += r->Replicates(opts_.node_id, p);
   json stats = {
       {"node", opts_.node_id},
@@ -432,7 +432,7 @@ void Node::Impl::ClusterOp(const Request& req, Done done) {
                        {"state", cluster::MemberStateName(m.state)}});
     }
   }
-  std::shared_ptr<const cluster::Ring> r = ring();
+  const cluster::Ring* r = ring();
   ResponseBuilder out(req.id_json);
   out.AddString("node", opts_.node_id)
       .AddInt("epoch", static_cast<int64_t>(map ? map->epoch : 0))
@@ -448,7 +448,7 @@ void Node::Impl::ClusterOp(const Request& req, Done done) {
 }
 
 void Node::Impl::Locate(const Request& req, Done done) {
-  std::shared_ptr<const cluster::Ring> r = ring();
+  const cluster::Ring* r = ring();
   uint32_t p = r->PartitionOf(req.key);
   done(ResponseBuilder(req.id_json)
            .AddInt("partition", p)

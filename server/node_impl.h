@@ -106,7 +106,7 @@ class Node::Impl {
   // agree (at most kStaleEpochRetries times).
   bool RetryAfterStaleEpoch(const Status& s, int attempt, std::function<void()> retry);
   // The current ring.
-  std::shared_ptr<const cluster::Ring> ring() const { return rings_->Current(); }
+  const cluster::Ring* ring() const { return rings_->Current(); }
   // The replica acceptance check for a peer _write/_read.
   Status Fence(const Request& req, bool write);
 

@@ -91,7 +91,7 @@ void Node::Impl::InstallMap(const cluster::ClusterMap& map, const cluster::Clust
 
 Status Node::Impl::Fence(const Request& req, bool write) {
   if (!manager_->member()) return Status::Unavailable("this node is not a member yet");
-  std::shared_ptr<const cluster::Ring> r = ring();
+  const cluster::Ring* r = ring();
   Status s = cluster::CheckFence(*r, opts_.node_id, r->PartitionOf(req.key),
                                  cluster::Epoch{req.epoch}, write);
   if (!s.ok()) counters_.fenced_requests.fetch_add(1, std::memory_order_relaxed);

@@ -199,7 +199,7 @@ void Coordinator::Hint(const std::string& node, const std::string& key, const Re
 void Coordinator::Write(const std::string& key, Record record, int w, uint64_t timeout_ms,
                         WriteDone done) {
   auto round = std::make_shared<WriteRound>();
-  std::shared_ptr<const Ring> ring = rings_->Current();
+  const Ring* ring = rings_->Current();
   const uint32_t p = ring->PartitionOf(key);
   const std::vector<std::string>& old_set = ring->WriteSet(p);
   const std::vector<std::string>& new_set = ring->NewWriteSet(p);
@@ -353,7 +353,7 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int att
 
 void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadDone done) {
   std::vector<std::string> live;
-  std::shared_ptr<const Ring> ring = rings_->Current();
+  const Ring* ring = rings_->Current();
   Replicas(ring->PreferenceList(ring->PartitionOf(key)), &live, nullptr);
   const Epoch epoch{ring->epoch()};
   if (static_cast<int>(live.size()) < r) {

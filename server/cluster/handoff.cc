@@ -55,7 +55,7 @@ void HintedHandoff::Tick() {
       if (n > 0) targets.push_back(target);
     }
   }
-  std::shared_ptr<const Ring> ring = rings_->Current();
+  const Ring* ring = rings_->Current();
   const std::vector<std::string>& members = ring->members();
   for (const std::string& target : targets) {
     // A node that is no longer a member gets nothing: its hints follow its
@@ -149,7 +149,7 @@ void HintedHandoff::DeliverBatch(const std::string& target) {
 }
 
 bool HintedHandoff::Retarget(const Hint& hint, std::function<void()> then) {
-  std::shared_ptr<const Ring> ring = rings_->Current();
+  const Ring* ring = rings_->Current();
   const uint32_t p = ring->PartitionOf(hint.key);
   if (ring->epoch() == 0 || ring->Replicates(hint.target, p)) return false;
   // The target gave the partition away (a membership change): every replica

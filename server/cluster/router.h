@@ -55,7 +55,7 @@ class ReplicaRouter final : public ReplicaTransport {
   void Write(const std::string& node, const std::string& key, const Record& record, Epoch epoch,
              uint64_t timeout_ms, WriteDone done) override {
     if (node == self_) {
-      std::shared_ptr<const Ring> ring = rings_->Current();
+      const Ring* ring = rings_->Current();
       Status s = CheckFence(*ring, self_, ring->PartitionOf(key), epoch, /*write=*/true);
       if (!s.ok()) return done(s);
       return local_->WriteLocal(key, record, std::move(done));
@@ -68,7 +68,7 @@ class ReplicaRouter final : public ReplicaTransport {
   void Read(const std::string& node, const std::string& key, Epoch epoch, uint64_t timeout_ms,
             ReadDone done) override {
     if (node == self_) {
-      std::shared_ptr<const Ring> ring = rings_->Current();
+      const Ring* ring = rings_->Current();
       Status s = CheckFence(*ring, self_, ring->PartitionOf(key), epoch, /*write=*/false);
       if (!s.ok()) return done(s, Record());
       Record record;
