@@ -115,6 +115,28 @@ void Cluster(Writer& w, const MetricsInput& in) {
   Counter(w, "ringkv_clock_skew_rejections_total",
           "Replica writes refused as stamped too far ahead of this clock.",
           c.clock_skew_rejections.load());
+  Counter(w, "ringkv_hints_retargeted_total",
+          "Hints handed to a partition's new replicas (their target gave it away).",
+          c.hints_retargeted.load());
+  Counter(w, "ringkv_fenced_requests_total",
+          "Peer requests refused as routed by another cluster map epoch.",
+          c.fenced_requests.load());
+  Counter(w, "ringkv_stale_epoch_retries_total",
+          "Client requests run again after the maps were brought together.",
+          c.stale_epoch_retries.load());
+  Gauge(w, "ringkv_cluster_map_epoch", "The installed cluster map's epoch.", in.map_epoch);
+  Gauge(w, "ringkv_partition_moves_pending",
+        "Moves of the change in progress not yet done (0 when stable).", in.moves_pending);
+  Counter(w, "ringkv_partition_moves_done_total", "Partitions copied into this node.",
+          in.moves_done);
+  Counter(w, "ringkv_partition_move_failures_total", "Partition copies that failed and retried.",
+          in.move_failures);
+  Counter(w, "ringkv_transfer_bytes_in_total", "Partition file bytes received.",
+          in.transfer_bytes_in);
+  Counter(w, "ringkv_transfer_bytes_out_total", "Partition file bytes sent.",
+          in.transfer_bytes_out);
+  Counter(w, "ringkv_cluster_map_split_brain_total",
+          "Maps seen at this node's epoch that differ from its own.", in.split_brain);
 }
 
 void Storage(Writer& w, const MetricsInput& in) {

@@ -33,6 +33,10 @@ struct MetricsInput {
   uint64_t connections = 0, connections_refused = 0;   // client connections
   uint64_t auth_failures = 0, peer_auth_failures = 0;  // PROTOCOL.md §11
   cluster::AaeStatus aae;
+  // Membership (issue #11).
+  uint64_t map_epoch = 0, moves_pending = 0;
+  uint64_t moves_done = 0, move_failures = 0, transfer_bytes_in = 0, transfer_bytes_out = 0;
+  uint64_t split_brain = 0;
   uint64_t now_ms = 0;  // wall clock, for ages
 };
 

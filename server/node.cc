@@ -404,6 +404,14 @@ MetricsInput Node::Impl::GatherMetrics() {
   in.auth_failures = gate_->auth_failures();
   in.peer_auth_failures = gate_->peer_auth_failures();
   in.aae = AaeSnapshot();
+  in.map_epoch = manager_->epoch();
+  if (auto map = manager_->map(); map && map->InTransition()) in.moves_pending = map->moves.size();
+  const ClusterManagerCounters& mc = manager_->counters();
+  in.moves_done = mc.moves_done.load();
+  in.move_failures = mc.move_failures.load();
+  in.transfer_bytes_in = mc.bytes_in.load();
+  in.transfer_bytes_out = mc.bytes_out.load();
+  in.split_brain = mc.split_brain.load();
   in.now_ms = opts_.clock->NowMs();
   return in;
 }
