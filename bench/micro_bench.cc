@@ -10,7 +10,6 @@
 // Real RocksDB in a temporary directory (64 partitions like kvd, WAL on, no
 // fsync: the WAL append is what batching saves, an fsync would swamp it).
 #include <benchmark/benchmark.h>
-
 #include <stdlib.h>
 
 #include <memory>
@@ -236,12 +235,11 @@ static void BM_RingFenceCheck(benchmark::State& state) {
   if (!cluster::InitialMap("c", members, 64, 3, &map).ok()) std::abort();
   cluster::Ring ring = cluster::Ring::FromMap(map);
   for (auto _ : state) {
-    benchmark::DoNotOptimize(
-        cluster::CheckFence(ring, "n1", ring.PartitionOf("key0000012345"), cluster::Epoch{1}, true));
+    benchmark::DoNotOptimize(cluster::CheckFence(ring, "n1", ring.PartitionOf("key0000012345"),
+                                                 cluster::Epoch{1}, true));
   }
 }
 BENCHMARK(BM_RingFenceCheck);
-
 
 }  // namespace
 }  // namespace ringkv

@@ -82,7 +82,7 @@ bool ParseMembers(const json& resp, std::vector<Member>* out, std::string* why) 
     return false;
   }
   for (const auto& n : *nodes) {
-    Member m{Field(n, "id"), Field(n, "address"), Field(n, "status")};
+    Member m{Field(n, "id"), Field(n, "address"), Field(n, "status"), Field(n, "state")};
     if (!ValidNodeId(m.id) || m.address.empty()) {
       *why = "the cluster response has a malformed node entry: " + n.dump();
       return false;
@@ -132,6 +132,7 @@ int PrintClusterTable(const Invocation& inv, const json& resp) {
   int timeout_ms = inv.timeout_ms.value_or(kDefaultMemberTimeoutMs);
   for (size_t i = 0; i < members.size(); ++i) {
     reports[i].member = members[i];
+    if (members[i].state == "left") continue;  // holds nothing, may be gone
     threads.emplace_back(AskMember, &reports[i], &inv.security, timeout_ms);
   }
   for (auto& t : threads) t.join();
@@ -139,8 +140,11 @@ int PrintClusterTable(const Invocation& inv, const json& resp) {
   std::cout << "cluster via " << inv.host << " (node " << Field(resp, "node")
             << "): " << Nodes(members.size()) << ", replicas " << Field(resp, "replicas")
             << ", partitions " << Field(resp, "partitions") << "\n";
+  std::cout << "epoch " << Field(resp, "epoch") << " (" << Field(resp, "phase") << ")";
+  if (!Field(resp, "change").empty()) std::cout << ", changing: " << Field(resp, "change");
+  std::cout << ", claimant " << Field(resp, "claimant") << "\n";
   std::vector<std::vector<std::string>> table = {
-      {"ID", "ADDRESS", "STATUS", "SEEN DOWN BY", "PARTITIONS", "KEYS", "HINTS", "DISK"}};
+      {"ID", "ADDRESS", "STATUS", "SEEN DOWN BY", "PARTITIONS", "KEYS", "HINTS", "DISK", "STATE"}};
   double keys = 0, hints = 0, disk = 0;
   for (const MemberReport& r : reports) {
     std::string seen_down_by;
@@ -151,9 +155,14 @@ int PrintClusterTable(const Invocation& inv, const json& resp) {
       }
     }
     if (seen_down_by.empty()) seen_down_by = "-";
+    const std::string state = r.member.state.empty() ? "-" : r.member.state;
+    if (r.member.state == "left") {
+      table.push_back({r.member.id, r.member.address, "-", "-", "-", "-", "-", "-", state});
+      continue;
+    }
     if (!r.error.empty()) {
       table.push_back(
-          {r.member.id, r.member.address, "unreachable", seen_down_by, "-", "-", "-", "-"});
+          {r.member.id, r.member.address, "unreachable", seen_down_by, "-", "-", "-", "-", state});
       continue;
     }
     auto num = [&](const char* key, std::string (*format)(double), double* sum) -> std::string {
@@ -166,9 +175,9 @@ int PrintClusterTable(const Invocation& inv, const json& resp) {
     table.push_back({r.member.id, r.member.address, r.member.status.empty() ? "?" : r.member.status,
                      seen_down_by, num("partitions_replicated", Integer, &unused),
                      num("keys_estimate", Integer, &keys), num("hints_pending", Integer, &hints),
-                     num("disk_bytes", HumanBytes, &disk)});
+                     num("disk_bytes", HumanBytes, &disk), state});
   }
-  PrintTable(table, {false, false, false, false, true, true, true, true});
+  PrintTable(table, {false, false, false, false, true, true, true, true, false});
   std::cout << "total: " << Integer(keys) << " keys (estimate, counting every replica), "
             << Integer(hints) << " hints pending, " << HumanBytes(disk) << " on disk\n";
   for (const MemberReport& r : reports) {

@@ -24,6 +24,7 @@ struct Member {
   std::string id;
   std::string address;
   std::string status;  // as the host sees it
+  std::string state;   // joining, normal, leaving, left (PROTOCOL.md §10)
 };
 
 // The members listed in a `cluster` response; false (with *why) if malformed.

@@ -113,11 +113,13 @@ void PrintMembership(const std::string& sub, const json& resp) {
     std::cout << "; moves pending: " << Field(resp, "moves_pending") << "\n";
   } else {
     std::cout << "staged at epoch " << Field(resp, "epoch") << ":";
-    for (const json& c : resp.value("changes", json::array())) std::cout << " " << c.get<std::string>();
+    for (const json& c : resp.value("changes", json::array()))
+      std::cout << " " << c.get<std::string>();
     std::cout << "\n";
     if (resp.contains("error")) std::cout << "cannot be planned: " << Field(resp, "error") << "\n";
   }
-  const json moves = resp.contains("transfers") ? resp["transfers"] : resp.value("moves", json::array());
+  const json moves =
+      resp.contains("transfers") ? resp["transfers"] : resp.value("moves", json::array());
   for (const json& m : moves) {
     const double done = m.value("bytes_done", 0.0), total = m.value("bytes_total", 0.0);
     const double rate = m.value("rate_bytes_per_s", 0.0);

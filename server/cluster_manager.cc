@@ -580,7 +580,8 @@ PlanView ClusterManager::MakePlan(const ClusterMap& map,
   StoreProperties props = store_->Properties();
   uint64_t keys = 0;
   for (const auto& [p, n] : props.partition_keys) keys += n;
-  const double per_key = keys > 0 ? static_cast<double>(props.sst_bytes) / keys : 0;
+  const double per_key =
+      keys > 0 ? static_cast<double>(props.sst_bytes + props.memtable_bytes) / keys : 0;
   const cluster::Assignment& after = next.InTransition() ? next.target : next.assignment;
   for (const MapMove& mv : next.moves) {
     TransferView t;

@@ -651,10 +651,11 @@ TEST_F(BackupTest, KvctlClusterTableStatsAndFailures) {
   ProcessResult r = RunKvctl({"--host", cluster.address(1), "cluster"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   std::printf("%s", r.out.c_str());
-  for (const char* column :
-       {"ID", "ADDRESS", "STATUS", "SEEN DOWN BY", "PARTITIONS", "KEYS", "HINTS", "DISK"}) {
+  for (const char* column : {"ID", "ADDRESS", "STATUS", "SEEN DOWN BY", "PARTITIONS", "KEYS",
+                             "HINTS", "DISK", "STATE"}) {
     EXPECT_NE(r.out.find(column), std::string::npos) << column << "\n" << Describe(r);
   }
+  EXPECT_NE(r.out.find("epoch 1 (stable), claimant n1"), std::string::npos) << Describe(r);
   for (int i = 0; i < 3; ++i) {
     std::vector<std::string> row = Row(r.out, cluster.id(i));
     // ID ADDRESS STATUS SEEN-DOWN-BY PARTITIONS KEYS HINTS DISK (e.g. "1.2 KiB")
@@ -666,6 +667,7 @@ TEST_F(BackupTest, KvctlClusterTableStatsAndFailures) {
     EXPECT_GE(std::stoll(row[5]), 300);  // every node holds every key (N=3)
     EXPECT_EQ(row[6], "0");
     EXPECT_GT(std::stod(row[7]), 0);
+    EXPECT_EQ(row.back(), "normal");
   }
 
   // A killed node: unreachable, and seen down by the others.
