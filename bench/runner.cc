@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "cli/client.h"
+#include "common/host_port.h"
 
 namespace ringkv::bench {
 
@@ -488,13 +489,10 @@ class Worker {
 };
 
 bool SplitHostPort(std::string_view host_port, std::string* host, std::string* port) {
-  size_t colon = host_port.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == host_port.size()) return false;
-  *host = std::string(host_port.substr(0, colon));
-  *port = std::string(host_port.substr(colon + 1));
-  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
+  HostPort hp;
+  if (!ParseHostPort(host_port, &hp).ok()) return false;
+  *host = hp.host;
+  *port = std::to_string(hp.port);
   return true;
 }
 

@@ -169,6 +169,16 @@ int BackupFailed(const std::string& message, const fs::path& previous) {
   return kExitError;
 }
 
+// The map's members from a `cluster` response: id, address and state.
+nlohmann::ordered_json MapMembers(const json& cluster) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const json& n : cluster.value("nodes", json::array())) {
+    out.push_back(
+        {{"id", Field(n, "id")}, {"address", Field(n, "address")}, {"state", Field(n, "state")}});
+  }
+  return out;
+}
+
 int RunClusterBackup(const Invocation& inv) {
   std::error_code ec;
   fs::path dest = fs::absolute(inv.args[0], ec).lexically_normal();
@@ -201,6 +211,10 @@ int RunClusterBackup(const Invocation& inv) {
   std::string why;
   if (!ParseMembers(cluster, &members, &why))
     return BackupFailed(why + " (" + inv.host + ")", previous);
+  // Members that left hold nothing and may be gone.
+  members.erase(std::remove_if(members.begin(), members.end(),
+                               [](const Member& m) { return m.state == "left"; }),
+                members.end());
   std::optional<double> partitions = Number(cluster, "partitions");
   std::optional<double> replicas = Number(cluster, "replicas");
   if (!partitions || !replicas) {
@@ -274,6 +288,10 @@ int RunClusterBackup(const Invocation& inv) {
       {"cluster_via", inv.host},
       {"partitions", static_cast<uint32_t>(*partitions)},
       {"replicas", static_cast<uint32_t>(*replicas)},
+      // The cluster map the backups hold (each node's copy is in its
+      // backup): its epoch and members, as the node asked knew them.
+      {"epoch", static_cast<uint64_t>(Number(cluster, "epoch").value_or(0))},
+      {"members", MapMembers(cluster)},
       {"total_bytes", static_cast<uint64_t>(total_bytes)},
       {"nodes", nodes},
   };

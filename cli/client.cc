@@ -23,6 +23,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/host_port.h"
+
 namespace ringkv {
 
 namespace {
@@ -59,22 +61,13 @@ int PollFd(int fd, short events, bool bounded, SteadyClock::time_point deadline)
   }
 }
 
-// Splits "HOST:PORT" or "[V6HOST]:PORT". False if malformed.
+// Splits "HOST:PORT" or "[V6HOST]:PORT" (a port to connect to: not 0).
+// False if malformed.
 bool SplitHostPort(std::string_view host_port, std::string* host, std::string* port) {
-  size_t colon = host_port.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) return false;
-  std::string_view h = host_port.substr(0, colon);
-  std::string_view p = host_port.substr(colon + 1);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  if (h.empty() || p.empty() || p.size() > 5) return false;
-  unsigned value = 0;
-  for (char c : p) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (value == 0 || value > 65535) return false;
-  host->assign(h);
-  port->assign(p);
+  HostPort hp;
+  if (!ParseHostPort(host_port, &hp).ok() || hp.port == 0) return false;
+  *host = hp.host;
+  *port = std::to_string(hp.port);
   return true;
 }
 

@@ -33,6 +33,7 @@
 
 #include "cli/client.h"
 #include "cli/format.h"
+#include "common/host_port.h"
 
 namespace ringkv::kvctl {
 
@@ -64,15 +65,9 @@ std::string CallNode(const std::string& host, const ClientSecurity& security, co
   return "";
 }
 
-// A node id as kvd accepts it: [A-Za-z0-9_-]{1,64}. Ids become directory
+// A node id as kvd accepts it (common/host_port.h). Ids become directory
 // names under DEST, so anything else is refused.
-bool ValidNodeId(const std::string& id) {
-  if (id.empty() || id.size() > 64) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
-  });
-}
+bool ValidNodeId(const std::string& id) { return IsValidNodeId(id); }
 
 // The members listed in a `cluster` response; false (with *why) if malformed.
 bool ParseMembers(const json& resp, std::vector<Member>* out, std::string* why) {

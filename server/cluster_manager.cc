@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <random>
 
 namespace ringkv {
@@ -75,6 +76,13 @@ Status ClusterManager::Open(const ClusterMap* initial) {
         // moved to other addresses, a restore onto other machines).
         spdlog::info("[membership] the cluster map was never changed: --cluster is followed");
         return Install(std::make_shared<ClusterMap>(*initial), /*persist=*/true);
+      }
+      if (auto moved = cluster::MovedMembers(*map, *initial)) {
+        spdlog::info(
+            "[membership] --cluster names the map's members at other addresses: the map "
+            "follows (epoch {})",
+            moved->epoch);
+        return Install(std::make_shared<ClusterMap>(*moved), /*persist=*/true);
       }
       spdlog::warn(
           "[membership] --cluster differs from the stored cluster map (epoch {}); the stored "

@@ -110,8 +110,10 @@ bool Node::Impl::RetryAfterStaleEpoch(const Status& s, int attempt, std::functio
   return true;
 }
 
+// Off the I/O thread (a commit writes the map and may drop a partition's
+// leftovers), on the background executor: these are short.
 void Node::Impl::MembershipOp(const Request& req, Done done) {
-  RunJob([this, req, done = std::move(done)] { manager_->Membership(req, done); });
+  background_->Run([this, req, done = std::move(done)] { manager_->Membership(req, done); });
 }
 
 void Node::Impl::PeerMembershipOp(const Request& req, Done done) {

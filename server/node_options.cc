@@ -4,17 +4,14 @@
 #include <charconv>
 #include <set>
 
+#include "common/host_port.h"
+
 namespace ringkv {
 namespace {
 
-// Accepts "HOST:PORT" with a non-empty host and a port in 0..65535.
 bool IsValidAddress(std::string_view addr) {
-  size_t colon = addr.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == addr.size()) return false;
-  std::string_view port = addr.substr(colon + 1);
-  unsigned value = 0;
-  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  return ec == std::errc() && ptr == port.data() + port.size() && value <= 65535;
+  HostPort unused;
+  return ParseHostPort(addr, &unused).ok();
 }
 
 Status Bad(const std::string& msg) { return Status::BadRequest(msg); }
@@ -22,19 +19,11 @@ Status Bad(const std::string& msg) { return Status::BadRequest(msg); }
 }  // namespace
 
 Status CheckHostPort(std::string_view address) {
-  if (IsValidAddress(address)) return Status::OK();
-  return Status::BadRequest("'" + std::string(address) + "' is not HOST:PORT (port 0-65535)");
+  HostPort unused;
+  return ParseHostPort(address, &unused);
 }
 
 namespace {}  // namespace
-
-bool IsValidNodeId(std::string_view id) {
-  if (id.empty() || id.size() > 64) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
-  });
-}
 
 Status ParseClusterSpec(std::string_view spec, std::vector<Member>* out) {
   out->clear();

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/host_port.h"  // IsValidNodeId
 #include "engine/clock.h"
 #include "engine/status.h"
 
@@ -101,9 +102,6 @@ struct NodeOptions {
 
 // The largest --max-connections accepted.
 constexpr uint64_t kMaxConnections = 1'000'000;
-
-// True if `id` matches [A-Za-z0-9_-]{1,64}.
-bool IsValidNodeId(std::string_view id);
 
 // OK if `address` is HOST:PORT with a non-empty host and a port in 0..65535.
 Status CheckHostPort(std::string_view address);

@@ -203,6 +203,24 @@ Status ValidateMap(const ClusterMap& map) {
   return Status::OK();
 }
 
+std::optional<ClusterMap> MovedMembers(const ClusterMap& stored, const ClusterMap& flags) {
+  if (stored.InTransition() || stored.partitions != flags.partitions ||
+      stored.replicas != flags.replicas || stored.ActiveIds() != flags.ActiveIds()) {
+    return std::nullopt;
+  }
+  ClusterMap moved = stored;
+  bool changed = false;
+  for (MapMember& m : moved.members) {
+    const MapMember* f = flags.Find(m.id);
+    if (f == nullptr || m.state == MemberState::kLeft) continue;
+    changed = changed || f->address != m.address;
+    m.address = f->address;
+  }
+  if (!changed) return std::nullopt;
+  moved.epoch = stored.epoch + 1;
+  return moved;
+}
+
 std::string DescribeChange(const StagedChange& c) {
   switch (c.change.kind) {
     case MembershipChange::Kind::kJoin:

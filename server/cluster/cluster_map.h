@@ -31,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,6 +110,13 @@ Status InitialMap(std::string cluster_id,
 // N distinct active members, moves matching the two assignments. BadRequest
 // naming the problem.
 Status ValidateMap(const ClusterMap& map);
+
+// When `flags` (epoch 1 from --cluster) names exactly the active members of
+// the stable `stored` map, with the same Q and N, but some at other
+// addresses (a restore onto other machines, a member moved): the stored map
+// with those addresses, one epoch on. Every member given the same flags
+// computes the same map, so they agree on it. Otherwise nothing.
+std::optional<ClusterMap> MovedMembers(const ClusterMap& stored, const ClusterMap& flags);
 
 // One staged change (PROTOCOL.md §10): join ID=ADDR, leave ID, replace OLD
 // NEW=ADDR, remove ID.

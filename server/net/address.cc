@@ -5,25 +5,19 @@
 #include <algorithm>
 #include <charconv>
 
+#include "common/host_port.h"
+
 namespace ringkv::net {
 
 Status SplitHostPort(std::string_view address, std::string_view what, std::string* host,
                      uint16_t* port) {
-  const std::string label = std::string(what) + " address '" + std::string(address) + "'";
+  HostPort hp;
+  Status s = ParseHostPort(address, &hp);
+  if (!s.ok()) return Status::BadRequest(std::string(what) + " address " + s.message());
+  // Brackets stay on an IPv6 literal: ResolveHost takes them off.
   const size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    return Status::BadRequest(label + " is not HOST:PORT");
-  }
-  const std::string_view port_text = address.substr(colon + 1);
-  unsigned value = 0;
-  const auto [end, ec] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
-      value > 65535) {
-    return Status::BadRequest(label + " has no valid port (0-65535)");
-  }
   *host = std::string(address.substr(0, colon));
-  *port = static_cast<uint16_t>(value);
+  *port = hp.port;
   return Status::OK();
 }
 

@@ -13,6 +13,7 @@
 #include <exception>
 #include <utility>
 
+#include "common/host_port.h"
 #include "server/net/address.h"
 #include "server/protocol.h"
 
@@ -37,15 +38,11 @@ constexpr uint64_t kMaxTimeoutMs = 24ULL * 3600 * 1000;
 // Splits "HOST:PORT" ("[V6]:PORT" for IPv6 literals) into host, without
 // brackets, and port text. False if malformed.
 bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return false;
-  *host = address.substr(0, colon);
-  *port = address.substr(colon + 1);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  return std::all_of(port->begin(), port->end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-         port->size() <= 5 && std::stoul(*port) <= 65535;
+  HostPort hp;
+  if (!ParseHostPort(address, &hp).ok()) return false;
+  *host = hp.host;
+  *port = std::to_string(hp.port);
+  return true;
 }
 
 // Runs a reply parser. One that throws (a reply of an unexpected shape) is a

@@ -192,6 +192,15 @@ void ExpectValidManifest(const Json& m, ClusterProcess& cluster) {
   EXPECT_TRUE(std::regex_match(m["created_at"].get<std::string>(),
                                std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")))
       << m["created_at"];
+  // The cluster map the backups hold: its epoch and members.
+  EXPECT_EQ(m["epoch"], 1) << m.dump();
+  ASSERT_TRUE(m["members"].is_array()) << m.dump();
+  ASSERT_EQ(m["members"].size(), 3u) << m.dump();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(m["members"][i],
+              (Json{{"id", cluster.id(i)}, {"address", cluster.address(i)}, {"state", "normal"}}))
+        << m.dump();
+  }
   ASSERT_TRUE(m["nodes"].is_array()) << m.dump();
   ASSERT_EQ(m["nodes"].size(), 3u) << m.dump();
   for (int i = 0; i < 3; ++i) {

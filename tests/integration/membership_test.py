@@ -26,6 +26,7 @@ import time
 import unittest
 
 BIN = None
+SCRIPTS = None
 WAIT_S = 60
 
 
@@ -225,7 +226,12 @@ class MembershipTest(unittest.TestCase):
             return r.get("ok") and r["moves_pending"] == 0 and r["phase"] == "stable"
         wait_for(done, "the change to finish", timeout=120)
 
+    def all_up(self, via, members):
+        states = {n["id"]: n["status"] for n in self.call(via, {"op": "cluster"})["nodes"]}
+        return all(states.get(m) == "up" for m in members)
+
     def check_converged(self, members, load):
+        wait_for(lambda: self.all_up(members[0], members), "every member to be seen up")
         # Every node agrees on the map and on where keys live.
         epochs = set()
         for m in members:
@@ -455,10 +461,129 @@ class MembershipTest(unittest.TestCase):
                 r = self.call(n, {"op": "get", "key": k, "local": True})
                 self.assertEqual(r.get("value"), "new", f"{k} on {n}: {r}")
 
+    def test_grow_to_five_with_a_backup_from_before_restoring_the_old_map(self):
+        ports = self.start_cluster(3)
+        self.fill(ports[0], 500)
+        backup = os.path.join(self.dir, "backup")
+        subprocess.run([os.path.join(SCRIPTS, "kv-backup"), f"127.0.0.1:{ports[0]}", backup],
+                       check=True, capture_output=True, timeout=120,
+                       env=dict(os.environ, RINGKV_KVCTL=os.path.join(BIN, "kvctl")))
+        with open(os.path.join(backup, "manifest.json")) as f:
+            manifest = json.load(f)
+        self.assertEqual(manifest["epoch"], 1)
+        self.assertEqual([m["id"] for m in manifest["members"]], ["n1", "n2", "n3"])
+        for n, port in (("n4", ports[3]), ("n5", ports[4])):
+            self.start(n, port, ["--join", f"127.0.0.1:{ports[0]}"])
+            self.change("n1", {"action": "join", "node": n, "address": f"127.0.0.1:{port}"})
+            self.wait_change_done("n1")
+        load = Load(ports[:5])
+        load.start()
+        wait_for(lambda: load.writes >= 300, "writes on the 5-node map")
+        load.finish()
+        self.assertEqual(load.violations, [])
+        self.check_converged(["n1", "n2", "n3", "n4", "n5"], load)
+        slots = {m: self.call(m, {"op": "stats"})["stats"]["partitions_replicated"]
+                 for m in ("n1", "n2", "n3", "n4", "n5")}
+        self.assertTrue(all(abs(n - 16 * 3 / 5) <= 1 for n in slots.values()), slots)
+
+        # The backup predates both joins: restored, it is the 3-node cluster
+        # of epoch 1 with its data (on the same addresses, the others stopped).
+        for n in self.nodes.values():
+            n.kill()
+        self.nodes = {}
+        spec = ",".join(f"n{i + 1}=127.0.0.1:{ports[i]}" for i in range(3))
+        for i in range(3):
+            node_id = f"n{i + 1}"
+            data = os.path.join(self.dir, "restored-" + node_id)
+            subprocess.run([os.path.join(SCRIPTS, "kv-restore"), backup, node_id, data],
+                           check=True, capture_output=True, timeout=120,
+                           env=dict(os.environ, RINGKV_KVCTL=os.path.join(BIN, "kvctl")))
+            k = Kvd(self.dir, node_id, ports[i], ["--cluster", spec])
+            k.data = data
+            self.nodes[node_id] = k
+            k.start()
+            wait_for(k.listening, node_id + " to listen")
+        wait_for(lambda: self.all_up("n2", ["n1", "n2", "n3"]), "the restored cluster to be up")
+        c = self.call("n1", {"op": "cluster"})
+        self.assertEqual(c["epoch"], 1)
+        self.assertEqual([n["id"] for n in c["nodes"]], ["n1", "n2", "n3"])
+        for i in range(0, 500, 37):
+            r = self.call("n2", {"op": "get", "key": f"pre{i}", "r": "all"})
+            self.assertEqual(r.get("value"), "x" * 10 + str(i), r)
+
+    def test_source_killed_during_the_copy(self):
+        # n3 dies while n4 copies from it: its moves copy from the other
+        # replicas (n1, the claimant, stays up).
+        ports = self.start_cluster(3, ["--transfer-mb-per-s", "1"])
+        self.fill(ports[0], 6000, size=300)
+        self.start("n4", ports[3], ["--join", f"127.0.0.1:{ports[0]}",
+                                    "--transfer-mb-per-s", "1"])
+        load = Load(ports[:2])
+        load.start()
+        try:
+            self.change("n1", {"action": "join", "node": "n4",
+                               "address": f"127.0.0.1:{ports[3]}"})
+            wait_for(lambda: any(t["bytes_done"] > 0 for t in
+                                 self.call("n1", {"op": "membership",
+                                                  "action": "transfers"})["transfers"]),
+                     "a copy to be under way")
+            self.nodes["n3"].kill()
+            self.wait_change_done("n1")
+        finally:
+            load.finish()
+        self.assertEqual(load.violations, [])
+        # n3 comes back with the map it had: it catches up and drops what it gave away.
+        self.nodes["n3"].start()
+        wait_for(self.nodes["n3"].listening, "n3 to listen again")
+        epoch = self.call("n1", {"op": "cluster"})["epoch"]
+        wait_for(lambda: self.call("n3", {"op": "cluster"})["epoch"] == epoch, "n3 to catch up")
+        wait_for(lambda: self.call("n3", {"op": "stats"})["stats"]["partitions_replicated"] == 12,
+                 "n3 to hold its share")
+        self.check_converged(["n1", "n2", "n3", "n4"], load)
+        for i in range(0, 6000, 211):
+            r = self.call("n4", {"op": "get", "key": f"pre{i}", "r": "all"})
+            self.assertEqual(r.get("value"), "x" * 300 + str(i), r)
+
+    def test_node_paused_across_a_commit_is_fenced_then_catches_up(self):
+        ports = self.start_cluster(3)
+        self.fill(ports[0], 300)
+        self.start("n4", ports[3], ["--join", f"127.0.0.1:{ports[0]}"])
+        # n3 is cut off (SIGSTOP) for the whole change: it keeps epoch 1.
+        self.nodes["n3"].proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: {n["id"]: n["status"] for n in self.call("n1", {"op": "cluster"})["nodes"]}
+                 ["n3"] == "down", "n3 to be seen down")
+        self.change("n1", {"action": "join", "node": "n4", "address": f"127.0.0.1:{ports[3]}"})
+        self.wait_change_done("n1")
+        self.nodes["n3"].proc.send_signal(signal.SIGCONT)
+        # Its clients' requests, routed by epoch 1, are fenced and retried
+        # under the new map: no error reaches them.
+        line = Line(ports[2], timeout=30)
+        for i in range(200):
+            r = line.call({"op": "put", "key": f"late{i}", "value": i})
+            self.assertTrue(r["ok"], r)
+        for i in range(300):
+            r = line.call({"op": "get", "key": f"pre{i}"})
+            self.assertEqual(r.get("value"), "x" * 10 + str(i), r)
+        line.close()
+        epoch = self.call("n1", {"op": "cluster"})["epoch"]
+        self.assertEqual(self.call("n3", {"op": "cluster"})["epoch"], epoch)
+        # Whether n3's first requests met a fence or its hellos caught it up
+        # first is a race; either way no client saw an error (above).
+        fenced = sum(self.call(n, {"op": "stats"})["stats"]["fenced_requests"]
+                     for n in ("n1", "n2", "n3", "n4"))
+        retried = self.call("n3", {"op": "stats"})["stats"]["stale_epoch_retries"]
+        sys.stderr.write(f"[membership] paused node: fenced={fenced} retried={retried}\n")
+        wait_for(lambda: self.all_up("n4", ["n1", "n2", "n3", "n4"]), "n4 to see n3 up")
+        for i in range(0, 200, 7):
+            r = self.call("n4", {"op": "get", "key": f"late{i}", "r": "all"})
+            self.assertEqual(r.get("value"), i, r)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", required=True)
+    parser.add_argument("--scripts", required=True)
     args, rest = parser.parse_known_args()
     BIN = args.bin
+    SCRIPTS = args.scripts
     unittest.main(argv=[sys.argv[0]] + rest)

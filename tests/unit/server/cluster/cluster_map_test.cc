@@ -198,6 +198,30 @@ TEST(ClusterMapTest, JsonRoundTripAndHash) {
   EXPECT_FALSE(DecodeMap(text, &out).ok());
 }
 
+TEST(ClusterMapTest, FlagsNamingTheMembersElsewhereMoveThemOneEpochOn) {
+  ClusterMap m = Initial(4);
+  ClusterMap copy, read_new, grown;
+  ASSERT_TRUE(PlanChanges(Initial(3), {Join("n4")}, &copy).ok());
+  for (MapMove& mv : copy.moves) mv.ready = true;
+  ASSERT_TRUE(AdvanceMap(copy, &read_new).ok());
+  ASSERT_TRUE(AdvanceMap(read_new, &grown).ok());  // epoch 4, n1..n4
+  auto members = Members(4);
+  for (auto& [id, address] : members) address = "10.0.0.9:" + address.substr(address.find(':') + 1);
+  ClusterMap flags;
+  ASSERT_TRUE(InitialMap("other", members, 16, 3, &flags).ok());
+  std::optional<ClusterMap> moved = MovedMembers(grown, flags);
+  ASSERT_TRUE(moved.has_value());
+  EXPECT_EQ(moved->epoch, 5u);
+  EXPECT_EQ(moved->cluster_id, grown.cluster_id);
+  EXPECT_EQ(moved->assignment, grown.assignment);
+  EXPECT_EQ(moved->Find("n2")->address, "10.0.0.9:7702");
+  // Other ids, or the same addresses: nothing.
+  ClusterMap three;
+  ASSERT_TRUE(InitialMap("x", Members(3), 16, 3, &three).ok());
+  EXPECT_FALSE(MovedMembers(grown, three).has_value());
+  EXPECT_FALSE(MovedMembers(m, m).has_value());
+}
+
 TEST(FenceTest, ReplicaServesOnlyItsEpochAndItsPartitions) {
   ClusterMap m = Initial(4, 16, 2);
   Ring ring = Ring::FromMap(m);

@@ -547,6 +547,7 @@ TEST(MembershipTest, DownAfterMissesOrRefusalUpOnSuccess) {
 }
 
 }  // namespace
+
 }  // namespace ringkv::cluster
 
 namespace ringkv::cluster {
@@ -615,6 +616,33 @@ TEST_F(CoordinatorTest, StaleEpochFailsTheRoundWithTheReplicasEpochAndNoHint) {
   EXPECT_EQ(w->status.message(), "3");
   EXPECT_TRUE(Hints("n3").empty());
   EXPECT_TRUE(Hints("n4").empty());
+}
+
+// A hint for a node that no longer holds the key's partition (it left, or
+// gave the partition away) goes to the partition's replicas instead.
+TEST_F(CoordinatorTest, HintForANodeThatGaveThePartitionAwayFollowsIt) {
+  Record r = Rec(clock_.NowMs(), "\"v\"");  // within the hint window
+  ASSERT_TRUE(handoff_->AddHint("n2", "k", r).ok());
+  ClusterMap m;
+  m.cluster_id = "c";
+  m.epoch = 4;
+  m.partitions = 1;
+  m.replicas = 3;
+  m.members = {{"n1", "a:1", MemberState::kNormal},
+               {"n2", "a:2", MemberState::kLeft},
+               {"n3", "a:3", MemberState::kNormal},
+               {"n4", "a:4", MemberState::kNormal}};
+  m.assignment = {{"n1", "n4", "n3"}};
+  ASSERT_TRUE(ValidateMap(m).ok());
+  rings_->Set(Ring::FromMap(m));
+  membership_.SetMembers({{"n1", "a:1"}, {"n3", "a:3"}, {"n4", "a:4"}});
+  handoff_->Tick();
+  EXPECT_TRUE(Hints("n2").empty());
+  ASSERT_EQ(Hints("n3").size(), 1u);
+  ASSERT_EQ(Hints("n4").size(), 1u);
+  EXPECT_EQ(Hints("n4")[0].record.version, r.version);
+  ASSERT_TRUE(fake_.Get("n1", "k").has_value());  // this node's own replica, written
+  EXPECT_EQ(counters_.hints_retargeted.load(), 1u);
 }
 
 }  // namespace ringkv::cluster
