@@ -227,6 +227,11 @@ void Node::Impl::CoordinateWrite(const Request& req, Record record, Done done, i
             })) {
           return;
         }
+        // Unavailable promises that nothing was written; after a first
+        // attempt that met a fence, some replicas may hold the write.
+        if (attempt > 0 && ws.code() == Status::Code::kUnavailable) {
+          ws = Status::Timeout("the write may be on some replicas: " + ws.message());
+        }
         if (!ws.ok()) return done(Fail(req.id_json, ws));
         done(ResponseBuilder(req.id_json).AddString("version", v.ToString()).Finish());
       });
