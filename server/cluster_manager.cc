@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <optional>
@@ -26,6 +29,21 @@ constexpr uint64_t kChunkBytes = 1ULL << 20;
 constexpr int kCallAttempts = 3;
 
 uint64_t NowMs(const Clock* clock) { return clock->NowMs(); }
+
+// Crash points for the membership tests (MembershipTest.*): with
+// RINGKV_CRASH_AT=NAME in its environment, kvd SIGKILLs itself when it
+// reaches the point NAME, as if killed at that step of a change:
+//   commit_persisted    the claimant wrote a committed map, before pushing it
+//   copy_ingested       a target imported a partition, before reporting it
+//   read_new_installed  a node installed a read_new map
+// Unset (every user's case), nothing happens.
+void CrashPoint(const char* name) {
+  static const char* at = std::getenv("RINGKV_CRASH_AT");
+  if (at == nullptr || std::strcmp(at, name) != 0) return;
+  spdlog::warn("[membership] crash point {} reached: SIGKILL", name);
+  spdlog::default_logger()->flush();
+  ::raise(SIGKILL);
+}
 
 Status FileChecksum(const std::string& path, uint64_t* out) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -71,12 +89,6 @@ Status ClusterManager::Open(const ClusterMap* initial) {
     Status d = DecodeMap(stored, map.get());
     if (!d.ok()) return Status::Internal("the stored cluster map is unreadable: " + d.message());
     if (initial != nullptr && !(*initial == *map)) {
-      if (map->epoch == 1 && !map->InTransition()) {
-        // A cluster that never changed is what --cluster says (members
-        // moved to other addresses, a restore onto other machines).
-        spdlog::info("[membership] the cluster map was never changed: --cluster is followed");
-        return Install(std::make_shared<ClusterMap>(*initial), /*persist=*/true);
-      }
       if (auto moved = cluster::MovedMembers(*map, *initial)) {
         spdlog::info(
             "[membership] --cluster names the map's members at other addresses: the map "
@@ -153,6 +165,7 @@ Status ClusterManager::Install(std::shared_ptr<const ClusterMap> map, bool persi
     kick_ = true;
   }
   counters_.maps_installed.fetch_add(1, std::memory_order_relaxed);
+  if (map->phase == MapPhase::kReadNew) CrashPoint("read_new_installed");
   spdlog::log(previous ? spdlog::level::info : spdlog::level::debug,
               "[membership] installed the cluster map of epoch {} ({}{}{})", map->epoch,
               cluster::MapPhaseName(map->phase), map->change.empty() ? "" : ": ", map->change);
@@ -462,6 +475,7 @@ Status ClusterManager::CopyFrom(const ClusterMap& map, const MapMove& move,
                          std::to_string(f.bytes) + " bytes, checksum mismatch)");
   }
   if (s.ok()) s = hooks_.ingest(move.partition, path);
+  if (s.ok()) CrashPoint("copy_ingested");
   std::error_code ec;
   std::filesystem::remove(path, ec);
   Status closed = Call(source, EncodeXferClose(f.file), &reply);
@@ -675,6 +689,7 @@ std::string ClusterManager::HandleClaimant(const Request& req) {
     Status s = cluster::PlanChanges(*m, staged, &next);
     if (s.ok()) s = Install(std::make_shared<ClusterMap>(next), /*persist=*/true);
     if (!s.ok()) return RenderError(req.id_json, s);
+    CrashPoint("commit_persisted");
     {
       std::lock_guard<std::mutex> l(mu_);
       staged_.clear();

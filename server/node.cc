@@ -118,6 +118,11 @@ Status Node::Impl::Open() {
   co.node_id = opts_.node_id;
   co.timer = background_.get();
   co.background = background_.get();
+  // After a replica answered stale_epoch: bring the maps together, then the
+  // round is routed again (off the peer thread that carried the answer).
+  co.catch_up = [this](uint64_t replica_epoch, std::function<void()> then) {
+    manager_->Sync(replica_epoch, [this, then = std::move(then)] { background_->Run(then); });
+  };
   coordinator_ = std::make_unique<cluster::Coordinator>(
       co, rings_.get(), &membership_, router_.get(), &hlc_, handoff_.get(), &counters_);
   AuthGate::Options go;
@@ -210,7 +215,7 @@ std::string Node::Impl::RequestTooLarge() {
                                           std::to_string(opts_.max_request_bytes) + " bytes"));
 }
 
-void Node::Impl::CoordinateWrite(const Request& req, Record record, Done done, int attempt) {
+void Node::Impl::CoordinateWrite(const Request& req, Record record, Done done) {
   if (!manager_->member()) {
     return done(Fail(req.id_json, Status::Unavailable("this node is not a member of a cluster yet "
                                                       "(kvctl cluster join)")));
@@ -219,22 +224,11 @@ void Node::Impl::CoordinateWrite(const Request& req, Record record, Done done, i
   int w = 0;
   Status s = req.w.Resolve(n, opts_.write_quorum_given ? opts_.write_quorum : n / 2 + 1, "w", &w);
   if (!s.ok()) return done(Fail(req.id_json, s));
-  coordinator_->Write(
-      req.key, record, w, TimeoutOf(req),
-      [this, req, record, attempt, done = std::move(done)](Status ws, Version v) mutable {
-        if (RetryAfterStaleEpoch(ws, attempt, [this, req, record, attempt, done]() mutable {
-              CoordinateWrite(req, std::move(record), std::move(done), attempt + 1);
-            })) {
-          return;
-        }
-        // Unavailable promises that nothing was written; after a first
-        // attempt that met a fence, some replicas may hold the write.
-        if (attempt > 0 && ws.code() == Status::Code::kUnavailable) {
-          ws = Status::Timeout("the write may be on some replicas: " + ws.message());
-        }
-        if (!ws.ok()) return done(Fail(req.id_json, ws));
-        done(ResponseBuilder(req.id_json).AddString("version", v.ToString()).Finish());
-      });
+  coordinator_->Write(req.key, std::move(record), w, TimeoutOf(req),
+                      [this, id = req.id_json, done = std::move(done)](Status ws, Version v) {
+                        if (!ws.ok()) return done(Fail(id, ws));
+                        done(ResponseBuilder(id).AddString("version", v.ToString()).Finish());
+                      });
 }
 
 void Node::Impl::Put(const Request& req, Done done) {
@@ -274,21 +268,11 @@ void Node::Impl::Get(const Request& req, Done done) {
     if (!s.ok() && !s.IsNotFound()) return done(Fail(req.id_json, s));
     return done(RenderGet(req.id_json, s.ok() ? std::optional<Record>(record) : std::nullopt));
   }
-  CoordinateRead(req, r, std::move(done));
-}
-
-void Node::Impl::CoordinateRead(const Request& req, int r, Done done, int attempt) {
   coordinator_->Read(
       req.key, r, TimeoutOf(req),
-      [this, req, r, attempt, done = std::move(done)](Status rs,
-                                                      std::optional<Record> newest) mutable {
-        if (RetryAfterStaleEpoch(rs, attempt, [this, req, r, attempt, done]() mutable {
-              CoordinateRead(req, r, std::move(done), attempt + 1);
-            })) {
-          return;
-        }
-        if (!rs.ok()) return done(Fail(req.id_json, rs));
-        done(RenderGet(req.id_json, newest));
+      [this, id = req.id_json, done = std::move(done)](Status rs, std::optional<Record> newest) {
+        if (!rs.ok()) return done(Fail(id, rs));
+        done(RenderGet(id, newest));
       });
 }
 

@@ -102,9 +102,6 @@ class Node::Impl {
   Status OpenMembership();
   // A new map becomes current: the ring, the members, the partitions held.
   void InstallMap(const cluster::ClusterMap& map, const cluster::ClusterMap* previous);
-  // Runs a client write or read again after a StaleEpoch, once the maps
-  // agree (at most kStaleEpochRetries times).
-  bool RetryAfterStaleEpoch(const Status& s, int attempt, std::function<void()> retry);
   // The current ring.
   const cluster::Ring* ring() const { return rings_->Current(); }
   // The replica acceptance check for a peer _write/_read.
@@ -127,8 +124,7 @@ class Node::Impl {
   cluster::AaeStatus AaeSnapshot();
 
   // Runs a put or delete through the coordinator.
-  void CoordinateWrite(const Request& req, Record record, Done done, int attempt = 0);
-  void CoordinateRead(const Request& req, int r, Done done, int attempt = 0);
+  void CoordinateWrite(const Request& req, Record record, Done done);
   // The response to a get, from the newest record the replicas had.
   std::string RenderGet(const std::string& id_json, const std::optional<Record>& newest);
   std::string StatsJson();

@@ -10,9 +10,6 @@
 namespace ringkv {
 namespace {
 
-// Client requests retried after a StaleEpoch before the error is answered.
-constexpr int kStaleEpochRetries = 3;
-
 std::vector<std::pair<std::string, std::string>> MemberPairs(const NodeOptions& o) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const Member& m : o.cluster) out.emplace_back(m.id, m.address);
@@ -96,18 +93,6 @@ Status Node::Impl::Fence(const Request& req, bool write) {
                                  cluster::Epoch{req.epoch}, write);
   if (!s.ok()) counters_.fenced_requests.fetch_add(1, std::memory_order_relaxed);
   return s;
-}
-
-bool Node::Impl::RetryAfterStaleEpoch(const Status& s, int attempt, std::function<void()> retry) {
-  if (!s.IsStaleEpoch() || attempt >= kStaleEpochRetries) return false;
-  uint64_t replica_epoch = 0;
-  for (char c : s.message()) {
-    if (c >= '0' && c <= '9') replica_epoch = replica_epoch * 10 + static_cast<uint64_t>(c - '0');
-  }
-  counters_.stale_epoch_retries.fetch_add(1, std::memory_order_relaxed);
-  // Off the caller's thread (a peer callback): the retry runs a new round.
-  manager_->Sync(replica_epoch, [this, retry = std::move(retry)] { background_->Run(retry); });
-  return true;
 }
 
 // Off the I/O thread (a commit writes the map and may drop a partition's

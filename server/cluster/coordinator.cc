@@ -73,6 +73,7 @@ struct Coordinator::WriteRound final : Expirable {
   int fails = 0, fails_old = 0, fails_new = 0;
   bool internal = false;     // a replica failed with Internal in this attempt
   uint64_t stale_epoch = 0;  // the highest epoch a replica answered StaleEpoch with
+  int reroutes = 0;          // times the round was routed again by a newer map
   bool answered = false;
   std::string last_error;
   // The round itself until it is answered: replies that never come (their
@@ -117,7 +118,9 @@ struct Coordinator::ReadRound final : Expirable {
   std::vector<std::pair<std::string, std::optional<Record>>> answers;  // in arrival order
   int fails = 0;
   bool internal = false;
-  uint64_t stale_epoch = 0;               // as in WriteRound
+  uint64_t stale_epoch = 0;  // as in WriteRound
+  int attempt = 0;           // replies of earlier routes are ignored
+  int reroutes = 0;
   bool answered = false;                  // the quorum decided (done may wait for repairs)
   std::optional<Record> newest;           // what was (or is being) answered
   std::shared_ptr<ReadRound> keep_alive;  // until finished, as in WriteRound
@@ -196,41 +199,59 @@ void Coordinator::Hint(const std::string& node, const std::string& key, const Re
   }
 }
 
-void Coordinator::Write(const std::string& key, Record record, int w, uint64_t timeout_ms,
-                        WriteDone done) {
-  auto round = std::make_shared<WriteRound>();
+// Fills the round's replicas from the current ring: the write sets of the
+// key's partition (old and new during a change), live and down, and the
+// epoch. Unavailable (nothing changed in the round's counters) when either
+// set has fewer than W live replicas.
+Status Coordinator::RouteWrite(WriteRound* round) const {
   const Ring* ring = rings_->Current();
-  const uint32_t p = ring->PartitionOf(key);
+  const uint32_t p = ring->PartitionOf(round->key);
   const std::vector<std::string>& old_set = ring->WriteSet(p);
   const std::vector<std::string>& new_set = ring->NewWriteSet(p);
   std::vector<std::string> all = old_set;
   for (const std::string& node : new_set) {
     if (std::find(all.begin(), all.end(), node) == all.end()) all.push_back(node);
   }
-  Replicas(all, &round->live, &round->down);
-  round->has_new = !new_set.empty();
-  for (const std::string& node : round->live) {
+  std::vector<std::string> live, down;
+  Replicas(all, &live, &down);
+  std::vector<uint8_t> sets;
+  int live_old = 0, live_new = 0;
+  for (const std::string& node : live) {
     uint8_t bits = 0;
     if (std::find(old_set.begin(), old_set.end(), node) != old_set.end()) bits |= 1;
     if (std::find(new_set.begin(), new_set.end(), node) != new_set.end()) bits |= 2;
-    round->sets.push_back(bits);
-    round->live_old += bits & 1;
-    round->live_new += (bits >> 1) & 1;
+    sets.push_back(bits);
+    live_old += bits & 1;
+    live_new += (bits >> 1) & 1;
   }
-  if (round->live_old < w || (round->has_new && round->live_new < w)) {
-    const int live = round->has_new ? std::min(round->live_old, round->live_new) : round->live_old;
-    return done(Status::Unavailable("write needs " + std::to_string(w) + " replicas; " +
-                                    std::to_string(live) + " of " + std::to_string(old_set.size()) +
-                                    " are up"),
-                Version());
+  const bool has_new = !new_set.empty();
+  if (live_old < round->w || (has_new && live_new < round->w)) {
+    const int n = has_new ? std::min(live_old, live_new) : live_old;
+    return Status::Unavailable("write needs " + std::to_string(round->w) + " replicas; " +
+                               std::to_string(n) + " of " + std::to_string(old_set.size()) +
+                               " are up");
   }
+  round->live = std::move(live);
+  round->down = std::move(down);
+  round->sets = std::move(sets);
+  round->live_old = live_old;
+  round->live_new = live_new;
+  round->has_new = has_new;
   round->epoch = Epoch{ring->epoch()};
+  return Status::OK();
+}
+
+void Coordinator::Write(const std::string& key, Record record, int w, uint64_t timeout_ms,
+                        WriteDone done) {
+  auto round = std::make_shared<WriteRound>();
+  round->key = key;
+  round->w = w;
+  Status routed = RouteWrite(round.get());
+  if (!routed.ok()) return done(routed, Version());
   record.version = {clock_->Now(), options_.node_id};
   auto stamped = std::make_shared<const Record>(std::move(record));
   round->counters = counters_;
-  round->key = key;
   round->record = stamped;
-  round->w = w;
   round->timeout_ms = timeout_ms;
   round->done = std::move(done);
   // Down replicas get their hint at once: they are not waited for.
@@ -240,6 +261,42 @@ void Coordinator::Write(const std::string& key, Record record, int w, uint64_t t
     options_.timer->ExpireAfter(timeout_ms, round);
   }
   SendWrites(round, 0, stamped);
+}
+
+// The maps are together again (CoordinatorOptions::catch_up): the same stamp
+// goes to the replicas of the current ring, as a new attempt. Some replicas
+// may hold the write already, so a route that cannot reach W now answers
+// Timeout, never Unavailable.
+void Coordinator::RerouteWrite(const std::shared_ptr<WriteRound>& round) {
+  std::shared_ptr<const Record> record;
+  int attempt = 0;
+  Status failed;
+  std::shared_ptr<WriteRound> release;
+  std::vector<std::string> down;
+  {
+    std::lock_guard<std::mutex> l(round->mu);
+    if (round->answered) return;
+    Status routed = RouteWrite(round.get());
+    if (!routed.ok()) {
+      round->answered = true;
+      release = std::move(round->keep_alive);
+      failed = Status::Timeout("the write may be on some replicas: " + routed.message());
+    } else {
+      ++round->attempt;
+      round->acks = round->acks_old = round->acks_new = 0;
+      round->fails = round->fails_old = round->fails_new = 0;
+      round->internal = false;
+      round->stale_epoch = 0;
+      round->last_error.clear();
+      record = round->record;
+      attempt = round->attempt;
+      down = round->down;
+    }
+  }
+  if (!failed.ok()) return round->done(failed, round->record->version);
+  counters_->stale_epoch_retries.fetch_add(1, std::memory_order_relaxed);
+  for (const std::string& node : down) Hint(node, round->key, *record);
+  SendWrites(round, attempt, record);
 }
 
 void Coordinator::SendWrites(const std::shared_ptr<WriteRound>& round, int attempt,
@@ -255,6 +312,7 @@ void Coordinator::SendWrites(const std::shared_ptr<WriteRound>& round, int attem
 void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int attempt,
                                const std::string& node, Status s) {
   bool answer = false, restamp = false, hint = false;
+  uint64_t reroute_epoch = 0;
   Status result;
   Version version;
   std::shared_ptr<const Record> record;
@@ -324,9 +382,20 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int att
                              (round->has_new && round->live_new - round->fails_new < round->w);
     if (!restamp && !round->answered && reached) {
       round->answered = answer = true;
+    } else if (!restamp && !round->answered && unreachable && round->stale_epoch != 0 &&
+               options_.catch_up && round->reroutes < kMaxReroutes) {
+      // Routed by another map than a replica's: catch up, then route again.
+      ++round->reroutes;
+      reroute_epoch = round->stale_epoch;
+      round->stale_epoch = 0;
+      ++round->attempt;  // this route's late replies are ignored
     } else if (!restamp && !round->answered && unreachable) {
       round->answered = answer = true;
-      if (round->stale_epoch != 0) {
+      if (round->stale_epoch != 0 && round->reroutes > 0) {
+        result = Status::Timeout(
+            "the cluster map kept changing under the write (it may be on "
+            "some replicas)");
+      } else if (round->stale_epoch != 0) {
         result = Status::StaleEpoch(round->stale_epoch);
       } else {
         result =
@@ -348,10 +417,18 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int att
     return SendWrites(round, attempt + 1, record);
   }
   if (hint) InBackground([this, node, round, record] { Hint(node, round->key, *record); });
+  if (reroute_epoch != 0) {
+    return options_.catch_up(reroute_epoch, [this, round] { RerouteWrite(round); });
+  }
   if (answer) round->done(result, version);
 }
 
 void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadDone done) {
+  ReadAttempt(key, r, timeout_ms, std::move(done), 0);
+}
+
+void Coordinator::ReadAttempt(const std::string& key, int r, uint64_t timeout_ms, ReadDone done,
+                              int reroutes) {
   std::vector<std::string> live;
   const Ring* ring = rings_->Current();
   Replicas(ring->PreferenceList(ring->PartitionOf(key)), &live, nullptr);
@@ -366,8 +443,18 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
     // repair and no remote reply to wait for, so no round state; the reply is
     // the answer. Same answers as a round of one (OnReadReply).
     return transport_->Read(
-        live[0], key, epoch, timeout_ms, [this, done = std::move(done)](Status s, Record record) {
+        live[0], key, epoch, timeout_ms,
+        [this, key, r, timeout_ms, reroutes, done = std::move(done)](Status s,
+                                                                     Record record) mutable {
           if (s.IsNotFound()) return done(Status::OK(), std::nullopt);
+          if (s.IsStaleEpoch() && options_.catch_up && reroutes < kMaxReroutes) {
+            uint64_t e = ParseEpoch(s);
+            return options_.catch_up(
+                e, [this, key, r, timeout_ms, reroutes, done = std::move(done)]() mutable {
+                  counters_->stale_epoch_retries.fetch_add(1, std::memory_order_relaxed);
+                  ReadAttempt(key, r, timeout_ms, std::move(done), reroutes + 1);
+                });
+          }
           if (s.IsStaleEpoch()) return done(s, std::nullopt);
           if (!s.ok()) {
             return done(QuorumFailure(s.code() == Status::Code::kInternal,
@@ -386,35 +473,81 @@ void Coordinator::Read(const std::string& key, int r, uint64_t timeout_ms, ReadD
   round->live = static_cast<int>(live.size());
   round->timeout_ms = timeout_ms;
   round->epoch = epoch;
+  round->reroutes = reroutes;
   round->done = std::move(done);
   if (options_.timer != nullptr) {
     round->keep_alive = round;
     options_.timer->ExpireAfter(timeout_ms, round);
   }
+  SendReads(round, live, 0);
+}
+
+void Coordinator::SendReads(const std::shared_ptr<ReadRound>& round,
+                            const std::vector<std::string>& live, int attempt) {
   for (const std::string& node : live) {
-    transport_->Read(node, key, epoch, timeout_ms, [this, round, node](Status s, Record record) {
-      OnReadReply(round, node, std::move(s), std::move(record));
-    });
+    transport_->Read(node, round->key, round->epoch, round->timeout_ms,
+                     [this, round, node, attempt](Status s, Record record) {
+                       OnReadReply(round, attempt, node, std::move(s), std::move(record));
+                     });
   }
+}
+
+// As RerouteWrite: the read goes to the read set of the current ring.
+void Coordinator::RerouteRead(const std::shared_ptr<ReadRound>& round) {
+  std::vector<std::string> live;
+  int attempt = 0;
+  {
+    std::lock_guard<std::mutex> l(round->mu);
+    if (round->answered) return;
+    const Ring* ring = rings_->Current();
+    Replicas(ring->PreferenceList(ring->PartitionOf(round->key)), &live, nullptr);
+    round->epoch = Epoch{ring->epoch()};
+    round->live = static_cast<int>(live.size());
+    round->answers.clear();
+    round->fails = 0;
+    round->internal = false;
+    round->stale_epoch = 0;
+    attempt = ++round->attempt;
+  }
+  counters_->stale_epoch_retries.fetch_add(1, std::memory_order_relaxed);
+  if (static_cast<int>(live.size()) < round->r) {
+    {
+      std::lock_guard<std::mutex> l(round->mu);
+      round->answered = true;
+    }
+    return round->Finish(
+        Status::Unavailable("read needs " + std::to_string(round->r) + " replicas; " +
+                            std::to_string(live.size()) + " are up"),
+        std::nullopt);
+  }
+  SendReads(round, live, attempt);
 }
 
 // A reply either completes the quorum (answer, after repairing the stale
 // replicas among the quorum), arrives late (repair in the background if it is
 // stale, or spread it if it is newer than what was answered), or is a failure
 // that may make the quorum unreachable.
-void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std::string& node,
-                              Status s, Record record) {
+void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, int attempt,
+                              const std::string& node, Status s, Record record) {
   bool answer = false, failed = false;
+  uint64_t reroute_epoch = 0;
   std::vector<std::string> stale;  // replicas to bring up to `newest`
   std::optional<Record> newest;
   {
     std::lock_guard<std::mutex> l(round->mu);
+    if (attempt != round->attempt) return;  // a reply to an earlier route
     if (!s.ok() && !s.IsNotFound()) {
       ++round->fails;
       round->internal = round->internal || s.code() == Status::Code::kInternal;
       if (s.IsStaleEpoch()) round->stale_epoch = std::max(round->stale_epoch, ParseEpoch(s));
       if (!round->answered && round->live - round->fails < round->r) {
-        round->answered = failed = true;
+        if (round->stale_epoch != 0 && options_.catch_up && round->reroutes < kMaxReroutes) {
+          ++round->reroutes;
+          reroute_epoch = round->stale_epoch;
+          ++round->attempt;
+        } else {
+          round->answered = failed = true;
+        }
       }
     } else {
       std::optional<Record> got;
@@ -446,6 +579,9 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, const std
         round->answers.emplace_back(node, std::move(got));
       }
     }
+  }
+  if (reroute_epoch != 0) {
+    return options_.catch_up(reroute_epoch, [this, round] { RerouteRead(round); });
   }
   if (failed) {
     if (round->stale_epoch != 0) {

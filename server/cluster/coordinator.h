@@ -30,8 +30,10 @@
 // set of its partition and needs W acks in each; reads go to the read set.
 // Every request carries the ring's epoch; a replica with another epoch
 // answers StaleEpoch, which counts as a failure of that replica (no hint).
-// A round that fails after a StaleEpoch answers StaleEpoch (with the highest
-// epoch a replica named): the caller brings the maps together and retries.
+// A round that fails after a StaleEpoch catches up (CoordinatorOptions::
+// catch_up) and is routed again by the new ring, keeping its stamp and its
+// deadline; once writes were sent, a later failure answers Timeout (the
+// write may be on some replicas), never Unavailable.
 //
 // Deadlines: every round arms its own deadline (timeout_ms, through the Timer
 // seam) and answers Timeout when it passes, so a replica reply that never
@@ -79,7 +81,16 @@ struct CoordinatorOptions {
   Timer* timer = nullptr;
   // Runs hint writes and local repairs off the callback thread. nullptr: inline.
   Executor* background = nullptr;
+  // Brings this node's map and a replica's together after the replica
+  // answered StaleEpoch(replica_epoch) (fetch the newer map, or send ours),
+  // then runs `then` off the caller's thread. Set: the round is routed again
+  // by the current ring (at most kMaxReroutes times, within its deadline),
+  // invisibly to the client. Unset (tests): the round answers StaleEpoch.
+  std::function<void(uint64_t replica_epoch, std::function<void()> then)> catch_up;
 };
+
+// Routes per round after a StaleEpoch before it gives up.
+constexpr int kMaxReroutes = 3;
 
 // Re-stamps per write round before it gives up (see the header comment).
 constexpr int kMaxRestamps = 8;
@@ -114,13 +125,19 @@ class Coordinator {
 
   struct WriteRound;
   struct ReadRound;
+  Status RouteWrite(WriteRound* round) const;
+  void RerouteWrite(const std::shared_ptr<WriteRound>& round);
+  void ReadAttempt(const std::string& key, int r, uint64_t timeout_ms, ReadDone done, int reroutes);
+  void SendReads(const std::shared_ptr<ReadRound>& round, const std::vector<std::string>& live,
+                 int attempt);
+  void RerouteRead(const std::shared_ptr<ReadRound>& round);
   // Sends the round's current stamp (attempt `attempt`) to every live replica.
   void SendWrites(const std::shared_ptr<WriteRound>& round, int attempt,
                   const std::shared_ptr<const Record>& record);
   void OnWriteReply(const std::shared_ptr<WriteRound>& round, int attempt, const std::string& node,
                     Status s);
-  void OnReadReply(const std::shared_ptr<ReadRound>& round, const std::string& node, Status s,
-                   Record record);
+  void OnReadReply(const std::shared_ptr<ReadRound>& round, int attempt, const std::string& node,
+                   Status s, Record record);
   void Repair(const std::string& key, const std::string& node, const Record& newest, Epoch epoch,
               uint64_t timeout_ms, std::function<void()> then);
   void LogRepair(const std::string& key, const std::string& node);

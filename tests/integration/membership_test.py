@@ -60,13 +60,14 @@ class Kvd:
         self.data = os.path.join(workdir, "data-" + node_id)
         self.args = args
         self.proc = None
+        self.env = {}  # extra environment (RINGKV_CRASH_AT) for the next start
 
     def start(self):
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "kvd"), "--node-id", self.node_id, "--listen", self.address,
              "--data-dir", self.data, "--partitions", "16"] + self.args,
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **self.env))
         log.close()
 
     def log(self):
@@ -577,6 +578,65 @@ class MembershipTest(unittest.TestCase):
         for i in range(0, 200, 7):
             r = self.call("n4", {"op": "get", "key": f"late{i}", "r": "all"})
             self.assertEqual(r.get("value"), i, r)
+
+    def crash_during_join(self, point, victim):
+        """Joins n4 with `victim` set to SIGKILL itself at crash point `point`
+        (server/cluster_manager.cc); restarts it once it died and checks the
+        join completes with every acknowledged write in place."""
+        ports = self.start_cluster(3)
+        self.fill(ports[0], 1500)
+        self.start("n4", ports[3], ["--join", f"127.0.0.1:{ports[0]}"])
+        node = self.nodes[victim]
+        node.kill()
+        node.env = {"RINGKV_CRASH_AT": point}
+        node.start()
+        wait_for(node.listening, victim + " to listen")
+        wait_for(lambda: self.all_up("n2", ["n1", "n2", "n3"]), "the cluster to be up")
+        load = Load([ports[i] for i in range(3) if f"n{i + 1}" != victim] or ports[:1])
+        load.start()
+        try:
+            r = self.call("n2", {"op": "membership", "action": "join", "node": "n4",
+                                 "address": f"127.0.0.1:{ports[3]}"})
+            self.assertTrue(r["ok"], r)
+            try:
+                self.call("n2", {"op": "membership", "action": "commit"})
+            except (OSError, ConnectionError):
+                pass  # the claimant may die before it answers (commit_persisted)
+            wait_for(lambda: node.proc.poll() is not None, f"{victim} to die at {point}")
+            self.assertEqual(node.proc.returncode, -signal.SIGKILL)
+            self.assertIn("crash point " + point, node.log())
+            node.env = {}
+            node.start()
+            wait_for(node.listening, victim + " to listen again")
+            self.wait_change_done("n1")
+        finally:
+            load.finish()
+        self.assertEqual(load.violations, [])
+        self.check_converged(["n1", "n2", "n3", "n4"], load)
+        for i in range(0, 1500, 53):
+            r = self.call("n4", {"op": "get", "key": f"pre{i}", "r": "all"})
+            self.assertEqual(r.get("value"), "x" * 10 + str(i), r)
+
+    def test_claimant_killed_after_persisting_the_commit(self):
+        self.crash_during_join("commit_persisted", "n1")
+
+    def test_target_killed_after_importing_a_partition(self):
+        self.crash_during_join("copy_ingested", "n4")
+
+    def test_replica_killed_when_reads_switch(self):
+        self.crash_during_join("read_new_installed", "n2")
+
+    def test_a_disagreeing_cluster_flag_is_logged_and_ignored(self):
+        ports = self.start_cluster(3)
+        n1 = self.nodes["n1"]
+        n1.kill()
+        n1.args = ["--cluster", f"n1=127.0.0.1:{ports[0]},n2=127.0.0.1:{ports[1]}"]
+        n1.start()
+        wait_for(n1.listening, "n1 to listen again")
+        c = self.call("n1", {"op": "cluster"})
+        self.assertEqual([n["id"] for n in c["nodes"]], ["n1", "n2", "n3"])
+        self.assertEqual(c["epoch"], 1)
+        self.assertIn("the stored map is used and the flag ignored", n1.log())
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@
 namespace ringkv::cluster {
 namespace {
 
+CoordinatorOptions Options(const std::string& node) {
+  CoordinatorOptions o;
+  o.node_id = node;
+  return o;
+}
+
 using testing::FakeCluster;
 using Mode = FakeCluster::Mode;
 
@@ -301,7 +307,7 @@ TEST_F(CoordinatorTest, ConcurrentWritersConvergeLastWriterWins) {
   ManualClock clock2(clock_.NowMs() + 5);
   HybridClock hlc2(&clock2);
   Membership m2({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n2");
-  Coordinator c2(CoordinatorOptions{"n2"}, rings_.get(), &m2, &fake_, &hlc2, nullptr, &counters_);
+  Coordinator c2(Options("n2"), rings_.get(), &m2, &fake_, &hlc2, nullptr, &counters_);
   // Both writes are in flight at once; replies are delivered in opposite orders.
   fake_.SetMode("n1", Mode::kHold);
   fake_.SetMode("n2", Mode::kHold);
@@ -346,7 +352,7 @@ TEST_F(CoordinatorTest, AWriteAfterAnAcknowledgedOneWinsDespiteASlowClock) {
   ManualClock slow_clock(clock_.NowMs() - 2000);
   HybridClock slow_hlc(&slow_clock);
   Membership m2({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n2");
-  Coordinator slow(CoordinatorOptions{"n2"}, rings_.get(), &m2, &fake_, &slow_hlc, nullptr,
+  Coordinator slow(Options("n2"), rings_.get(), &m2, &fake_, &slow_hlc, nullptr,
                    &counters_);
   auto first = Put("k", "first", 2);
   ASSERT_TRUE(first->done);
@@ -376,7 +382,7 @@ TEST_F(CoordinatorTest, ASameMillisecondTieIsResolvedForTheLaterWrite) {
   ManualClock same(clock_.NowMs());
   HybridClock hlc3(&same);
   Membership m3({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n3");
-  Coordinator c3(CoordinatorOptions{"n3"}, rings_.get(), &m3, &fake_, &hlc3, nullptr, &counters_);
+  Coordinator c3(Options("n3"), rings_.get(), &m3, &fake_, &hlc3, nullptr, &counters_);
   Status s3;
   Record rec;
   rec.value = "from-n3";
@@ -616,6 +622,65 @@ TEST_F(CoordinatorTest, StaleEpochFailsTheRoundWithTheReplicasEpochAndNoHint) {
   EXPECT_EQ(w->status.message(), "3");
   EXPECT_TRUE(Hints("n3").empty());
   EXPECT_TRUE(Hints("n4").empty());
+}
+
+// With catch_up set (kvd), a round that met a fence is routed again by the
+// map it caught up to, with its stamp, and answers as if nothing happened.
+TEST_F(CoordinatorTest, FencedRoundCatchesUpAndIsRoutedAgain) {
+  rings_->Set(Ring::FromMap(MovingMap()));
+  membership_.SetMembers({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}, {"n4", "a:4"}});
+  ClusterMap next = MovingMap();
+  next.epoch = 3;
+  next.phase = MapPhase::kStable;
+  next.assignment = next.target;
+  next.target.clear();
+  next.moves.clear();
+  next.change.clear();
+  next.members[1].state = MemberState::kLeft;
+  next.members[3].state = MemberState::kNormal;
+  ASSERT_TRUE(ValidateMap(next).ok());
+  fake_.SetStatus("n3", Status::StaleEpoch(3));
+  fake_.SetStatus("n4", Status::StaleEpoch(3));
+  fake_.SetMode("n3", FakeCluster::Mode::kStatus);
+  fake_.SetMode("n4", FakeCluster::Mode::kStatus);
+  int catch_ups = 0;
+  CoordinatorOptions co;
+  co.node_id = "n1";
+  co.catch_up = [&](uint64_t epoch, std::function<void()> then) {
+    EXPECT_EQ(epoch, 3u);
+    ++catch_ups;
+    rings_->Set(Ring::FromMap(next));  // this node fetched epoch 3
+    fake_.SetMode("n3", FakeCluster::Mode::kServe);
+    fake_.SetMode("n4", FakeCluster::Mode::kServe);
+    then();
+  };
+  Coordinator c(co, rings_.get(), &membership_, &fake_, &hlc_, nullptr, &counters_);
+  bool done = false;
+  Status status;
+  Record rec;
+  rec.value = "\"x\"";
+  c.Write("k", rec, 2, 1000, [&](Status s, Version) {
+    done = true;
+    status = s;
+  });
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(catch_ups, 1);
+  EXPECT_TRUE(fake_.Get("n4", "k").has_value());
+  EXPECT_EQ(counters_.stale_epoch_retries.load(), 1u);
+  // A read that meets a fence the same way (n2 and n3 moved on).
+  fake_.SetStatus("n2", Status::StaleEpoch(3));
+  fake_.SetMode("n2", FakeCluster::Mode::kStatus);
+  fake_.SetMode("n3", FakeCluster::Mode::kStatus);
+  rings_->Set(Ring::FromMap(MovingMap()));
+  bool read = false;
+  c.Read("k", 2, 1000, [&](Status s, std::optional<Record> got) {
+    read = true;
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(got.has_value());
+  });
+  EXPECT_TRUE(read);
+  EXPECT_EQ(catch_ups, 2);
 }
 
 // A hint for a node that no longer holds the key's partition (it left, or
