@@ -119,18 +119,19 @@ void ClusterManager::Start() {
 }
 
 void ClusterManager::Stop() {
-  std::vector<std::thread> threads;
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
-    threads.swap(threads_);
   }
   cv_.notify_all();
+  // The periodic thread first: it is the only one that adds copy threads.
   if (thread_.joinable()) thread_.join();
-  for (std::thread& t : threads) t.join();
-  std::lock_guard<std::mutex> l(mu_);
-  for (std::thread& t : threads_) t.join();
-  threads_.clear();
+  std::vector<CopyThread> threads;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    threads.swap(threads_);
+  }
+  for (CopyThread& t : threads) t.thread.join();
 }
 
 std::shared_ptr<const ClusterMap> ClusterManager::map() const {
@@ -339,6 +340,20 @@ void ClusterManager::ClaimantTick(const std::shared_ptr<const ClusterMap>& m) {
 }
 
 void ClusterManager::MoverTick(const std::shared_ptr<const ClusterMap>& m) {
+  // Copies that ended are joined here, so that threads do not pile up.
+  std::vector<CopyThread> ended;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      if (it->finished->load()) {
+        ended.push_back(std::move(*it));
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (CopyThread& t : ended) t.thread.join();
   if (m->phase != MapPhase::kCopy) {
     std::lock_guard<std::mutex> l(mu_);
     copies_.clear();
@@ -372,7 +387,12 @@ void ClusterManager::MoverTick(const std::shared_ptr<const ClusterMap>& m) {
     counters_.moves_started.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) return;
-    threads_.emplace_back([this, m, mv] { Copy(m, mv); });
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    threads_.push_back({std::thread([this, m, mv, finished] {
+                          Copy(m, mv);
+                          finished->store(true);
+                        }),
+                        finished});
   }
 }
 
@@ -414,6 +434,12 @@ Status ClusterManager::Call(const std::string& node, std::string line, std::stri
   send_(node, std::move(line), options_.timeout_ms * 5, [promise](Status s, std::string_view r) {
     promise->set_value({s, std::string(r)});
   });
+  // A shutdown does not wait for a peer's answer (the callback still has
+  // the promise to fill).
+  while (future.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return Status::Unavailable("shutting down");
+  }
   auto [s, r] = future.get();
   *reply = std::move(r);
   return s;

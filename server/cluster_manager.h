@@ -169,8 +169,12 @@ class ClusterManager {
   std::map<std::pair<uint32_t, std::string>, Progress> progress_;  // (partition, to), claimant's
   std::map<uint32_t, Progress> copies_;                            // this node's incoming copies
   std::set<uint32_t> copying_;                                     // copy threads running
-  uint64_t copies_of_epoch_ = 0;      // the copy-phase epoch copies_ is of
-  std::vector<std::thread> threads_;  // copy threads (joined at Stop)
+  uint64_t copies_of_epoch_ = 0;  // the copy-phase epoch copies_ is of
+  struct CopyThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> finished;
+  };
+  std::vector<CopyThread> threads_;  // copy threads: finished ones joined each tick, all at Stop
   uint64_t last_report_ms_ = 0;
   bool stopping_ = false;
   bool kick_ = false;  // run the periodic work now (a copy ended, a map came)

@@ -18,13 +18,6 @@ Status Bad(const std::string& msg) { return Status::BadRequest(msg); }
 
 }  // namespace
 
-Status CheckHostPort(std::string_view address) {
-  HostPort unused;
-  return ParseHostPort(address, &unused);
-}
-
-namespace {}  // namespace
-
 Status ParseClusterSpec(std::string_view spec, std::vector<Member>* out) {
   out->clear();
   std::set<std::string> ids;

@@ -103,9 +103,6 @@ struct NodeOptions {
 // The largest --max-connections accepted.
 constexpr uint64_t kMaxConnections = 1'000'000;
 
-// OK if `address` is HOST:PORT with a non-empty host and a port in 0..65535.
-Status CheckHostPort(std::string_view address);
-
 // Parses "ID=HOST:PORT,ID=HOST:PORT,..." into members. BadRequest with a
 // message naming the bad part otherwise.
 Status ParseClusterSpec(std::string_view spec, std::vector<Member>* out);

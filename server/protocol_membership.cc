@@ -2,8 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include "common/host_port.h"
 #include "server/cluster/ring.h"
-#include "server/node_options.h"
 #include "server/protocol.h"
 #include "server/protocol_json.h"
 
@@ -380,7 +380,8 @@ Status NodeId(const json& req, const char* field, std::string* out) {
 
 Status Address(const json& req, std::string* out) {
   RINGKV_RETURN_IF_ERROR(Str(req, "address", 300, true, out));
-  Status s = CheckHostPort(*out);
+  HostPort unused;
+  Status s = ParseHostPort(*out, &unused);
   if (!s.ok()) return Status::BadRequest("'address': " + s.message());
   return Status::OK();
 }

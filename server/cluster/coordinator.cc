@@ -256,11 +256,15 @@ void Coordinator::Write(const std::string& key, Record record, int w, uint64_t t
   round->done = std::move(done);
   // Down replicas get their hint at once: they are not waited for.
   for (const std::string& node : round->down) Hint(node, key, *stamped);
+  // Copied before anything is sent: once a reply can arrive, a reroute may
+  // replace the round's lists (under its lock).
+  std::vector<std::string> live = round->live;
+  const Epoch epoch = round->epoch;
   if (options_.timer != nullptr) {
     round->keep_alive = round;
     options_.timer->ExpireAfter(timeout_ms, round);
   }
-  SendWrites(round, 0, stamped);
+  SendWrites(round, 0, stamped, live, epoch);
 }
 
 // The maps are together again (CoordinatorOptions::catch_up): the same stamp
@@ -272,7 +276,8 @@ void Coordinator::RerouteWrite(const std::shared_ptr<WriteRound>& round) {
   int attempt = 0;
   Status failed;
   std::shared_ptr<WriteRound> release;
-  std::vector<std::string> down;
+  std::vector<std::string> down, live;
+  Epoch epoch;
   {
     std::lock_guard<std::mutex> l(round->mu);
     if (round->answered) return;
@@ -291,18 +296,21 @@ void Coordinator::RerouteWrite(const std::shared_ptr<WriteRound>& round) {
       record = round->record;
       attempt = round->attempt;
       down = round->down;
+      live = round->live;
+      epoch = round->epoch;
     }
   }
   if (!failed.ok()) return round->done(failed, round->record->version);
   counters_->stale_epoch_retries.fetch_add(1, std::memory_order_relaxed);
   for (const std::string& node : down) Hint(node, round->key, *record);
-  SendWrites(round, attempt, record);
+  SendWrites(round, attempt, record, live, epoch);
 }
 
 void Coordinator::SendWrites(const std::shared_ptr<WriteRound>& round, int attempt,
-                             const std::shared_ptr<const Record>& record) {
-  for (const std::string& node : round->live) {
-    transport_->Write(node, round->key, *record, round->epoch, round->timeout_ms,
+                             const std::shared_ptr<const Record>& record,
+                             const std::vector<std::string>& nodes, Epoch epoch) {
+  for (const std::string& node : nodes) {
+    transport_->Write(node, round->key, *record, epoch, round->timeout_ms,
                       [this, round, attempt, node](Status s) {
                         OnWriteReply(round, attempt, node, std::move(s));
                       });
@@ -313,6 +321,8 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int att
                                const std::string& node, Status s) {
   bool answer = false, restamp = false, hint = false;
   uint64_t reroute_epoch = 0;
+  std::vector<std::string> send_to, hint_to;  // a restamp's, copied under the lock
+  Epoch send_epoch;
   Status result;
   Version version;
   std::shared_ptr<const Record> record;
@@ -406,15 +416,20 @@ void Coordinator::OnWriteReply(const std::shared_ptr<WriteRound>& round, int att
     }
     version = record->version;
     if (answer) release = std::move(round->keep_alive);
+    if (restamp) {
+      send_to = round->live;
+      hint_to = round->down;
+      send_epoch = round->epoch;
+    }
   }
   if (restamp) {
     counters_->write_restamps.fetch_add(1, std::memory_order_relaxed);
-    if (!round->down.empty()) {
-      InBackground([this, round, record] {
-        for (const std::string& n : round->down) Hint(n, round->key, *record);
+    if (!hint_to.empty()) {
+      InBackground([this, round, record, hint_to] {
+        for (const std::string& n : hint_to) Hint(n, round->key, *record);
       });
     }
-    return SendWrites(round, attempt + 1, record);
+    return SendWrites(round, attempt + 1, record, send_to, send_epoch);
   }
   if (hint) InBackground([this, node, round, record] { Hint(node, round->key, *record); });
   if (reroute_epoch != 0) {
@@ -479,13 +494,13 @@ void Coordinator::ReadAttempt(const std::string& key, int r, uint64_t timeout_ms
     round->keep_alive = round;
     options_.timer->ExpireAfter(timeout_ms, round);
   }
-  SendReads(round, live, 0);
+  SendReads(round, live, 0, epoch);
 }
 
 void Coordinator::SendReads(const std::shared_ptr<ReadRound>& round,
-                            const std::vector<std::string>& live, int attempt) {
+                            const std::vector<std::string>& live, int attempt, Epoch epoch) {
   for (const std::string& node : live) {
-    transport_->Read(node, round->key, round->epoch, round->timeout_ms,
+    transport_->Read(node, round->key, epoch, round->timeout_ms,
                      [this, round, node, attempt](Status s, Record record) {
                        OnReadReply(round, attempt, node, std::move(s), std::move(record));
                      });
@@ -496,12 +511,14 @@ void Coordinator::SendReads(const std::shared_ptr<ReadRound>& round,
 void Coordinator::RerouteRead(const std::shared_ptr<ReadRound>& round) {
   std::vector<std::string> live;
   int attempt = 0;
+  Epoch epoch;
   {
     std::lock_guard<std::mutex> l(round->mu);
     if (round->answered) return;
     const Ring* ring = rings_->Current();
     Replicas(ring->PreferenceList(ring->PartitionOf(round->key)), &live, nullptr);
     round->epoch = Epoch{ring->epoch()};
+    epoch = round->epoch;
     round->live = static_cast<int>(live.size());
     round->answers.clear();
     round->fails = 0;
@@ -520,7 +537,7 @@ void Coordinator::RerouteRead(const std::shared_ptr<ReadRound>& round) {
                             std::to_string(live.size()) + " are up"),
         std::nullopt);
   }
-  SendReads(round, live, attempt);
+  SendReads(round, live, attempt, epoch);
 }
 
 // A reply either completes the quorum (answer, after repairing the stale
@@ -531,11 +548,13 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, int attem
                               const std::string& node, Status s, Record record) {
   bool answer = false, failed = false;
   uint64_t reroute_epoch = 0;
+  Epoch epoch;                     // the route's, for repairs (read under the lock)
   std::vector<std::string> stale;  // replicas to bring up to `newest`
   std::optional<Record> newest;
   {
     std::lock_guard<std::mutex> l(round->mu);
     if (attempt != round->attempt) return;  // a reply to an earlier route
+    epoch = round->epoch;
     if (!s.ok() && !s.IsNotFound()) {
       ++round->fails;
       round->internal = round->internal || s.code() == Status::Code::kInternal;
@@ -596,7 +615,7 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, int attem
   if (newest) clock_->Observe(newest->version.hlc);
   if (!answer) {
     for (const std::string& n : stale) {
-      Repair(round->key, n, *newest, round->epoch, round->timeout_ms, [] {});
+      Repair(round->key, n, *newest, epoch, round->timeout_ms, [] {});
     }
     return;
   }
@@ -608,7 +627,7 @@ void Coordinator::OnReadReply(const std::shared_ptr<ReadRound>& round, int attem
     if (remaining->fetch_sub(1) == 1) round->Finish(Status::OK(), newest);
   };
   for (const std::string& n : stale) {
-    Repair(round->key, n, *newest, round->epoch, round->timeout_ms, then);
+    Repair(round->key, n, *newest, epoch, round->timeout_ms, then);
   }
 }
 

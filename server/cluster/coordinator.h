@@ -129,11 +129,13 @@ class Coordinator {
   void RerouteWrite(const std::shared_ptr<WriteRound>& round);
   void ReadAttempt(const std::string& key, int r, uint64_t timeout_ms, ReadDone done, int reroutes);
   void SendReads(const std::shared_ptr<ReadRound>& round, const std::vector<std::string>& live,
-                 int attempt);
+                 int attempt, Epoch epoch);
   void RerouteRead(const std::shared_ptr<ReadRound>& round);
-  // Sends the round's current stamp (attempt `attempt`) to every live replica.
+  // Sends the round's stamp of attempt `attempt` to `nodes` (a copy of the round's live list:
+  // a reroute may replace that list while this runs).
   void SendWrites(const std::shared_ptr<WriteRound>& round, int attempt,
-                  const std::shared_ptr<const Record>& record);
+                  const std::shared_ptr<const Record>& record,
+                  const std::vector<std::string>& nodes, Epoch epoch);
   void OnWriteReply(const std::shared_ptr<WriteRound>& round, int attempt, const std::string& node,
                     Status s);
   void OnReadReply(const std::shared_ptr<ReadRound>& round, int attempt, const std::string& node,

@@ -37,6 +37,7 @@ struct MembershipChange {
   Kind kind = Kind::kJoin;
   std::string node;      // join: the new node; leave, remove, replace: the node going
   std::string new_node;  // replace: the node taking its place
+  bool operator==(const MembershipChange&) const = default;
 };
 
 // One replica slot that changes node: partition `partition`'s replica
