@@ -232,7 +232,8 @@ class MembershipTest(unittest.TestCase):
         return all(states.get(m) == "up" for m in members)
 
     def check_converged(self, members, load):
-        wait_for(lambda: self.all_up(members[0], members), "every member to be seen up")
+        for m in members:
+            wait_for(lambda m=m: self.all_up(m, members), f"{m} to see every member up")
         # Every node agrees on the map and on where keys live.
         epochs = set()
         for m in members:
