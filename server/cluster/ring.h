@@ -14,10 +14,10 @@
 #pragma once
 
 #include <atomic>
-#include <deque>
-#include <mutex>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>

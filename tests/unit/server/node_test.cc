@@ -174,10 +174,9 @@ TEST_F(NodeTest, ClusterAndLocateForOneMember) {
   ASSERT_EQ(c["nodes"].size(), 1u);
   EXPECT_EQ(c["epoch"], 1);
   EXPECT_EQ(c["claimant"], "n1");
-  EXPECT_EQ(c["nodes"][0], (json{{"id", "n1"},
-                                 {"address", "127.0.0.1:12345"},
-                                 {"status", "up"},
-                                 {"state", "normal"}}));
+  EXPECT_EQ(
+      c["nodes"][0],
+      (json{{"id", "n1"}, {"address", "127.0.0.1:12345"}, {"status", "up"}, {"state", "normal"}}));
   json l = Call({{"op", "locate"}, {"key", "some-key"}});
   EXPECT_GE(l["partition"].get<int>(), 0);
   EXPECT_LT(l["partition"].get<int>(), 64);

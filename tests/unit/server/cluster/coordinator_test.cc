@@ -352,8 +352,7 @@ TEST_F(CoordinatorTest, AWriteAfterAnAcknowledgedOneWinsDespiteASlowClock) {
   ManualClock slow_clock(clock_.NowMs() - 2000);
   HybridClock slow_hlc(&slow_clock);
   Membership m2({{"n1", "a:1"}, {"n2", "a:2"}, {"n3", "a:3"}}, "n2");
-  Coordinator slow(Options("n2"), rings_.get(), &m2, &fake_, &slow_hlc, nullptr,
-                   &counters_);
+  Coordinator slow(Options("n2"), rings_.get(), &m2, &fake_, &slow_hlc, nullptr, &counters_);
   auto first = Put("k", "first", 2);
   ASSERT_TRUE(first->done);
   ASSERT_TRUE(first->status.ok());
