@@ -14,6 +14,7 @@
 // completed, or errors above --max-error-percent.
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -56,7 +57,8 @@ struct Config {
   double progress_s = 5;
   double max_error_percent = 1;
   uint64_t seed = 1;
-  ClientSecurity security;  // --tls, --tls-ca, --user, --password-file (ringkv only)
+  std::vector<int> cpu_pids;  // --cpu-pid: servers whose CPU per operation is reported
+  ClientSecurity security;    // --tls, --tls-ca, --user, --password-file (ringkv only)
 };
 
 // The value every write sends: value_size printable bytes from a fixed seed,
@@ -108,6 +110,32 @@ void PrintRow(const char* name, const OpStats& s, double seconds) {
               static_cast<unsigned long long>(h.max()));
 }
 
+// CPU per operation over the measured window: kvbench's own always, the
+// --cpu-pid processes' together when given (negative otherwise). "cores" =
+// CPU seconds per second.
+struct CpuFigures {
+  bool valid = false;
+  double client_us_per_op = 0, client_cores = 0;
+  double server_us_per_op = -1, server_cores = -1;
+};
+
+CpuFigures CpuPerOp(const RunResult& run) {
+  CpuFigures f;
+  double window = run.cpu_window_s > 0 ? run.cpu_window_s : run.seconds;
+  if (run.seconds <= 0 || window <= 0 || run.all.ops == 0) return f;
+  // The readings' window and the ops' window differ by a wake-up at most;
+  // scale the count to the readings' window.
+  double ops = static_cast<double>(run.all.ops) / run.seconds * window;
+  f.valid = true;
+  f.client_us_per_op = run.client_cpu_s * 1e6 / ops;
+  f.client_cores = run.client_cpu_s / window;
+  if (run.server_cpu_s >= 0) {
+    f.server_us_per_op = run.server_cpu_s * 1e6 / ops;
+    f.server_cores = run.server_cpu_s / window;
+  }
+  return f;
+}
+
 void Report(const Config& cfg, const RunResult* load, const RunResult& run) {
   if (cfg.json) {
     nlohmann::json out = OpJson(run.all, run.seconds);
@@ -128,6 +156,15 @@ void Report(const Config& cfg, const RunResult* load, const RunResult& run) {
     out["error_count"] = run.error_count;
     out["interrupted"] = run.interrupted;
     out["connections_lost"] = run.sessions_lost;
+    CpuFigures cpu = CpuPerOp(run);
+    if (cpu.valid) {
+      out["client_cpu_us_per_op"] = cpu.client_us_per_op;
+      out["client_cores"] = cpu.client_cores;
+      if (cpu.server_us_per_op >= 0) {
+        out["server_cpu_us_per_op"] = cpu.server_us_per_op;
+        out["server_cores"] = cpu.server_cores;
+      }
+    }
     if (cfg.workload != "ping") {
       out["read"] = OpJson(run.read, run.seconds);
       out["write"] = OpJson(run.write, run.seconds);
@@ -167,6 +204,13 @@ void Report(const Config& cfg, const RunResult* load, const RunResult& run) {
   if (run.read.ops > 0) PrintRow("read", run.read, run.seconds);
   if (run.write.ops > 0) PrintRow("write", run.write, run.seconds);
   std::printf("errors: %s\n", ErrorsText(run).c_str());
+  CpuFigures cpu = CpuPerOp(run);
+  if (cpu.valid) {
+    std::printf("cpu: kvbench %.1f us/op (%.2f cores)", cpu.client_us_per_op, cpu.client_cores);
+    if (cpu.server_us_per_op >= 0)
+      std::printf(", servers %.1f us/op (%.2f cores)", cpu.server_us_per_op, cpu.server_cores);
+    std::printf("\n");
+  }
 }
 
 // Exit status for a finished run: 3 if nothing completed or too many errors.
@@ -249,6 +293,7 @@ int Main(Config cfg) {
   base.value = ValueBytes(cfg.value_size);
   base.seed = cfg.seed;
   base.progress_s = cfg.progress_s;
+  base.cpu_pids = cfg.cpu_pids;
 
   std::unique_ptr<RunResult> load;
   if (cfg.load) {
@@ -292,7 +337,7 @@ const std::vector<std::string>& ValueOptions() {
       "--connections", "-p",           "--pipeline",      "-w",           "--workload",
       "--keys",        "--value-size", "--dist",          "-d",           "--duration-s",
       "--warmup-s",    "--ops",        "--load-pipeline", "--progress-s", "--max-error-percent",
-      "--seed"};
+      "--seed",        "--cpu-pid"};
   return kValueOptions;
 }
 
@@ -344,8 +389,9 @@ int ParseFlags(int argc, char** argv, Config* cfg) {
       cxxopts::value(cfg->progress_s)->default_value("5"))(
       "max-error-percent", "exit 3 if more requests than this fail",
       cxxopts::value(cfg->max_error_percent)->default_value("1"))(
-      "seed", "key stream seed", cxxopts::value(cfg->seed)->default_value("1"))("h,help",
-                                                                                "this help");
+      "seed", "key stream seed", cxxopts::value(cfg->seed)->default_value("1"))(
+      "cpu-pid", "comma list of server PIDs whose CPU per operation is reported",
+      cxxopts::value(cfg->cpu_pids))("h,help", "this help");
   try {
     auto res = opts.parse(argc, argv);
     if (res.count("help")) {
@@ -397,6 +443,9 @@ int ParseFlags(int argc, char** argv, Config* cfg) {
     bad = "--progress-s must be >= 0";
   else if (!(cfg->max_error_percent >= 0))
     bad = "--max-error-percent must be >= 0";
+  else if (std::any_of(cfg->cpu_pids.begin(), cfg->cpu_pids.end(),
+                       [](int pid) { return pid <= 0; }))
+    bad = "--cpu-pid wants positive process ids";
   bool secure = security_flags.tls || security_flags.tls_ca_given || security_flags.user_given ||
                 security_flags.password_file_given;
   if (bad == nullptr && secure && cfg->target != "ringkv") {

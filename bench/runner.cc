@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -550,6 +551,57 @@ int ConnectTcp(std::string_view host_port, int timeout_ms, std::string* error) {
   return fd;
 }
 
+namespace {
+
+struct CpuReading {
+  int64_t at_ns = 0;
+  double self_s = 0;      // this process, from getrusage (microseconds)
+  double servers_s = -1;  // the cpu_pids together; negative if one is gone
+};
+
+CpuReading ReadCpu(const std::vector<int>& pids) {
+  CpuReading r;
+  r.at_ns = NowNs();
+  rusage self{};
+  getrusage(RUSAGE_SELF, &self);
+  auto secs = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  r.self_s = secs(self.ru_utime) + secs(self.ru_stime);
+  if (pids.empty()) return r;
+  double sum = 0;
+  for (int pid : pids) {
+    double s = ProcessCpuSeconds(pid);
+    if (s < 0) return r;
+    sum += s;
+  }
+  r.servers_s = sum;
+  return r;
+}
+
+}  // namespace
+
+double ProcessCpuSeconds(int pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return -1;
+  char buf[1024];
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // The command name (field 2) is in parentheses and may hold spaces; the
+  // fields after its last ')' are fixed: state is field 3, utime 14, stime 15.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return -1;
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                  &stime) != 2) {
+    return -1;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 bool RunBenchmark(const RunSpec& spec, RunResult* result) {
   int threads = std::max(1, std::min(spec.threads, spec.sessions));
   Shared shared;
@@ -578,14 +630,31 @@ bool RunBenchmark(const RunSpec& spec, RunResult* result) {
     });
   }
 
-  // Progress lines while the workers run.
+  // Progress lines while the workers run, and the CPU readings at the two
+  // ends of the measured window (slept to, not polled: the window is the
+  // same one the ops are counted in, give or take a wake-up).
   int64_t next_progress =
       spec.progress_s > 0 ? shared.start_ns + SecondsToNs(spec.progress_s) : kNever;
   uint64_t last_ops = 0;
   int64_t last_ns = shared.start_ns;
+  CpuReading cpu_start, cpu_end;
+  bool started = false, ended = false;
   while (running.load() > 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
     int64_t now = NowNs();
+    int64_t next_event = now + 50'000'000;
+    if (!started) next_event = std::min(next_event, shared.measure_ns);
+    if (started && !ended && shared.end_ns != kNever)
+      next_event = std::min(next_event, shared.end_ns);
+    if (next_event > now) std::this_thread::sleep_for(std::chrono::nanoseconds(next_event - now));
+    now = NowNs();
+    if (!started && now >= shared.measure_ns) {
+      cpu_start = ReadCpu(spec.cpu_pids);
+      started = true;
+    }
+    if (started && !ended && shared.end_ns != kNever && now >= shared.end_ns) {
+      cpu_end = ReadCpu(spec.cpu_pids);
+      ended = true;
+    }
     if (now < next_progress) continue;
     uint64_t ops = 0, errors = 0;
     for (auto& w : workers) {
@@ -604,6 +673,12 @@ bool RunBenchmark(const RunSpec& spec, RunResult* result) {
     next_progress = now + SecondsToNs(spec.progress_s);
   }
   for (auto& t : pool) t.join();
+  if (!started) cpu_start = ReadCpu(spec.cpu_pids);  // a run shorter than a wake-up
+  if (!ended) cpu_end = ReadCpu(spec.cpu_pids);
+  result->cpu_window_s = static_cast<double>(cpu_end.at_ns - cpu_start.at_ns) / 1e9;
+  result->client_cpu_s = cpu_end.self_s - cpu_start.self_s;
+  if (cpu_start.servers_s >= 0 && cpu_end.servers_s >= 0)
+    result->server_cpu_s = cpu_end.servers_s - cpu_start.servers_s;
 
   int64_t last_completion = shared.measure_ns;
   int64_t finish = shared.measure_ns;

@@ -65,7 +65,17 @@ struct RunSpec {
 
   double progress_s = 0;  // > 0: a progress line to stderr this often
   std::string label = "run";
+
+  // Processes whose CPU time (user + system, all threads, from
+  // /proc/PID/stat) is read at the start and the end of the measured window:
+  // the servers under test, so that a row can say what an operation costs
+  // them (RunResult::server_cpu_s). kvbench's own is always read.
+  std::vector<int> cpu_pids;
 };
+
+// CPU seconds a process has used so far (user + system, all its threads), or
+// a negative number when /proc/PID/stat cannot be read.
+double ProcessCpuSeconds(int pid);
 
 struct OpStats {
   Histogram latency_us;
@@ -80,6 +90,12 @@ struct RunResult {
   std::string fatal;                       // set if the run could not start
   bool interrupted = false;                // SIGINT/SIGTERM cut it short
   int sessions_lost = 0;                   // sessions whose connection broke
+  // CPU used over the measured window (seconds of one core): by the
+  // RunSpec::cpu_pids together (negative if one could not be read), and by
+  // this process. cpu_window_s is the wall time between the two readings.
+  double server_cpu_s = -1;
+  double client_cpu_s = 0;
+  double cpu_window_s = 0;
 };
 
 // Runs `spec`. Returns false with result->fatal set if the connections could

@@ -29,6 +29,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,11 @@ constexpr char kMetaGcWatermarkPrefix[] = "gc_watermark/";
 constexpr char kMetaAaeTreePrefix[] = "aae_tree/";
 constexpr char kMetaAaeCleanMarker[] = "aae_clean";
 constexpr char kMetaNodeValuePrefix[] = "node/";
+// The greatest version (HLC) of any record written to a partition family,
+// kept as a record merged by the LWW operator: batches from several threads
+// may reach RocksDB in any order, and the merge keeps the greatest whatever
+// the order (see Store::RecordHlcWatermark).
+constexpr char kMetaRecordHlc[] = "record_hlc";
 constexpr size_t kDirtyWords = aae::kSegments / 64;
 // Memtable arena block; see PartitionOptions().
 constexpr size_t kArenaBlockBytes = 64ULL << 10;
@@ -253,6 +259,8 @@ class Store::Impl {
   Status PutNodeValue(std::string_view name, std::string_view value);
   Status DeleteNodeValue(std::string_view name);
   bool created() const { return created_; }
+  std::optional<uint64_t> RecordHlcWatermark() const;
+  Status RaiseRecordHlcWatermark(uint64_t hlc);
   void SkipCleanClose() { skip_clean_close_.store(true); }
 
   const StoreOptions& opts() const { return opts_; }
@@ -264,7 +272,9 @@ class Store::Impl {
  private:
   rocksdb::ColumnFamilyOptions PartitionOptions(uint32_t partition) const;
   rocksdb::ColumnFamilyOptions HintsOptions() const;
+  rocksdb::ColumnFamilyOptions MetaOptions() const;
   Status CheckIdentity();
+  Status LoadRecordHlc();
   Status LoadAae();
   void SaveAae();
   // Iterates partition `partition` in key order (total order: see
@@ -279,12 +289,19 @@ class Store::Impl {
   void LeaveWriteError();
   void NoteWriteFailure(const rocksdb::Status& s);
   Status RefuseInWriteError(std::string_view what);
+  void RaiseRecordHlcInMemory(uint64_t hlc);
 
   const StoreOptions opts_;
   // One per partition; declared before db_, whose compaction filters read
   // the watermarks.
   std::vector<std::unique_ptr<PartitionAae>> aae_;
   bool created_ = false;  // set by Open()
+  // Store::RecordHlcWatermark: known once loaded, made by Open() for a new
+  // database, or set by RaiseRecordHlcWatermark(); while unknown, WriteMany
+  // does not write it (a value from this run's writes alone could be lower
+  // than what older records hold).
+  std::atomic<bool> record_hlc_known_{false};
+  std::atomic<uint64_t> record_hlc_{0};
   std::atomic<bool> skip_clean_close_{false};
   std::shared_ptr<rocksdb::Cache> block_cache_;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffers_;
@@ -407,6 +424,14 @@ rocksdb::ColumnFamilyOptions Store::Impl::PartitionOptions(uint32_t partition) c
 
 // Hints merge like records (the newest per target and key wins) but are never
 // purged by the grace filter: the handoff loop ages them out itself.
+// The meta family holds plain values (Put) and the record watermark, a
+// record merged by the LWW operator.
+rocksdb::ColumnFamilyOptions Store::Impl::MetaOptions() const {
+  rocksdb::ColumnFamilyOptions cf;
+  cf.merge_operator = NewLwwMergeOperator();
+  return cf;
+}
+
 rocksdb::ColumnFamilyOptions Store::Impl::HintsOptions() const {
   rocksdb::ColumnFamilyOptions cf;
   cf.merge_operator = NewLwwMergeOperator();
@@ -458,6 +483,7 @@ Status Store::Impl::Open() {
     }
     descs.emplace_back(name, partition              ? PartitionOptions(p)
                              : name == kHintsFamily ? HintsOptions()
+                             : name == kMetaFamily  ? MetaOptions()
                                                     : rocksdb::ColumnFamilyOptions());
   }
   rocksdb::DB* raw = nullptr;
@@ -475,6 +501,7 @@ Status Store::Impl::Open() {
       partitions_[p].store(handles[i], std::memory_order_release);
   }
   RINGKV_RETURN_IF_ERROR(CheckIdentity());
+  RINGKV_RETURN_IF_ERROR(LoadRecordHlc());
   RINGKV_RETURN_IF_ERROR(LoadAae());
   write_options_.sync = opts_.sync_writes;
   synced_seq_ = db_->GetLatestSequenceNumber();
@@ -494,6 +521,8 @@ Status Store::Impl::CheckIdentity() {
     batch.Put(meta_, kMetaNodeId, opts_.node_id);
     batch.Put(meta_, kMetaPartitions, std::to_string(opts_.partitions));
     batch.Put(meta_, kMetaFormat, kFormatVersion);
+    // Nothing is held yet: the watermark is known, and 0.
+    batch.Merge(meta_, kMetaRecordHlc, EncodeRecord(Record{}));
     rocksdb::WriteOptions wo;
     wo.sync = true;
     return FromRocks(db_->Write(wo, &batch), "cannot write identity");
@@ -510,6 +539,41 @@ Status Store::Impl::CheckIdentity() {
                             " partitions, not " + std::to_string(opts_.partitions));
   }
   return Status::OK();
+}
+
+Status Store::Impl::LoadRecordHlc() {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, kMetaRecordHlc, &v);
+  if (s.IsNotFound()) return Status::OK();  // written before the watermark was kept
+  if (!s.ok()) return FromRocks(s, "cannot read the record watermark");
+  Record r;
+  RINGKV_RETURN_IF_ERROR(DecodeRecordMeta(v, &r));
+  record_hlc_.store(r.version.hlc, std::memory_order_relaxed);
+  record_hlc_known_.store(true, std::memory_order_release);
+  return Status::OK();
+}
+
+std::optional<uint64_t> Store::Impl::RecordHlcWatermark() const {
+  if (!record_hlc_known_.load(std::memory_order_acquire)) return std::nullopt;
+  return record_hlc_.load(std::memory_order_acquire);
+}
+
+Status Store::Impl::RaiseRecordHlcWatermark(uint64_t hlc) {
+  Record r;
+  r.version.hlc = hlc;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // what it covers may be synced before it otherwise
+  RINGKV_RETURN_IF_ERROR(FromRocks(db_->Merge(wo, meta_, kMetaRecordHlc, EncodeRecord(r)),
+                                   "cannot write the record watermark"));
+  RaiseRecordHlcInMemory(hlc);
+  record_hlc_known_.store(true, std::memory_order_release);
+  return Status::OK();
+}
+
+void Store::Impl::RaiseRecordHlcInMemory(uint64_t hlc) {
+  uint64_t held = record_hlc_.load(std::memory_order_relaxed);
+  while (hlc > held && !record_hlc_.compare_exchange_weak(held, hlc, std::memory_order_acq_rel)) {
+  }
 }
 
 void Store::Impl::Close() {
@@ -763,6 +827,7 @@ Status Store::Impl::WriteMany(const std::vector<PartitionWrite>& writes) {
   thread_local rocksdb::WriteBatch batch;
   thread_local std::string encoded;
   batch.Clear();
+  uint64_t newest = 0;
   for (const PartitionWrite& w : writes) {
     rocksdb::ColumnFamilyHandle* cf = nullptr;
     RINGKV_RETURN_IF_ERROR(PartitionFamily(w.partition, /*create=*/true, &cf));
@@ -770,8 +835,22 @@ Status Store::Impl::WriteMany(const std::vector<PartitionWrite>& writes) {
     EncodeRecord(*w.record, &encoded);
     rocksdb::Status s = batch.Merge(cf, rocksdb::Slice(w.key.data(), w.key.size()), encoded);
     if (!s.ok()) return FromRocks(s, "write failed");
+    newest = std::max(newest, w.record->version.hlc);
+  }
+  // The watermark rides in the same batch as the records it covers, so a
+  // crash can lose both or neither; one merge entry per batch that raises it.
+  const bool raises = record_hlc_known_.load(std::memory_order_acquire) &&
+                      newest > record_hlc_.load(std::memory_order_acquire);
+  if (raises) {
+    Record mark;
+    mark.version.hlc = newest;
+    encoded.clear();
+    EncodeRecord(mark, &encoded);
+    rocksdb::Status s = batch.Merge(meta_, kMetaRecordHlc, encoded);
+    if (!s.ok()) return FromRocks(s, "write failed");
   }
   rocksdb::Status rs = db_->Write(write_options_, &batch);
+  if (rs.ok() && raises) RaiseRecordHlcInMemory(newest);
   // Marked after the write, never before: a settle takes the dirty bits
   // before its scan starts, so a write either is in that scan or marks its
   // segment again for the next one. (Marking after a failed write, which
@@ -1461,5 +1540,7 @@ Status Store::PutNodeValue(std::string_view name, std::string_view value) {
 }
 Status Store::DeleteNodeValue(std::string_view name) { return impl_->DeleteNodeValue(name); }
 bool Store::created() const { return impl_->created(); }
+std::optional<uint64_t> Store::RecordHlcWatermark() const { return impl_->RecordHlcWatermark(); }
+Status Store::RaiseRecordHlcWatermark(uint64_t hlc) { return impl_->RaiseRecordHlcWatermark(hlc); }
 
 }  // namespace ringkv

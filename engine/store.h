@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -255,6 +256,16 @@ class Store {
   Status GetNodeValue(std::string_view name, std::string* value);
   Status PutNodeValue(std::string_view name, std::string_view value);
   Status DeleteNodeValue(std::string_view name);
+
+  // The greatest version (HLC) of any record written to a partition since
+  // the watermark has been kept: persisted in the same WriteBatch as the
+  // records, so it holds after a crash too. nullopt when unknown: a database
+  // written before it was kept, until RaiseRecordHlcWatermark() sets a floor.
+  // Records brought in by IngestPartition() are not covered: raise it for
+  // them. (LocalReplica's write check starts from it; local_replica.h.)
+  std::optional<uint64_t> RecordHlcWatermark() const;
+  // Raises the watermark to at least `hlc` (synced) and makes it known.
+  Status RaiseRecordHlcWatermark(uint64_t hlc);
 
   // True when Open() created this database (the data dir held none): a new
   // node, or one whose disk was lost.

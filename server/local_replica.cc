@@ -1,5 +1,6 @@
 #include "server/local_replica.h"
 
+#include <optional>
 #include <utility>
 
 #include "engine/version.h"
@@ -18,8 +19,19 @@ Status LocalReplica::Open(const Options& options, const StoreOptions& store_opti
   std::unique_ptr<LocalReplica> r(new LocalReplica(options, store_options.partitions, background));
   RINGKV_RETURN_IF_ERROR(Store::Open(store_options, &r->store_));
   r->batcher_ = std::make_unique<WriteBatcher>(r->store_.get(), &r->cache_);
-  r->applied_hlc_ = MakeHlc(options.clock->NowMs() + options.max_clock_skew_ms, kHlcLogicalMask);
+  if (std::optional<uint64_t> held = r->store_->RecordHlcWatermark()) {
+    r->applied_hlc_ = *held;
+  } else {
+    RINGKV_RETURN_IF_ERROR(r->RaiseToClockCeiling());
+  }
   *out = std::move(r);
+  return Status::OK();
+}
+
+Status LocalReplica::RaiseToClockCeiling() {
+  uint64_t ceiling = MakeHlc(options_.clock->NowMs() + options_.max_clock_skew_ms, kHlcLogicalMask);
+  RINGKV_RETURN_IF_ERROR(store_->RaiseRecordHlcWatermark(ceiling));
+  RaiseApplied(ceiling);
   return Status::OK();
 }
 
@@ -46,6 +58,7 @@ void LocalReplica::WriteLocal(const std::string& key, const Record& record,
   const uint32_t partition = PartitionOf(key);
   uint64_t applied = applied_hlc_.load(std::memory_order_acquire);
   if (record.version.hlc <= applied) {
+    version_checks_.fetch_add(1, std::memory_order_relaxed);
     batcher_->CommitIfPending(key);
     Record held;
     Status s;
@@ -98,6 +111,9 @@ Status LocalReplica::DropPartition(uint32_t partition) {
 }
 
 Status LocalReplica::IngestPartition(uint32_t partition, const std::string& sst_path) {
+  // The file's records were stamped elsewhere: until a write is above the
+  // highest version they can carry, it is checked against what is held.
+  RINGKV_RETURN_IF_ERROR(RaiseToClockCeiling());
   Status s = store_->IngestPartition(partition, sst_path);
   ForgetCached(partition);
   return s;

@@ -89,6 +89,9 @@ class LocalReplica final : public cluster::LocalReplica, public cluster::AaeRepl
   Store* store() { return store_.get(); }
   RecordCache* cache() { return &cache_; }
   WriteBatcher* batcher() { return batcher_.get(); }
+  // Writes that were not above the applied watermark and so paid a lookup of
+  // the version held (stats `write_version_checks`).
+  uint64_t version_checks() const { return version_checks_.load(std::memory_order_relaxed); }
 
  private:
   LocalReplica(const Options& options, uint32_t partitions, cluster::Executor* background);
@@ -106,10 +109,14 @@ class LocalReplica final : public cluster::LocalReplica, public cluster::AaeRepl
   std::unique_ptr<WriteBatcher> batcher_;
   std::function<bool(uint32_t)> gate_;
   // At least the version of every record this replica holds (see WriteLocal).
-  // Starts at the highest version any record can carry: one accepted at most
-  // max_clock_skew_ms ahead of this clock (records written before a start
-  // were stamped or accepted by an earlier run, whose clock was not ahead).
+  // Starts at the store's persisted watermark (Store::RecordHlcWatermark).
+  // Where the store has none (a data dir from before it was kept) and after
+  // an import, it is raised to the highest version any record can carry: one
+  // accepted at most max_clock_skew_ms ahead of this clock.
   std::atomic<uint64_t> applied_hlc_{0};
+  std::atomic<uint64_t> version_checks_{0};
+  // That ceiling, persisted to the store too and raised here.
+  Status RaiseToClockCeiling();
 };
 
 }  // namespace ringkv

@@ -353,6 +353,7 @@ std::string Node::Impl::StatsJson() {
       {"clock_skew_rejections", counters_.clock_skew_rejections.load()},
       {"hints_failed", counters_.hints_failed.load()},
       {"write_restamps", counters_.write_restamps.load()},
+      {"write_version_checks", replica_->version_checks()},
       {"round_deadlines", counters_.round_deadlines.load()},
       {"hints_retargeted", counters_.hints_retargeted.load()},
       {"fenced_requests", counters_.fenced_requests.load()},

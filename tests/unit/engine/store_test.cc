@@ -145,6 +145,70 @@ TEST_F(StoreTest, DataSurvivesReopen) {
   EXPECT_GT(store_->KeysEstimate(), 0u);
 }
 
+// The greatest version written is kept with the records (LWW-merged, so the
+// order in which batches land does not matter) and read back by Open().
+TEST_F(StoreTest, RecordWatermarkIsTheNewestVersionWritten) {
+  OpenStore();
+  ASSERT_TRUE(store_->created());
+  EXPECT_EQ(store_->RecordHlcWatermark(), 0u);
+  Record a = Rec(30, "a"), b = Rec(20, "b"), c = Rec(25, "c");
+  ASSERT_TRUE(store_->WriteMany({{1, "a", &a}, {2, "b", &b}}).ok());
+  ASSERT_TRUE(store_->Write(3, "c", c).ok());  // older than the watermark: unchanged
+  EXPECT_EQ(store_->RecordHlcWatermark(), MakeHlc(30, 0));
+  store_.reset();
+  OpenStore();
+  EXPECT_EQ(store_->RecordHlcWatermark(), MakeHlc(30, 0));
+  ASSERT_TRUE(store_->RaiseRecordHlcWatermark(MakeHlc(40, 0)).ok());
+  ASSERT_TRUE(store_->RaiseRecordHlcWatermark(MakeHlc(35, 0)).ok());  // never lowered
+  store_.reset();
+  OpenStore();
+  EXPECT_EQ(store_->RecordHlcWatermark(), MakeHlc(40, 0));
+}
+
+// A data dir written before the watermark was kept has none: it stays
+// unknown (writes alone would make it too low) until a floor is raised.
+TEST_F(StoreTest, RecordWatermarkIsUnknownForOlderDataUntilRaised) {
+  OpenStore();
+  Record a = Rec(50, "a");
+  ASSERT_TRUE(store_->Write(1, "a", a).ok());
+  store_.reset();
+  {  // remove it, as a data dir of an older kvd lacks it
+    rocksdb::DBOptions db_opts;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(db_opts, Options().path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const std::string& n : names) {
+      rocksdb::ColumnFamilyOptions cf;
+      cf.merge_operator = NewLwwMergeOperator();
+      descs.emplace_back(n, cf);
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(db_opts, Options().path, descs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    auto meta = std::find(names.begin(), names.end(), "meta") - names.begin();
+    ASSERT_LT(static_cast<size_t>(meta), names.size());
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[meta], "record_hlc").ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+  OpenStore();
+  EXPECT_FALSE(store_->RecordHlcWatermark().has_value());
+  Record b = Rec(20, "b");
+  ASSERT_TRUE(store_->Write(2, "b", b).ok());
+  EXPECT_FALSE(store_->RecordHlcWatermark().has_value());
+  store_.reset();
+  OpenStore();
+  EXPECT_FALSE(store_->RecordHlcWatermark().has_value());
+  ASSERT_TRUE(store_->RaiseRecordHlcWatermark(MakeHlc(60, 0)).ok());
+  EXPECT_EQ(store_->RecordHlcWatermark(), MakeHlc(60, 0));
+  Record c = Rec(70, "c");
+  ASSERT_TRUE(store_->Write(3, "c", c).ok());
+  store_.reset();
+  OpenStore();
+  EXPECT_EQ(store_->RecordHlcWatermark(), MakeHlc(70, 0));
+}
+
 TEST_F(StoreTest, RefusesDataDirOfAnotherNode) {
   OpenStore();
   store_.reset();
