@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
+#ifdef RINGKV_MIMALLOC
+#include <mimalloc.h>
+#endif
 #include <asio/ip/address.hpp>
 #include <asio/signal_set.hpp>
 #include <atomic>
@@ -61,6 +64,18 @@ namespace ringkv {
 namespace {
 
 constexpr char kVersion[] = RINGKV_VERSION;
+
+// The allocator this kvd was linked with (CMake RINGKV_MALLOC), for
+// --version and the start-up line: figures depend on it.
+std::string AllocatorName() {
+#ifdef RINGKV_MIMALLOC
+  int v = mi_version();  // e.g. 209 = 2.0.9
+  return "mimalloc " + std::to_string(v / 100) + "." + std::to_string(v / 10 % 10) + "." +
+         std::to_string(v % 10);
+#else
+  return RINGKV_ALLOCATOR;
+#endif
+}
 constexpr int kExitStartupFailure = 1;
 constexpr int kExitUsage = 2;
 
@@ -340,7 +355,7 @@ std::variant<KvdFlags, ExitCode> ParseCommandLine(int argc, char** argv) {
     return ExitCode{0};
   }
   if (result.count("version")) {
-    std::printf("kvd %s\n", kVersion);
+    std::printf("kvd %s (allocator: %s)\n", kVersion, AllocatorName().c_str());
     return ExitCode{0};
   }
   if (!result.unmatched().empty()) {
@@ -589,7 +604,8 @@ int Serve(const KvdFlags& flags) {
   if (s.ok() && !flags.port_file.empty())
     s = WritePortFile(flags.port_file, server->BoundAddress());
   if (s.ok()) {
-    spdlog::info("[server] node {} listening on {}", options.node_id, server->BoundAddress());
+    spdlog::info("[server] node {} listening on {} (kvd {}, allocator: {})", options.node_id,
+                 server->BoundAddress(), kVersion, AllocatorName());
     serving.store(true, std::memory_order_release);
     while (received == 0 && signal_io.run_one() > 0) {
     }  // until SIGTERM or SIGINT (SIGHUPs are handled on the way)
