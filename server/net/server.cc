@@ -46,7 +46,7 @@ constexpr auto kRefusalLogInterval = std::chrono::seconds(1);
 // The lingering part of a refusal (see "Connection limit" in server.h): the
 // response has been sent and the sending side shut down; reads and discards
 // until the client closes or kRefusalLinger passes, then closes. Owned by its
-// pending operations; runs on the socket's strand.
+// pending operations; runs on the socket's I/O thread.
 class Refusal : public std::enable_shared_from_this<Refusal> {
  public:
   Refusal(Socket socket, std::shared_ptr<std::atomic<size_t>> lingering)
@@ -105,9 +105,9 @@ Server::Server(ServerOptions options, RequestHandler* handler)
       plaintext_refusal_(
           RenderError("", Status::BadRequest("this port requires TLS (kvctl --tls)"))),
       ios_(MakeIoContexts(options_.io_threads)),
-      accept_strand_(asio::make_strand(*ios_[0])),
-      acceptor_(accept_strand_),
-      accept_retry_timer_(accept_strand_) {}
+      accept_executor_(ios_[0]->get_executor()),
+      acceptor_(accept_executor_),
+      accept_retry_timer_(accept_executor_) {}
 
 Server::~Server() { Stop(); }
 
@@ -136,7 +136,7 @@ Status Server::Start() {
   if (started_) return Status::OK();
   started_ = true;
   for (auto& io : ios_) work_.push_back(asio::make_work_guard(*io));
-  asio::post(accept_strand_, [this] { DoAccept(); });
+  asio::post(accept_executor_, [this] { DoAccept(); });
   for (auto& io : ios_) threads_.emplace_back([this, io = io.get()] { RunIoThread(io); });
   spdlog::debug("[server] accepting on {} with {} I/O threads", BoundAddress(), ios_.size());
   return Status::OK();
@@ -175,11 +175,10 @@ void Server::RunIoThread(asio::io_context* io) {
 
 void Server::DoAccept() {
   if (!acceptor_.is_open()) return;
-  // Each connection gets its own strand on the next I/O thread's context: its
-  // handlers never run concurrently, and (the context having one thread) never
-  // move between threads.
+  // Each connection goes to the next I/O thread's context, whose one thread
+  // runs all its handlers.
   asio::io_context& io = *ios_[next_io_++ % ios_.size()];
-  acceptor_.async_accept(asio::make_strand(io), [this](const std::error_code& ec, Socket socket) {
+  acceptor_.async_accept(io.get_executor(), [this](const std::error_code& ec, Socket socket) {
     OnAccept(ec, std::move(socket));
   });
 }
@@ -202,7 +201,7 @@ void Server::OnAccept(const std::error_code& ec, Socket socket) {
     // attempt that finds the backlog empty too would skip a thread each
     // time, and with two threads put every connection that comes alone
     // (one at a time, like a TLS client's) on the same one.
-    Socket next = acceptor_.accept(asio::make_strand(*ios_[next_io_ % ios_.size()]), e);
+    Socket next = acceptor_.accept(ios_[next_io_ % ios_.size()]->get_executor(), e);
     if (e) break;  // would_block, or an error the next async_accept reports
     ++next_io_;
     ServeOrLog(std::move(next));
@@ -220,7 +219,7 @@ void Server::ServeOrLog(Socket socket) {
 }
 
 // Registers and starts a session for `socket`, or refuses it when the server
-// is at its connection limit. Runs on accept_strand_.
+// is at its connection limit. Runs on accept_executor_.
 void Server::Serve(Socket socket) {
   bool full = false;
   {
@@ -228,7 +227,7 @@ void Server::Serve(Socket socket) {
     if (stopping_) return;  // the socket closes with it
     full = sessions_.size() >= options_.max_connections;
   }
-  // Only this strand adds sessions, so the count cannot have grown meanwhile.
+  // Only this thread adds sessions, so the count cannot have grown meanwhile.
   if (full) return Refuse(std::move(socket));
   std::error_code ignored;
   // Responses are small and latency matters more than packet count; the
@@ -282,7 +281,7 @@ void Server::RetryAcceptLater() {
   });
 }
 
-// Runs on accept_strand_: the acceptor and its timer are not thread-safe.
+// Runs on accept_executor_: the acceptor and its timer are not thread-safe.
 void Server::CloseAcceptor() {
   std::error_code ignored;
   acceptor_.close(ignored);
@@ -291,7 +290,7 @@ void Server::CloseAcceptor() {
 
 // ---- Sessions and shutdown ----
 
-// Runs on the session's strand, inside one of its handlers, which holds a
+// Runs on the session's I/O thread, inside one of its handlers, which holds a
 // reference: erasing the registry's reference here never destroys the
 // session under its own feet. The release happens outside the lock.
 void Server::OnSessionClosed(Session* session) {
@@ -332,7 +331,7 @@ void Server::Stop() {
   // thread's set_value() was seen to leave set_value() without its state.
   std::promise<void> acceptor_closed;
   std::future<void> closed = acceptor_closed.get_future();
-  asio::post(accept_strand_, [this, &acceptor_closed] {
+  asio::post(accept_executor_, [this, &acceptor_closed] {
     CloseAcceptor();
     acceptor_closed.set_value();
   });

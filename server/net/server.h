@@ -1,6 +1,6 @@
 // Server: kvd's TCP listener. Accepts connections and runs one Session per
-// connection on a shared asio::io_context driven by `io_threads` threads, one
-// strand per connection.
+// connection on one of `io_threads` io_contexts, each run by one thread of
+// its own.
 //
 // Lifecycle:
 //   Server server(options, &handler);
@@ -112,7 +112,7 @@ class Server {
   size_t SessionCount() const;
 
  private:
-  using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, Strand>;
+  using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, IoExecutor>;
 
   void RunIoThread(asio::io_context* io);
   void DoAccept();
@@ -138,13 +138,13 @@ class Server {
   // destroyed last: the handlers they still hold own sessions whose sockets
   // need them.
   std::vector<std::unique_ptr<asio::io_context>> ios_;
-  Strand accept_strand_;
+  IoExecutor accept_executor_;  // the first I/O thread's
   Acceptor acceptor_;
   Timer accept_retry_timer_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
-  size_t next_io_ = 0;  // round-robin over ios_; used on accept_strand_ only
-  std::chrono::steady_clock::time_point next_refusal_log_{};  // accept_strand_ only
+  size_t next_io_ = 0;  // round-robin over ios_; used on accept_executor_ only
+  std::chrono::steady_clock::time_point next_refusal_log_{};  // accept_executor_ only
 
   std::string host_;   // as given in options_.listen, brackets kept for IPv6
   uint16_t port_ = 0;  // bound port

@@ -303,6 +303,11 @@ void Session::ServeLine(std::string_view line) {
     // (held by a handler that shuts down later) must not keep a session, and
     // with it asio objects, alive past their io_context. The server's
     // registry keeps the session alive until it closes.
+    struct InHandle {
+      bool& flag;
+      explicit InHandle(bool& f) : flag(f) { flag = true; }
+      ~InHandle() { flag = false; }
+    } in_handle(in_handle_);
     handler_->Handle(conn_, line, [weak = weak_from_this(), seq](std::string response) {
       if (auto self = weak.lock()) self->OnResponse(seq, std::move(response));
     });
@@ -360,14 +365,16 @@ uint64_t Session::TakeSlot(size_t request_bytes) {
 
 // Runs on whatever thread the handler calls `done` from.
 void Session::OnResponse(uint64_t seq, std::string response) {
-  if (socket_.get_executor().running_in_this_thread()) {
-    // Answered inside Handle(): ServeLine's caller flushes once per read,
-    // which batches every inline answer into one write.
+  // The flag is read only on the session's own thread (&& short-circuits):
+  // other threads never touch it.
+  if (socket_.get_executor().running_in_this_thread() && in_handle_) {
+    // Answered inside this session's Handle(): ServeLine's caller flushes
+    // once per read, which batches every inline answer into one write.
     StoreResponse(seq, std::move(response));
     return;
   }
-  // dispatch, not post: on this session's own I/O thread with the strand
-  // idle (a group commit completing the writes of many sessions, see
+  // dispatch, not post: on this session's own I/O thread, between its
+  // handlers (a group commit completing the writes of many sessions, see
   // server/write_batcher.h) the response goes out at once instead of through
   // one queued handler per response. From other threads it is queued.
   asio::dispatch(socket_.get_executor(),

@@ -40,10 +40,10 @@
 // client's request waits for about one short turn of each busy connection,
 // not for their whole pipelines.
 //
-// Threading: every member runs on the connection's strand (the executor of
-// the socket passed in). Start(), Stop() and Abort() are thread-safe: they post
-// to the strand. The handler's `done` may be called from any thread, before
-// or after Handle() returns.
+// Threading: every member runs on the connection's I/O thread (the executor
+// of the socket passed in, an io_context that one thread runs). Start(),
+// Stop() and Abort() are thread-safe: they post to that executor. The handler's `done` may be
+// called from any thread, before or after Handle() returns.
 //
 // Lifetime: a Session is always owned by shared_ptr. Its owner (the Server's
 // registry) must hold it until `on_closed` runs; pending asynchronous
@@ -58,7 +58,6 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/ssl/stream.hpp>
-#include <asio/strand.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -74,13 +73,15 @@
 
 namespace ringkv::net {
 
-// Every connection's handlers run on its own strand of the shared io_context;
-// typing the socket and timer on the strand lets the session ask
+// Every connection's handlers run on the io_context of its I/O thread, which
+// one thread runs (server.h): they never run concurrently and never move
+// between threads, with no strand's lock and queue per handler. Typing the
+// socket and timer on that executor lets the session ask
 // running_in_this_thread().
-using Strand = asio::strand<asio::io_context::executor_type>;
-using Socket = asio::basic_stream_socket<asio::ip::tcp, Strand>;
+using IoExecutor = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<asio::ip::tcp, IoExecutor>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
-                                         asio::wait_traits<std::chrono::steady_clock>, Strand>;
+                                         asio::wait_traits<std::chrono::steady_clock>, IoExecutor>;
 
 struct SessionOptions {
   // The longest request line, "\r\n" excluded. Default: 8 MiB.
@@ -115,12 +116,13 @@ struct SessionTls {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  // Called once, on the session's strand, when the socket has been closed.
+  // Called once, on the session's I/O thread, when the socket has been closed.
   // The session takes no further requests after that, but may still be alive
   // until its outstanding `done` callbacks have run.
   using ClosedCallback = std::function<void(Session*)>;
 
-  // `socket` is connected; its strand serialises all of the session's work.
+  // `socket` is connected; its executor's one thread runs all of the
+  // session's work.
   // REQUIRES: `handler` outlives the session's requests; `on_closed` stays
   // callable while the socket's io_context runs.
   Session(Socket socket, RequestHandler* handler, SessionOptions options, ClosedCallback on_closed,
@@ -197,7 +199,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::shared_ptr<Connection> conn_;
   Timer linger_timer_;
 
-  // All of the following are touched only on the strand.
+  // All of the following are touched only on the session's I/O thread.
 
   // Reads. read_buf_ is the fixed-size target of async_read_some; bytes
   // [read_begin_, read_end_) of it are read but not yet served (left by a
@@ -209,7 +211,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string partial_;
   bool read_pending_ = false;
   bool read_eof_ = false;       // the stream ended; serve what is left, then stop
-  bool resume_posted_ = false;  // a Resume() is queued on the strand
+  bool in_handle_ = false;      // inside handler_->Handle() of this session
+  bool resume_posted_ = false;  // a Resume() is queued on the executor
   bool read_closed_ = false;    // no further requests will be taken
   // The last response is a refusal after which the client may still be
   // sending (request_too_large, or plaintext on a TLS port): close by
