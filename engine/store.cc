@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/atomic_max.h"
 #include "engine/lww.h"
 
 namespace ringkv {
@@ -289,7 +290,6 @@ class Store::Impl {
   void LeaveWriteError();
   void NoteWriteFailure(const rocksdb::Status& s);
   Status RefuseInWriteError(std::string_view what);
-  void RaiseRecordHlcInMemory(uint64_t hlc);
 
   const StoreOptions opts_;
   // One per partition; declared before db_, whose compaction filters read
@@ -565,15 +565,9 @@ Status Store::Impl::RaiseRecordHlcWatermark(uint64_t hlc) {
   wo.sync = true;  // what it covers may be synced before it otherwise
   RINGKV_RETURN_IF_ERROR(FromRocks(db_->Merge(wo, meta_, kMetaRecordHlc, EncodeRecord(r)),
                                    "cannot write the record watermark"));
-  RaiseRecordHlcInMemory(hlc);
+  AtomicRaise(record_hlc_, hlc);
   record_hlc_known_.store(true, std::memory_order_release);
   return Status::OK();
-}
-
-void Store::Impl::RaiseRecordHlcInMemory(uint64_t hlc) {
-  uint64_t held = record_hlc_.load(std::memory_order_relaxed);
-  while (hlc > held && !record_hlc_.compare_exchange_weak(held, hlc, std::memory_order_acq_rel)) {
-  }
 }
 
 void Store::Impl::Close() {
@@ -850,7 +844,7 @@ Status Store::Impl::WriteMany(const std::vector<PartitionWrite>& writes) {
     if (!s.ok()) return FromRocks(s, "write failed");
   }
   rocksdb::Status rs = db_->Write(write_options_, &batch);
-  if (rs.ok() && raises) RaiseRecordHlcInMemory(newest);
+  if (rs.ok() && raises) AtomicRaise(record_hlc_, newest);
   // Marked after the write, never before: a settle takes the dirty bits
   // before its scan starts, so a write either is in that scan or marks its
   // segment again for the next one. (Marking after a failed write, which

@@ -4,6 +4,8 @@
 #include <bit>
 #include <cmath>
 
+#include "common/atomic_max.h"
+
 namespace ringkv {
 
 int Histogram::BucketOf(uint64_t value) {
@@ -28,9 +30,7 @@ void Histogram::Record(uint64_t value) {
   buckets_[BucketOf(value)].fetch_add(1, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(value, std::memory_order_relaxed);
-  uint64_t prev = max_.load(std::memory_order_relaxed);
-  while (value > prev && !max_.compare_exchange_weak(prev, value, std::memory_order_relaxed)) {
-  }
+  AtomicRaise(max_, value, std::memory_order_relaxed);
 }
 
 void Histogram::Merge(const Histogram& other) {
@@ -39,9 +39,7 @@ void Histogram::Merge(const Histogram& other) {
   }
   count_.fetch_add(other.count(), std::memory_order_relaxed);
   sum_.fetch_add(other.sum(), std::memory_order_relaxed);
-  uint64_t m = other.max(), prev = max_.load(std::memory_order_relaxed);
-  while (m > prev && !max_.compare_exchange_weak(prev, m, std::memory_order_relaxed)) {
-  }
+  AtomicRaise(max_, other.max(), std::memory_order_relaxed);
 }
 
 uint64_t Histogram::Percentile(double q) const {

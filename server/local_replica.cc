@@ -3,6 +3,7 @@
 #include <optional>
 #include <utility>
 
+#include "common/atomic_max.h"
 #include "engine/version.h"
 
 namespace ringkv {
@@ -35,12 +36,7 @@ Status LocalReplica::RaiseToClockCeiling() {
   return Status::OK();
 }
 
-void LocalReplica::RaiseApplied(uint64_t hlc) {
-  uint64_t applied = applied_hlc_.load(std::memory_order_acquire);
-  while (hlc > applied &&
-         !applied_hlc_.compare_exchange_weak(applied, hlc, std::memory_order_acq_rel)) {
-  }
-}
+void LocalReplica::RaiseApplied(uint64_t hlc) { AtomicRaise(applied_hlc_, hlc); }
 
 // A write that is not newer than what this replica holds is not written: it
 // is answered Stale with the held version (equal: OK, the replica has it), so

@@ -100,6 +100,9 @@ class LocalReplica final : public cluster::LocalReplica, public cluster::AaeRepl
   }
   void ForgetCached(uint32_t partition);
   void RaiseApplied(uint64_t hlc);
+  // Raises the watermark, here and in the store, to the highest version any
+  // record can carry: max_clock_skew_ms ahead of this clock.
+  Status RaiseToClockCeiling();
 
   const Options options_;
   const uint64_t partition_mask_;
@@ -115,8 +118,6 @@ class LocalReplica final : public cluster::LocalReplica, public cluster::AaeRepl
   // accepted at most max_clock_skew_ms ahead of this clock.
   std::atomic<uint64_t> applied_hlc_{0};
   std::atomic<uint64_t> version_checks_{0};
-  // That ceiling, persisted to the store too and raised here.
-  Status RaiseToClockCeiling();
 };
 
 }  // namespace ringkv

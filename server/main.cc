@@ -21,11 +21,11 @@
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/signal_set.hpp>
 #ifdef RINGKV_MIMALLOC
 #include <mimalloc.h>
 #endif
-#include <asio/ip/address.hpp>
-#include <asio/signal_set.hpp>
 #include <atomic>
 #include <cerrno>
 #include <charconv>

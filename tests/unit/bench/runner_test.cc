@@ -204,6 +204,34 @@ TEST(RunnerTest, DurationModeStopsAndExcludesWarmup) {
   EXPECT_NEAR(r.seconds, 0.3, 0.05);
 }
 
+// --cpu-pid: the CPU of the given processes over the measured window. This
+// process stands in for the server (its FakeNode threads do the serving),
+// so its reading and the client's own must both have moved.
+TEST(RunnerTest, CpuOfTheGivenProcessesIsReadOverTheWindow) {
+  EXPECT_LT(ProcessCpuSeconds(-1), 0);  // no such process: unreadable, not 0
+  double before = ProcessCpuSeconds(getpid());
+  ASSERT_GE(before, 0);
+  FakeNode node;
+  auto target = MakeTarget("ringkv", node.address());
+  KeyChooser keys(1000, Distribution::kUniform);
+  RunSpec spec = Spec(target.get(), &keys, node.address());
+  spec.sessions = 4;
+  spec.warmup_s = 0.1;
+  spec.duration_s = 0.5;
+  spec.cpu_pids = {getpid()};
+  RunResult r;
+  ASSERT_TRUE(RunBenchmark(spec, &r)) << r.fatal;
+  EXPECT_NEAR(r.cpu_window_s, 0.5, 0.1);
+  EXPECT_GT(r.client_cpu_s, 0);
+  EXPECT_GT(r.server_cpu_s, 0);  // ticks of 10 ms: half a second of a busy loop shows
+  EXPECT_GE(ProcessCpuSeconds(getpid()), before + r.server_cpu_s - 0.02);
+  RunResult without;
+  spec.cpu_pids.clear();
+  spec.duration_s = 0.1;
+  ASSERT_TRUE(RunBenchmark(spec, &without)) << without.fatal;
+  EXPECT_LT(without.server_cpu_s, 0);  // nothing asked: no figure
+}
+
 TEST(RunnerTest, UnreachableIsFatal) {
   std::string why;
   int fd;
