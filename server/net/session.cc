@@ -64,6 +64,21 @@ void ReleaseIfHuge(std::string* buffer) {
   if (buffer->capacity() > kKeepCapacityBytes) std::string().swap(*buffer);
 }
 
+// Appends `piece` to the unfinished line in `partial`, which the caller keeps
+// within `limit` bytes. Up to kKeepCapacityBytes the string grows as usual;
+// past it, it is given the whole limit at once instead of doubling. A line of
+// several MiB would otherwise leave each smaller copy behind (1 + 2 + 4 MiB
+// under an 8 MiB limit), and an allocator that returns freed memory to the
+// OS late (mimalloc) still held them in RSS after the line had been refused.
+// Only the pages the line fills are touched.
+void AppendToPartial(std::string* partial, std::string_view piece, size_t limit) {
+  const size_t needed = partial->size() + piece.size();
+  if (needed > partial->capacity() && needed > kKeepCapacityBytes) {
+    partial->reserve(std::max(needed, limit));
+  }
+  partial->append(piece);
+}
+
 }  // namespace
 
 Session::Session(Socket socket, RequestHandler* handler, SessionOptions options,
@@ -269,7 +284,7 @@ void Session::ServeBuffered(int* budget) {
       return;
     }
     if (newline == std::string_view::npos) {
-      partial_.append(piece);
+      AppendToPartial(&partial_, piece, max_partial);
       read_begin_ = read_end_;
       break;
     }
@@ -278,7 +293,7 @@ void Session::ServeBuffered(int* budget) {
     if (partial_.empty()) {
       ServeLine(piece);
     } else {
-      partial_.append(piece);
+      AppendToPartial(&partial_, piece, max_partial);
       ServeLine(partial_);
       partial_.clear();
       ReleaseIfHuge(&partial_);
