@@ -1,8 +1,9 @@
-// RecordCache: the in-memory LRU cache of records in front of the Store.
+// RecordCache: the in-memory cache of records in front of the Store.
 //
-// Sharded by key hash (each shard an LRU list and hash map under its own
-// mutex); capacity is in bytes, charged as key + value + node id + a fixed
-// per-entry overhead.
+// Sharded by key hash (each shard a hash table and a CLOCK ring, an
+// approximation of LRU that costs a hit one write, under its own mutex);
+// capacity is in bytes, charged as key + value + node id + a fixed per-entry
+// overhead.
 //
 // Coherence: the cache never returns a record older than the store holds once
 // the write that stored the newer record has returned from OnWrite(). Reads that

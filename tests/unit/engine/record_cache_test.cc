@@ -90,6 +90,61 @@ TEST(RecordCacheTest, FillRacingWithWriteIsDropped) {
   EXPECT_EQ(c.Lookup("k")->value, "v2");
 }
 
+TEST(RecordCacheTest, ManyKeysStayFindableAsTheTableGrows) {
+  RecordCache c(64 << 20, 2);
+  constexpr int kKeys = 20000;
+  for (int i = 0; i < kKeys; ++i) Put(c, "key" + std::to_string(i), Rec(1, std::to_string(i)));
+  EXPECT_EQ(c.entries(), size_t{kKeys});
+  for (int i = 0; i < kKeys; i += 2) c.Erase("key" + std::to_string(i));
+  EXPECT_EQ(c.entries(), size_t{kKeys / 2});
+  size_t bytes = 0;
+  for (int i = 0; i < kKeys; ++i) {
+    std::string key = "key" + std::to_string(i);
+    auto r = c.Lookup(key);
+    if (i % 2 == 0) {
+      EXPECT_EQ(r, nullptr) << key;
+    } else {
+      ASSERT_NE(r, nullptr) << key;
+      EXPECT_EQ(r->value, std::to_string(i));
+      bytes += RecordCache::Charge(key, *r);
+    }
+  }
+  EXPECT_EQ(c.bytes(), bytes);
+}
+
+TEST(RecordCacheTest, ReadKeysGetASecondChanceOverAStreamOfNewOnes) {
+  std::string v(100, 'v');
+  // Room for "hot" and seven of the last (two-digit) cold keys.
+  RecordCache c(
+      RecordCache::Charge("hot", Rec(1, v)) + 7 * RecordCache::Charge("cold00", Rec(1, v)), 0);
+  Put(c, "hot", Rec(1, v));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_NE(c.Lookup("hot"), nullptr) << "evicted after " << i << " inserts";
+    Put(c, "cold" + std::to_string(i), Rec(1, v));
+    EXPECT_LE(c.bytes(), c.capacity_bytes());
+  }
+  // A key that is not read again is evicted within one turn of the ring.
+  EXPECT_EQ(c.Lookup("cold0"), nullptr);
+  EXPECT_EQ(c.entries(), 8u);
+}
+
+TEST(RecordCacheTest, ARecordHeldByAReaderOutlivesItsRemoval) {
+  RecordCache c(1 << 20, 0);
+  Put(c, "k0", Rec(1, "first"));
+  Put(c, "k1", Rec(1, "one"));
+  std::shared_ptr<const Record> erased = c.Lookup("k0");
+  std::shared_ptr<const Record> replaced = c.Lookup("k1");
+  ASSERT_NE(erased, nullptr);
+  ASSERT_NE(replaced, nullptr);
+  c.Erase("k0");
+  c.OnWrite("k1", Rec(2, "two"));  // a new node takes the old one's place
+  EXPECT_EQ(c.Lookup("k0"), nullptr);
+  EXPECT_EQ(c.Lookup("k1")->value, "two");
+  EXPECT_EQ(erased->value, "first");
+  EXPECT_EQ(replaced->value, "one");
+  EXPECT_EQ(replaced->version.hlc, 1u);
+}
+
 TEST(RecordCacheTest, EraseRemoves) {
   RecordCache c(1 << 20);
   Put(c, "k", Rec(1, "x"));
