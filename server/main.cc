@@ -2,7 +2,8 @@
 //
 // Flags (PROTOCOL.md §2) -> NodeOptions -> Node (storage and request handling)
 // -> net::Server (TCP). In a cluster of more than one member, also a
-// net::PeerClient (the node's transport to its peers) and a
+// net::PeerTransport (the node's transport to its peers: a net::PeerClient on
+// each I/O thread and a shared one for everything else) and a
 // net::FailureDetector (pings peers into the node's Membership and drives
 // hint delivery). With --metrics-listen, also a net::MetricsServer: HTTP
 // GET /metrics (Prometheus text format) and GET /health (200 while the node
@@ -53,6 +54,7 @@
 #include "server/net/failure_detector.h"
 #include "server/net/metrics_server.h"
 #include "server/net/peer_client.h"
+#include "server/net/peer_transport.h"
 #include "server/net/remote_aae_replica.h"
 #include "server/net/server.h"
 #include "server/net/tls.h"
@@ -461,6 +463,7 @@ void RaiseFileLimit(uint64_t max_connections) {
 // membership changes.
 void StartClusterLayer(const NodeOptions& options, Node* node, std::shared_ptr<net::TlsContext> tls,
                        std::unique_ptr<net::PeerClient>* peers,
+                       std::unique_ptr<net::PeerTransport>* transport,
                        std::unique_ptr<net::FailureDetector>* detector) {
   cluster::Membership* membership = node->membership();
   membership->SetListener([](const std::string& id, bool up) {
@@ -482,11 +485,20 @@ void StartClusterLayer(const NodeOptions& options, Node* node, std::shared_ptr<n
     node->OnPeerHello(peer, dir_changed, epoch);
   });
   client->SetDataDirId(node->data_dir_id());
+  // Coordinators on the server's I/O threads reach replicas through a client
+  // on their own thread; everything else through `client`.
+  std::vector<std::pair<std::string, std::string>> known;
+  for (const std::string& id : membership->Peers()) known.emplace_back(id, membership->AddressOf(id));
+  net::PeerClientOptions shard_options = peer_options;
+  shard_options.connections_per_peer = 1;
+  *transport = std::make_unique<net::PeerTransport>(client, shard_options, std::move(known),
+                                                    options.node_id, node->cluster_fingerprint());
+  net::PeerTransport* replicas = transport->get();
   // --join seeds are reached as "@seedN" until the map names their ids.
   for (size_t i = 0; i < options.join_seeds.size(); ++i) {
-    client->AddPeer("@seed" + std::to_string(i), options.join_seeds[i]);
+    replicas->AddPeer("@seed" + std::to_string(i), options.join_seeds[i]);
   }
-  node->SetPeerTransport(client);
+  node->SetPeerTransport(replicas);
   std::map<std::string, std::unique_ptr<cluster::AaeReplica>> remotes;
   for (const std::string& peer : membership->Peers()) {
     remotes[peer] =
@@ -495,8 +507,8 @@ void StartClusterLayer(const NodeOptions& options, Node* node, std::shared_ptr<n
   node->SetAaeRemotes(std::move(remotes));
   const uint64_t aae_timeout_ms = options.request_timeout_ms * 5;
   node->SetPeerListener(
-      [node, client, aae_timeout_ms](const std::string& id, const std::string& address) {
-        client->AddPeer(id, address);
+      [node, client, replicas, aae_timeout_ms](const std::string& id, const std::string& address) {
+        replicas->AddPeer(id, address);  // and to `client`
         node->AddAaeRemote(id, std::make_unique<net::RemoteAaeReplica>(client, id, aae_timeout_ms));
       });
   node->SetPeerSender([client](const std::string& to, std::string line, uint64_t timeout_ms,
@@ -591,11 +603,13 @@ int Serve(const KvdFlags& flags) {
   if (!flags.metrics_listen.empty()) s = StartMetrics(flags, node.get(), &serving, &metrics);
   // Even a cluster of one runs the peer layer: a node may join it.
   std::unique_ptr<net::PeerClient> peers;
+  std::unique_ptr<net::PeerTransport> transport;
   std::unique_ptr<net::FailureDetector> detector;
-  if (s.ok()) StartClusterLayer(options, node.get(), tls, &peers, &detector);
+  if (s.ok()) StartClusterLayer(options, node.get(), tls, &peers, &transport, &detector);
 
-  auto server = std::make_unique<net::Server>(
-      ServerOptionsFor(options, node->connection_stats(), tls), node.get());
+  net::ServerOptions server_options = ServerOptionsFor(options, node->connection_stats(), tls);
+  server_options.hooks = transport.get();
+  auto server = std::make_unique<net::Server>(server_options, node.get());
   if (s.ok()) s = server->Listen();
   if (s.ok()) {
     node->SetAdvertisedAddress(server->BoundAddress());
@@ -622,11 +636,14 @@ int Serve(const KvdFlags& flags) {
   }
 
   // Order matters: stop the network (in-flight requests answered, which may
-  // still be waiting on peers, so the peer layer keeps running meanwhile),
-  // stop pinging and delivering hints, stop the peer client (what is still
+  // still be waiting on peers, so the peer layer keeps running meanwhile;
+  // then the I/O threads' peer clients fail what they still hold), stop
+  // pinging and delivering hints, stop the peer client (what is still
   // pending there fails), let the node finish background work, close the
   // store, and only then destroy the server, whose io_context late `done`
-  // callbacks would post to. The node refers to `peers`: destroy it first.
+  // callbacks would post to and whose io_contexts the I/O threads' peer
+  // clients' sockets belong to. The node refers to `transport` and `peers`:
+  // destroy it first.
   // The metrics endpoint keeps answering (/health with 503) until the node
   // is about to go, since it reads the node's figures.
   server->Stop();
@@ -636,6 +653,7 @@ int Serve(const KvdFlags& flags) {
   if (metrics) metrics->Stop();
   node.reset();
   detector.reset();
+  transport.reset();
   peers.reset();
   server.reset();
   if (s.ok()) spdlog::info("[server] node {} stopped", options.node_id);

@@ -118,6 +118,7 @@ struct PeerClient::Conn {
   std::deque<std::shared_ptr<Call>> inflight;  // written, in response order
   size_t abandoned = 0;                        // finished calls in `inflight`
   bool writing = false;
+  bool flush_posted = false;  // a ScheduleFlush() is queued
   std::shared_ptr<std::vector<char>> read_buf;
   std::string partial;                       // an incomplete response line
   std::shared_ptr<TlsStream> tls;            // null for plaintext
@@ -147,14 +148,32 @@ struct PeerClient::Peer {
   std::chrono::steady_clock::time_point next_handshake_log{};
 };
 
+namespace {
+
+std::vector<std::pair<std::string, std::string>> PeersOf(const cluster::Membership* membership) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& id : membership->Peers()) out.emplace_back(id, membership->AddressOf(id));
+  return out;
+}
+
+}  // namespace
+
 PeerClient::PeerClient(PeerClientOptions options, const cluster::Membership* membership,
+                       std::string self, std::string fingerprint)
+    : PeerClient(std::move(options), PeersOf(membership), std::move(self),
+                 std::move(fingerprint)) {}
+
+PeerClient::PeerClient(PeerClientOptions options,
+                       const std::vector<std::pair<std::string, std::string>>& peers,
                        std::string self, std::string fingerprint)
     : options_(std::move(options)),
       self_(std::move(self)),
       fingerprint_(std::move(fingerprint)),
-      work_(io_.get_executor()),
+      own_io_(options_.io == nullptr ? std::make_unique<asio::io_context>() : nullptr),
+      io_(options_.io == nullptr ? *own_io_ : *options_.io),
       sweep_timer_(io_) {
-  for (const std::string& id : membership->Peers()) AddPeer(id, membership->AddressOf(id));
+  if (own_io_ != nullptr) work_.emplace(io_.get_executor());
+  for (const auto& [id, address] : peers) AddPeer(id, address);
 }
 
 void PeerClient::AddPeer(const std::string& id, const std::string& address) {
@@ -186,7 +205,7 @@ void PeerClient::Start() {
     if (started_ || stopped_) return;
     started_ = true;
   }
-  thread_ = std::thread([this] { RunIoThread(); });
+  if (own_io_ != nullptr) thread_ = std::thread([this] { RunIoThread(); });
 }
 
 void PeerClient::Stop() {
@@ -194,6 +213,11 @@ void PeerClient::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return;
     stopped_ = true;
+  }
+  if (own_io_ == nullptr) {
+    // On the io_context's thread (or with none running it): what is queued
+    // there and still arrives fails once it runs, as shut_ says.
+    return Shutdown();
   }
   asio::post(io_, [this] { Shutdown(); });
   work_.reset();
@@ -289,7 +313,16 @@ void PeerClient::Submit(const std::string& node, std::string line, uint64_t time
     return Deliver(done, Status::Unavailable("too many requests pending for node " + node), false,
                    {});
   }
-  {
+  if (own_io_ == nullptr && io_.get_executor().running_in_this_thread()) {
+    // On the thread that runs the client: no hand-off. Stop() runs on this
+    // thread too, so stopped_ cannot change under us.
+    bool stopped = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopped = stopped_;
+    }
+    if (!stopped) return StartCall(peer, std::move(line), timeout_ms, std::move(done));
+  } else {
     // Posting under the lock orders every accepted request before the
     // Shutdown() that Stop() posts, so none is left unanswered.
     std::lock_guard<std::mutex> lock(mu_);
@@ -333,8 +366,18 @@ void PeerClient::StartCall(Peer* peer, std::string line, uint64_t timeout_ms, Ra
   if (conn->state == Conn::State::kClosed) {
     Connect(conn);
   } else {
-    Flush(conn);
+    ScheduleFlush(conn);
   }
+}
+
+void PeerClient::ScheduleFlush(Conn* conn) {
+  if (conn->flush_posted || conn->writing) return;  // a write's completion flushes too
+  conn->flush_posted = true;
+  asio::post(io_, [this, conn, gen = conn->gen] {
+    if (gen != conn->gen) return;  // closed meanwhile: CloseConn reset the flag
+    conn->flush_posted = false;
+    Flush(conn);
+  });
 }
 
 // The connection with the fewest requests outstanding; among equals, one that
@@ -673,6 +716,7 @@ void PeerClient::CloseConn(Conn* conn, const Status& status, bool refused) {
   conn->state = Conn::State::kClosed;
   ++conn->gen;
   conn->writing = false;
+  conn->flush_posted = false;
   conn->abandoned = 0;
   std::error_code ignored;
   conn->resolver.cancel();

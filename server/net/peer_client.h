@@ -31,9 +31,14 @@
 // Replies: a reply that cannot be parsed (or whose parser throws) fails its
 // request with Internal; the connection goes on with the next reply.
 //
-// Threading: the client owns one io_context run by one thread of its own
-// (started by Start()), so peer I/O never waits behind client sessions.
-// Write(), Read() and Hello() are thread-safe; they post to that thread.
+// Threading: by default the client owns one io_context run by one thread of
+// its own (started by Start()), so peer I/O never waits behind client
+// sessions. Write(), Read() and Hello() are thread-safe; they post to that
+// thread. With PeerClientOptions::io the client runs instead on an
+// io_context whose one thread someone else runs (a server I/O thread, see
+// server/net/peer_transport.h): a request made on that thread starts at once,
+// without a hand-off, and a failure known at once (backoff, a full bound) is
+// then delivered inline.
 // Callbacks run on the client's thread without any lock held, or inline in
 // the calling thread when the client has been stopped. Each callback is called
 // exactly once, and never from inside the call that submitted it unless the
@@ -49,6 +54,10 @@
 // Start() and Stop() must be called from one thread that is not the client's
 // own (so never from a callback). Requests made before Start() wait for it.
 // Requests made after Stop() fail inline with Unavailable("shutting down").
+// With PeerClientOptions::io, Stop() must be called on that io_context's
+// thread, or when no thread runs it; it does its work at once (nothing is
+// joined), and the client must be destroyed before the io_context, once no
+// thread runs the io_context any more (its handlers refer to the client).
 #pragma once
 
 #include <asio/executor_work_guard.hpp>
@@ -82,6 +91,9 @@
 namespace ringkv::net {
 
 struct PeerClientOptions {
+  // Run on this io_context (its owner runs it with one thread) rather than on
+  // a thread of the client's own. Default: null, a thread of its own.
+  asio::io_context* io = nullptr;
   // Persistent connections per peer. Default: 2.
   int connections_per_peer = 2;
   // The timeout of a request that passes timeout_ms == 0. Default: 2000.
@@ -122,6 +134,10 @@ class PeerClient final : public cluster::ReplicaTransport {
   // `self` and `fingerprint` are what Hello() sends. REQUIRES: `membership`
   // outlives this constructor (it is not kept).
   PeerClient(PeerClientOptions options, const cluster::Membership* membership, std::string self,
+             std::string fingerprint);
+  // The same with the peers given as (id, "HOST:PORT") pairs.
+  PeerClient(PeerClientOptions options,
+             const std::vector<std::pair<std::string, std::string>>& peers, std::string self,
              std::string fingerprint);
   // Stops the client if it is running.
   ~PeerClient() override;
@@ -199,6 +215,9 @@ class PeerClient final : public cluster::ReplicaTransport {
 
   // I/O thread only below.
   void StartCall(Peer* peer, std::string line, uint64_t timeout_ms, RawDone done);
+  // Flushes `conn` once the requests ready now have all been queued, so that
+  // one write carries every request of a wake-up.
+  void ScheduleFlush(Conn* conn);
   void Finish(Call* call, Status status, bool refused, std::string_view line);
   Conn* PickConn(Peer* peer);
   void Connect(Conn* conn);
@@ -230,8 +249,10 @@ class PeerClient final : public cluster::ReplicaTransport {
   std::function<uint64_t()> epoch_source_;
   std::string dir_id_;
 
-  // Declared first among the asio members so that it is destroyed last.
-  asio::io_context io_;
+  // Declared first among the asio members so that it is destroyed last;
+  // null when options_.io is given.
+  std::unique_ptr<asio::io_context> own_io_;
+  asio::io_context& io_;  // *own_io_ or *options_.io
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread thread_;
 

@@ -137,7 +137,9 @@ Status Server::Start() {
   started_ = true;
   for (auto& io : ios_) work_.push_back(asio::make_work_guard(*io));
   asio::post(accept_executor_, [this] { DoAccept(); });
-  for (auto& io : ios_) threads_.emplace_back([this, io = io.get()] { RunIoThread(io); });
+  for (size_t i = 0; i < ios_.size(); ++i) {
+    threads_.emplace_back([this, i, io = ios_[i].get()] { RunIoThread(i, io); });
+  }
   spdlog::debug("[server] accepting on {} with {} I/O threads", BoundAddress(), ios_.size());
   return Status::OK();
 }
@@ -164,9 +166,10 @@ class IoDeferrer final : public Deferrer {
 
 }  // namespace
 
-void Server::RunIoThread(asio::io_context* io) {
+void Server::RunIoThread(size_t index, asio::io_context* io) {
   IoDeferrer deferrer(*io);
   Deferrer::SetCurrent(&deferrer);
+  if (options_.hooks != nullptr) options_.hooks->Attach(index, *io);
   RunIoContext(*io, "[server]");
   Deferrer::SetCurrent(nullptr);
 }
@@ -319,6 +322,26 @@ bool Server::WaitForSessions(std::chrono::steady_clock::time_point deadline) {
   return sessions_changed_.wait_until(lock, deadline, [this] { return sessions_.empty(); });
 }
 
+// Runs the hooks' Detach() on every I/O thread and waits for them. Each
+// thread has run its Attach() before any handler, so Detach() follows it.
+void Server::DetachHooks() {
+  if (options_.hooks == nullptr) return;
+  std::vector<std::promise<void>> detached(ios_.size());
+  std::vector<std::future<void>> waits;
+  for (auto& promise : detached) waits.push_back(promise.get_future());  // before the posts
+  for (size_t i = 0; i < ios_.size(); ++i) {
+    asio::post(*ios_[i], [this, i, promise = &detached[i]] {
+      try {
+        options_.hooks->Detach(i);
+      } catch (const std::exception& e) {
+        spdlog::error("[server] detaching I/O thread {} failed: {}", i, e.what());
+      }
+      promise->set_value();
+    });
+  }
+  for (auto& wait : waits) wait.wait();
+}
+
 void Server::Stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -356,6 +379,7 @@ void Server::Stop() {
     }
   }
 
+  DetachHooks();
   work_.clear();
   for (auto& io : ios_) io->stop();
   for (auto& thread : threads_) thread.join();

@@ -51,6 +51,20 @@
 
 namespace ringkv::net {
 
+// Work that lives on every I/O thread beside its sessions (the per-thread
+// peer clients of server/net/peer_transport.h).
+class IoThreadHooks {
+ public:
+  virtual ~IoThreadHooks() = default;
+  // On I/O thread `index` (0 .. io_threads - 1), before it runs anything.
+  virtual void Attach(size_t index, asio::io_context& io) = 0;
+  // On I/O thread `index`, once Stop() has drained the sessions (or given up
+  // on them) and before the thread's loop stops: the last handler that is
+  // sure to run there, to finish or fail what the thread still holds. Once
+  // per Attach().
+  virtual void Detach(size_t index) = 0;
+};
+
 struct ServerOptions {
   // "HOST:PORT" to listen on; HOST is an IP address, "[v6 address]" or a
   // name; PORT 0 lets the kernel choose. Default: 127.0.0.1:7700.
@@ -73,6 +87,9 @@ struct ServerOptions {
   std::shared_ptr<TlsContext> tls;
   // A TLS handshake not done by then closes the connection. Default: 10 s.
   std::chrono::milliseconds tls_handshake_timeout{10000};
+  // Called on every I/O thread as it starts and stops; null for none.
+  // REQUIRES: outlives the server's I/O (until Stop() returns).
+  IoThreadHooks* hooks = nullptr;
 };
 
 class Server {
@@ -98,7 +115,8 @@ class Server {
 
   // Graceful stop: closes the listener, asks every session to stop reading,
   // waits up to `drain_timeout` for in-flight requests to be answered and
-  // flushed, closes what remains, and joins the I/O threads. Idempotent.
+  // flushed, closes what remains, runs the hooks' Detach() on every I/O
+  // thread, and joins the I/O threads. Idempotent.
   void Stop();
 
   // The bound port. REQUIRES: Listen() succeeded.
@@ -114,7 +132,8 @@ class Server {
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, IoExecutor>;
 
-  void RunIoThread(asio::io_context* io);
+  void RunIoThread(size_t index, asio::io_context* io);
+  void DetachHooks();
   void DoAccept();
   void OnAccept(const std::error_code& ec, Socket socket);
   void ServeOrLog(Socket socket);

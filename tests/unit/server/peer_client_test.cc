@@ -8,12 +8,16 @@
 #include "server/net/peer_client.h"
 
 #include <arpa/inet.h>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -34,6 +38,7 @@
 #include "server/cluster/membership.h"
 #include "server/net/failure_detector.h"
 #include "server/net/peer_handshake.h"
+#include "server/net/peer_transport.h"
 #include "server/net/server.h"
 #include "server/net/tls.h"
 #include "server/protocol.h"
@@ -732,6 +737,243 @@ class PingHandshake final : public PeerHandshake {
  private:
   const bool fail_;
 };
+
+// ---- PeerTransport: a client on each I/O thread ----
+
+// Two io_contexts each run by a thread of the test, attached to a transport
+// as a Server attaches its I/O threads.
+class PeerTransportTest : public PeerClientTest {
+ protected:
+  static constexpr size_t kThreads = 2;
+
+  void SetUp() override {
+    PeerClientTest::SetUp();
+    MakeClient();  // the fallback
+    PeerClientOptions shard_options;
+    shard_options.connections_per_peer = 1;  // as kvd's
+    transport_ = std::make_unique<PeerTransport>(
+        peers_.get(), shard_options,
+        std::vector<std::pair<std::string, std::string>>{{"srv", server_->BoundAddress()}}, "self",
+        kFingerprint);
+    for (size_t i = 0; i < kThreads; ++i) {
+      ios_.push_back(std::make_unique<asio::io_context>(1));
+      work_.emplace_back(ios_[i]->get_executor());
+      std::promise<std::thread::id> attached;
+      std::future<std::thread::id> id = attached.get_future();
+      threads_.emplace_back([this, i, &attached] {
+        transport_->Attach(i, *ios_[i]);
+        attached.set_value(std::this_thread::get_id());
+        ios_[i]->run();
+      });
+      ids_.push_back(id.get());
+    }
+  }
+
+  void TearDown() override {
+    for (size_t i = 0; i < kThreads; ++i) RunOn(i, [this, i] { transport_->Detach(i); });
+    work_.clear();
+    for (auto& thread : threads_) thread.join();
+    transport_.reset();  // before the io_contexts its clients' sockets use
+    ios_.clear();
+    PeerClientTest::TearDown();
+  }
+
+  // Runs `fn` on I/O thread `i` and waits for it.
+  void RunOn(size_t i, const std::function<void()>& fn) {
+    std::promise<void> ran;
+    std::future<void> done = ran.get_future();
+    asio::post(*ios_[i], [&] {
+      fn();
+      ran.set_value();
+    });
+    done.wait();
+  }
+
+  // A write through the transport made on `thread` (the test's own thread
+  // when npos); records the thread its callback ran on.
+  void WriteFrom(size_t thread, const std::string& node, const std::string& key, Outcome* out,
+                 std::thread::id* called_on) {
+    auto write = [this, node, key, out, called_on] {
+      transport_->Write(node, key, MakeRecord(1, "1"), cluster::Epoch{}, 5000,
+                        [out, called_on](Status s) {
+                          *called_on = std::this_thread::get_id();
+                          out->Set(std::move(s));
+                        });
+    };
+    if (thread == std::string::npos) return write();
+    RunOn(thread, write);
+  }
+
+  std::unique_ptr<PeerTransport> transport_;
+  std::vector<std::unique_ptr<asio::io_context>> ios_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+  std::vector<std::thread::id> ids_;
+};
+
+TEST_F(PeerTransportTest, AWriteOnAnIoThreadIsAnsweredOnThatThread) {
+  EXPECT_EQ(transport_->attached(), kThreads);
+  for (size_t i = 0; i < kThreads; ++i) {
+    Outcome wrote;
+    std::thread::id called_on;
+    WriteFrom(i, "srv", "k" + std::to_string(i), &wrote, &called_on);
+    ASSERT_TRUE(wrote.Wait());
+    EXPECT_TRUE(wrote.Get().ok()) << wrote.Get().ToString();
+    EXPECT_EQ(called_on, ids_[i]) << "thread " << i;
+  }
+  // Off the I/O threads, the shared client serves: its own thread answers.
+  Outcome wrote;
+  std::thread::id called_on;
+  WriteFrom(std::string::npos, "srv", "k-main", &wrote, &called_on);
+  ASSERT_TRUE(wrote.Wait());
+  EXPECT_TRUE(wrote.Get().ok());
+  EXPECT_NE(called_on, ids_[0]);
+  EXPECT_NE(called_on, ids_[1]);
+  EXPECT_NE(called_on, std::this_thread::get_id());
+
+  Outcome read;
+  std::promise<std::thread::id> read_on;
+  std::future<std::thread::id> read_thread = read_on.get_future();
+  RunOn(1, [&] {
+    transport_->Read("srv", "k1", cluster::Epoch{}, 5000, [&](Status s, Record r) {
+      read.Set(std::move(s), std::move(r));
+      read_on.set_value(std::this_thread::get_id());
+    });
+  });
+  ASSERT_TRUE(read.Wait());
+  EXPECT_TRUE(read.Get().ok()) << read.Get().ToString();
+  EXPECT_EQ(read_thread.get(), ids_[1]);
+}
+
+TEST_F(PeerTransportTest, ManyWritesOfOneHandlerAreAnsweredInOrderOnItsThread) {
+  // Forty writes made by one handler (queued while the connection opens,
+  // then flushed together) all complete, in order, on that thread.
+  constexpr int kWrites = 40;
+  std::vector<int> order;
+  std::atomic<int> done{0};
+  RunOn(0, [&] {
+    for (int i = 0; i < kWrites; ++i) {
+      transport_->Write("srv", "batch-" + std::to_string(i), MakeRecord(1, "1"), cluster::Epoch{},
+                        5000, [&, i](Status s) {
+                          EXPECT_TRUE(s.ok()) << s.ToString();
+                          order.push_back(i);  // thread 0 only
+                          done.fetch_add(1);
+                        });
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] { return done.load() == kWrites; }));
+  RunOn(0, [&] {
+    ASSERT_EQ(order.size(), static_cast<size_t>(kWrites));
+    for (int i = 0; i < kWrites; ++i) EXPECT_EQ(order[i], i);
+  });
+}
+
+TEST_F(PeerTransportTest, DetachFailsWhatTheThreadHoldsThenTheSharedClientServesIt) {
+  Outcome held;
+  std::thread::id called_on;
+  WriteFrom(0, "srv", "hold-at-detach", &held, &called_on);
+  ASSERT_TRUE(WaitFor([&] { return replica_.held() == 1; }));
+  EXPECT_EQ(held.Calls(), 0);
+  RunOn(0, [this] { transport_->Detach(0); });
+  ASSERT_EQ(held.Calls(), 1);  // failed inside Detach, on thread 0
+  EXPECT_EQ(held.Get().code(), Status::Code::kUnavailable);
+  EXPECT_EQ(called_on, ids_[0]);
+  EXPECT_EQ(transport_->attached(), kThreads - 1);
+  replica_.ReleaseHeld();  // its late answer reaches nobody
+
+  Outcome after;
+  WriteFrom(0, "srv", "after-detach", &after, &called_on);
+  ASSERT_TRUE(after.Wait());
+  EXPECT_TRUE(after.Get().ok()) << after.Get().ToString();
+  EXPECT_NE(called_on, ids_[0]);  // the shared client's thread
+  EXPECT_EQ(after.Calls(), 1);
+}
+
+TEST_F(PeerTransportTest, PeersAddedLaterReachEveryThreadsClient) {
+  Outcome unknown;
+  std::thread::id called_on;
+  WriteFrom(1, "late", "k", &unknown, &called_on);
+  ASSERT_EQ(unknown.Calls(), 1);  // inline: no such node
+  EXPECT_EQ(unknown.Get().code(), Status::Code::kUnavailable);
+
+  transport_->AddPeer("late", server_->BoundAddress());
+  for (size_t thread : {size_t{0}, size_t{1}, std::string::npos}) {
+    Outcome wrote;
+    WriteFrom(thread, "late", "k", &wrote, &called_on);
+    ASSERT_TRUE(wrote.Wait());
+    EXPECT_TRUE(wrote.Get().ok()) << wrote.Get().ToString();
+  }
+}
+
+// A Server runs its hooks on each I/O thread: Attach before anything, and
+// Detach once the sessions have drained, on the same thread.
+class RecordingHooks : public IoThreadHooks {
+ public:
+  explicit RecordingHooks(const FakeReplica* replica) : replica_(replica) {}
+  void Attach(size_t index, asio::io_context&) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    attached_[index] = std::this_thread::get_id();
+  }
+  void Detach(size_t index) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    detached_[index] = std::this_thread::get_id();
+    held_at_detach_ += replica_->held();
+  }
+  std::map<size_t, std::thread::id> attached() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return attached_;
+  }
+  std::map<size_t, std::thread::id> detached() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return detached_;
+  }
+  size_t held_at_detach() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_at_detach_;
+  }
+
+ private:
+  const FakeReplica* const replica_;
+  mutable std::mutex mu_;
+  std::map<size_t, std::thread::id> attached_;
+  std::map<size_t, std::thread::id> detached_;
+  size_t held_at_detach_ = 0;
+};
+
+TEST_F(PeerClientTest, ServerRunsItsHooksOnEachIoThreadAroundTheDrain) {
+  RecordingHooks hooks(&replica_);
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.io_threads = 3;
+  options.hooks = &hooks;
+  Server server(options, &replica_);
+  ASSERT_TRUE(server.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return hooks.attached().size() == 3; }));
+  EXPECT_TRUE(hooks.detached().empty());
+
+  membership_ = std::make_unique<cluster::Membership>(
+      std::vector<std::pair<std::string, std::string>>{{"self", "127.0.0.1:1"},
+                                                       {"hooked", server.BoundAddress()}},
+      "self");
+  MakeClient();
+  Outcome held;
+  Write("hooked", "hold-over-stop", MakeRecord(1, "1"), 30000, &held);
+  ASSERT_TRUE(WaitFor([&] { return replica_.held() == 1; }));
+  std::thread stopper([&] { server.Stop(); });
+  // The held request is answered during the drain, before any Detach.
+  replica_.ReleaseHeld();
+  stopper.join();
+  ASSERT_TRUE(held.Wait());
+  EXPECT_TRUE(held.Get().ok()) << held.Get().ToString();
+  EXPECT_EQ(hooks.held_at_detach(), 0u);
+  const auto attached = hooks.attached();
+  const auto detached = hooks.detached();
+  ASSERT_EQ(detached.size(), 3u);
+  for (const auto& [index, id] : attached) {
+    EXPECT_NE(id, std::this_thread::get_id());
+    EXPECT_EQ(detached.at(index), id) << "I/O thread " << index;
+  }
+}
 
 class PeerClientTlsTest : public PeerClientTest {
  protected:
