@@ -755,15 +755,20 @@ class PeerTransportTest : public PeerClientTest {
         peers_.get(), shard_options,
         std::vector<std::pair<std::string, std::string>>{{"srv", server_->BoundAddress()}}, "self",
         kFingerprint);
+    // Every io_context exists before any thread starts: a thread holds its
+    // own by pointer, never reads ios_ while it grows.
     for (size_t i = 0; i < kThreads; ++i) {
       ios_.push_back(std::make_unique<asio::io_context>(1));
       work_.emplace_back(ios_[i]->get_executor());
+    }
+    for (size_t i = 0; i < kThreads; ++i) {
       std::promise<std::thread::id> attached;
       std::future<std::thread::id> id = attached.get_future();
-      threads_.emplace_back([this, i, &attached] {
-        transport_->Attach(i, *ios_[i]);
+      asio::io_context* io = ios_[i].get();
+      threads_.emplace_back([this, i, io, &attached] {
+        transport_->Attach(i, *io);
         attached.set_value(std::this_thread::get_id());
-        ios_[i]->run();
+        io->run();
       });
       ids_.push_back(id.get());
     }
